@@ -1,0 +1,29 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UserError } from "../errors.js";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** node:util parseArgs with its errors turned into one-line user errors (main() prefixes the command). */
+export function parseCommandArgs<O extends Options>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+}
+
+export function requireOption(value: string | undefined, flag: string): string {
+  if (value === undefined || value === "") throw new UserError(`${flag} is required`);
+  return value;
+}
+
+export function parseNumberOption(flag: string, value: string | undefined, fallback: number,
+  check: (n: number) => boolean = Number.isFinite, expected = "a number"): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === "" || !check(n)) throw new UserError(`${flag} expects ${expected}, got "${value}"`);
+  return n;
+}
+
+export const isPositiveInt = (n: number) => Number.isInteger(n) && n > 0;
+export const isNonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;

@@ -1,0 +1,47 @@
+import { isUserError } from "../errors.js";
+
+/** A CLI subcommand: resolves to the process exit code. */
+export type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  info: async () => (await import("./info.js")).info,
+  eval: async () => (await import("./eval.js")).evalCommand,
+  generate: async () => (await import("./generate.js")).generate,
+  bleu: async () => (await import("./bleu.js")).bleu,
+  bench: async () => (await import("./bench.js")).bench,
+  quickstart: async () => (await import("./quickstart.js")).quickstart,
+};
+
+const usage = `usage: loralab <command> [options]
+
+commands:
+  info                         backend, versions, threads, memory
+  eval --model M --data F      perplexity of a model on a JSONL file
+  generate --model M --prompt  generate text (greedy or sampled)
+  bleu --ref R < HYP           sacrebleu-compatible BLEU / chrF
+  bench                        forward-pass throughput per backend
+  quickstart                   a tour on the shipped model
+
+common options: --backend wasm|cpu|tensorflow|tensorflow-gpu (or LORALAB_BACKEND)`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage);
+    return name === undefined ? 2 : 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    console.error(`loralab: unknown command "${name}"\n${usage}`);
+    return 2;
+  }
+  try {
+    return await (await load())(rest);
+  } catch (e) {
+    if (isUserError(e)) {
+      console.error(`loralab ${name}: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
