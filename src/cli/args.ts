@@ -4,7 +4,9 @@ import { UserError } from "../errors.js";
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** node:util parseArgs with its errors turned into one-line user errors (main() prefixes the command). */
-export function parseCommandArgs<O extends Options>(argv: string[], options: O) {
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>;
+
+export function parseCommandArgs<O extends Options>(argv: string[], options: O): Parsed<O> {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {

@@ -1,0 +1,309 @@
+/**
+ * Reading and writing the safetensors format:
+ *
+ *   [u64 little-endian N][N bytes of UTF-8 JSON header, may be padded with spaces][data section]
+ *
+ * The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to
+ * the data section) plus an optional "__metadata__" object of string → string. Tensors must tile
+ * the data section exactly: no gaps, no overlaps, nothing left over.
+ */
+import { readFile } from "node:fs/promises";
+import { inputError } from "../errors.js";
+import { writeFileAtomic } from "../fsutil.js";
+
+/** Bytes per element of each safetensors dtype. (F8 types are not supported.) */
+export const DTYPE_SIZES = {
+  F64: 8, F32: 4, F16: 2, BF16: 2,
+  I64: 8, I32: 4, I16: 2, I8: 1,
+  U64: 8, U32: 4, U16: 2, U8: 1,
+  BOOL: 1,
+} as const;
+export type DType = keyof typeof DTYPE_SIZES;
+
+/** One header entry; `begin`/`end` are absolute byte offsets into the parsed file's bytes. */
+export interface TensorInfo { dtype: DType; shape: number[]; begin: number; end: number }
+export interface SafetensorsFile { metadata: Record<string, string> | undefined; tensors: Map<string, TensorInfo> }
+/** A tensor decoded to float32; `dtype` is the dtype it had in the file. */
+export interface DecodedTensor { shape: number[]; data: Float32Array; dtype: DType }
+
+export type WritableDType = "F32" | "F16" | "BF16";
+export interface TensorToWrite { dtype?: WritableDType; shape: number[]; data: Float32Array }
+export type TensorsToWrite = Record<string, TensorToWrite> | Map<string, TensorToWrite>;
+
+/** Same cap as the reference implementation: a larger header means a corrupt or hostile file. */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+// Typed arrays use host byte order; safetensors is little-endian. Take the fast paths only when they agree.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const showShape = (shape: readonly number[]) => `[${shape.join(",")}]`;
+const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFile {
+  if (bytes.length < 8) {
+    throw inputError(file, `file is ${bytes.length} bytes, shorter than the 8-byte header-length prefix of a safetensors file`);
+  }
+  const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+    throw inputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit; expected a safetensors file`);
+  }
+  if (headerLen > BigInt(bytes.length - 8)) {
+    throw inputError(file, `header length ${headerLen} is larger than the ${bytes.length - 8} bytes after the prefix; file truncated or not safetensors`);
+  }
+  const dataStart = 8 + Number(headerLen);
+  const dataLen = bytes.length - dataStart;
+
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart));
+  } catch {
+    throw inputError(file, "header is not valid UTF-8; expected a UTF-8 JSON object");
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text); // trailing space padding is ordinary JSON whitespace
+  } catch (e) {
+    throw inputError(file, `header is not valid JSON (${(e as Error).message}); expected a JSON object`);
+  }
+  if (!isObject(header)) {
+    throw inputError(file, `header is ${Array.isArray(header) ? "an array" : JSON.stringify(header)}; expected a JSON object`);
+  }
+
+  let metadata: Record<string, string> | undefined;
+  const tensors = new Map<string, TensorInfo>();
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      if (!isObject(entry)) throw inputError(file, `"__metadata__" is ${JSON.stringify(entry)}; expected an object of string → string`);
+      for (const [k, v] of Object.entries(entry)) {
+        if (typeof v !== "string") throw inputError(file, `"__metadata__" key "${k}" is ${JSON.stringify(v)}; expected a string value`);
+      }
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    const where = `tensor "${name}"`;
+    if (!isObject(entry)) throw inputError(file, `${where}: entry is ${JSON.stringify(entry)}; expected {dtype, shape, data_offsets}`);
+    const { dtype, shape, data_offsets: offsets } = entry;
+    if (typeof dtype !== "string" || !Object.hasOwn(DTYPE_SIZES, dtype)) {
+      throw inputError(file, `${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(DTYPE_SIZES).join(", ")}`);
+    }
+    if (!Array.isArray(shape) || !shape.every(isCount)) {
+      throw inputError(file, `${where}: shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
+      throw inputError(file, `${where}: data_offsets ${JSON.stringify(offsets)}; expected [begin, end], non-negative integers with begin <= end`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end > dataLen) {
+      throw inputError(file, `${where}: data_offsets [${begin},${end}] extend past the end of the ${dataLen}-byte data section`);
+    }
+    const d = dtype as DType;
+    const expected = numel(shape) * DTYPE_SIZES[d];
+    if (expected !== end - begin) {
+      throw inputError(file, `${where}: shape ${showShape(shape)} × ${d} = ${expected} bytes but data_offsets span ${end - begin} bytes`);
+    }
+    tensors.set(name, { dtype: d, shape, begin: dataStart + begin, end: dataStart + end });
+  }
+
+  // Tiling check: sorted by position, each tensor must start exactly where the previous one ended.
+  const sorted = [...tensors].sort(([, a], [, b]) => a.begin - b.begin || a.end - b.end);
+  let pos = dataStart;
+  let prev = "";
+  for (const [name, t] of sorted) {
+    if (t.begin > pos) {
+      throw inputError(file, `data bytes [${pos - dataStart},${t.begin - dataStart}) before tensor "${name}" belong to no tensor; expected tensors to be contiguous`);
+    }
+    if (t.begin < pos) {
+      throw inputError(file, `tensor "${name}" (data_offsets [${t.begin - dataStart},${t.end - dataStart}]) overlaps tensor "${prev}"; expected non-overlapping tensors`);
+    }
+    pos = t.end;
+    prev = name;
+  }
+  if (pos !== bytes.length) {
+    throw inputError(file, `tensors cover ${pos - dataStart} of the ${dataLen}-byte data section; expected the last tensor to end at the end of the file`);
+  }
+  return { metadata, tensors };
+}
+
+/** f16 bit pattern → float32 value, built on first use (256 KiB). Every f16 value is exact in f32. */
+let halfTable: Float32Array | undefined;
+function getHalfTable(): Float32Array {
+  if (halfTable) return halfTable;
+  halfTable = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    halfTable[h] =
+      exp === 0 ? sign * mant * 2 ** -24 // subnormal (and ±0)
+      : exp === 31 ? (mant ? NaN : sign * Infinity)
+      : sign * (1024 + mant) * 2 ** (exp - 25);
+  }
+  return halfTable;
+}
+
+/**
+ * Decode one tensor to a fresh Float32Array (never a view of `bytes`, so callers may mutate it and
+ * the file buffer can be freed). Everything becomes float32 because that is what the engine computes in:
+ * F32/F16/BF16 exactly; F64 rounded to nearest (overflow → ±Inf); integer types exact up to |x| = 2^24,
+ * rounded beyond; BOOL as 0/1.
+ */
+export function decodeTensor(bytes: Uint8Array, info: TensorInfo): Float32Array {
+  const src = bytes.subarray(info.begin, info.end);
+  const n = src.length / DTYPE_SIZES[info.dtype];
+  const out = new Float32Array(n);
+  if (info.dtype === "F32" && LITTLE_ENDIAN_HOST) {
+    // Copy byte-wise: the source may be unaligned, and `bytes` may be a Buffer whose slice() is a view.
+    new Uint8Array(out.buffer).set(src);
+    return out;
+  }
+  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  switch (info.dtype) {
+    case "F32": for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true); break;
+    case "F64": for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true); break;
+    case "F16": {
+      const table = getHalfTable();
+      for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(2 * i, true)]!;
+      break;
+    }
+    case "BF16": {
+      // bf16 is the top half of an f32: shift the bits back into place.
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) bits[i] = dv.getUint16(2 * i, true) << 16;
+      break;
+    }
+    case "I64": for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true)); break;
+    case "U64": for (let i = 0; i < n; i++) out[i] = Number(dv.getBigUint64(8 * i, true)); break;
+    case "I32": for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true); break;
+    case "U32": for (let i = 0; i < n; i++) out[i] = dv.getUint32(4 * i, true); break;
+    case "I16": for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true); break;
+    case "U16": for (let i = 0; i < n; i++) out[i] = dv.getUint16(2 * i, true); break;
+    case "I8": for (let i = 0; i < n; i++) out[i] = dv.getInt8(i); break;
+    case "U8": for (let i = 0; i < n; i++) out[i] = dv.getUint8(i); break;
+    case "BOOL": for (let i = 0; i < n; i++) out[i] = dv.getUint8(i) ? 1 : 0; break;
+  }
+  return out;
+}
+
+/** Read and validate a .safetensors file and decode every tensor to float32. */
+export async function readSafetensors(path: string): Promise<Map<string, DecodedTensor>> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw inputError(path, "file does not exist; expected a .safetensors file");
+    if (code === "EISDIR") throw inputError(path, "is a directory; expected a .safetensors file");
+    throw e;
+  }
+  const { tensors } = parseSafetensors(bytes, path);
+  const out = new Map<string, DecodedTensor>();
+  for (const [name, info] of tensors) out.set(name, { shape: info.shape, data: decodeTensor(bytes, info), dtype: info.dtype });
+  return out;
+}
+
+/** f32 bits → f16 bits, round to nearest, ties to even. */
+function f32BitsToF16(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf, or a quiet NaN
+  const e = exp - 127 + 15; // rebias
+  if (e >= 31) return sign | 0x7c00; // too large even before rounding
+  if (e >= 1) {
+    let h = (e << 10) | (mant >>> 13);
+    const rest = mant & 0x1fff;
+    // A carry out of the mantissa bumps the exponent, possibly to Inf (0x7c00) — both correct.
+    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+    return sign | h;
+  }
+  // f16 subnormal: value / 2^-24 = (mant | implicit 1) >> shift.
+  const shift = 14 - e;
+  if (exp === 0 || shift > 24) return sign; // below half the smallest subnormal → ±0
+  const m = mant | 0x800000;
+  let h = m >>> shift;
+  const rest = m & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  if (rest > half || (rest === half && (h & 1))) h++;
+  return sign | h;
+}
+
+/** f32 bits → bf16 bits, round to nearest, ties to even. */
+function f32BitsToBf16(x: number): number {
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff; // NaN: keep it a (quiet) NaN
+  return (x + 0x7fff + ((x >>> 16) & 1)) >>> 16; // cannot exceed 2^32 for non-NaN input
+}
+
+function encode(data: Float32Array, dtype: WritableDType): Uint8Array {
+  if (dtype === "F32" && LITTLE_ENDIAN_HOST) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+  const out = new Uint8Array(data.length * DTYPE_SIZES[dtype]);
+  const dv = new DataView(out.buffer);
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < data.length; i++) {
+    if (dtype === "F32") dv.setFloat32(4 * i, data[i]!, true);
+    else dv.setUint16(2 * i, dtype === "F16" ? f32BitsToF16(bits[i]!) : f32BitsToBf16(bits[i]!), true);
+  }
+  return out;
+}
+
+/**
+ * Bytes `t` will occupy in a safetensors file. Throws (a plain Error: a caller bug, not bad input)
+ * when the shape does not match the data or the dtype cannot be written.
+ */
+export function tensorByteLength(name: string, t: TensorToWrite): number {
+  const dtype = t.dtype ?? "F32";
+  if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") {
+    throw new Error(`tensor "${name}": cannot write dtype ${JSON.stringify(dtype)}; expected F32, F16 or BF16`);
+  }
+  if (!Array.isArray(t.shape) || !t.shape.every(isCount)) {
+    throw new Error(`tensor "${name}": shape ${JSON.stringify(t.shape)}; expected an array of non-negative integers`);
+  }
+  if (numel(t.shape) !== t.data.length) {
+    throw new Error(`tensor "${name}": shape ${showShape(t.shape)} has ${numel(t.shape)} elements but data has ${t.data.length}`);
+  }
+  return t.data.length * DTYPE_SIZES[dtype];
+}
+
+/** Entries sorted by name (UTF-16 code-unit order), so the same tensors always give the same bytes. */
+export function sortedEntries<T>(items: Record<string, T> | Map<string, T>): [string, T][] {
+  const entries = items instanceof Map ? [...items] : Object.entries(items);
+  return entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Serialize to safetensors bytes: header padded with spaces to a multiple of 8, tensors in name order. */
+export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<string, string>): Uint8Array {
+  const header: [string, unknown][] = [];
+  if (metadata) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") throw new Error(`metadata "${k}" is ${JSON.stringify(v)}; expected a string`);
+    }
+    header.push(["__metadata__", Object.fromEntries(sortedEntries(metadata))]);
+  }
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of sortedEntries(tensors)) {
+    if (name === "__metadata__") throw new Error(`"__metadata__" is reserved and cannot be a tensor name`);
+    const size = tensorByteLength(name, t);
+    const dtype = t.dtype ?? "F32";
+    header.push([name, { dtype, shape: t.shape, data_offsets: [offset, offset + size] }]);
+    chunks.push(encode(t.data, dtype));
+    offset += size;
+  }
+  // Object.fromEntries defines own properties, so even a tensor named "__proto__" survives.
+  const json = new TextEncoder().encode(JSON.stringify(Object.fromEntries(header)));
+  const headerLen = Math.ceil(json.length / 8) * 8; // keeps the data section 8-byte aligned
+  const out = new Uint8Array(8 + headerLen + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerLen), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + headerLen);
+  let pos = 8 + headerLen;
+  for (const c of chunks) { out.set(c, pos); pos += c.length; }
+  return out;
+}
+
+/** Serialize and write atomically (readers never see a half-written file). */
+export async function writeSafetensors(path: string, tensors: TensorsToWrite, metadata?: Record<string, string>): Promise<void> {
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+}

@@ -1,0 +1,153 @@
+/**
+ * Hugging Face checkpoint directories: either one `model.safetensors`, or shards
+ * `model-00001-of-0000N.safetensors` listed by `model.safetensors.index.json`
+ * ({"metadata": {"total_size": …}, "weight_map": {tensor name: shard file}}).
+ */
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { inputError } from "../errors.js";
+import { writeFileAtomic } from "../fsutil.js";
+import {
+  readSafetensors, serializeSafetensors, sortedEntries, tensorByteLength,
+  type DecodedTensor, type TensorsToWrite, type TensorToWrite,
+} from "./safetensors.js";
+
+export const SINGLE_FILE = "model.safetensors";
+export const INDEX_FILE = "model.safetensors.index.json";
+const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
+
+async function kind(path: string): Promise<"file" | "dir" | undefined> {
+  try {
+    const s = await stat(path);
+    return s.isFile() ? "file" : s.isDirectory() ? "dir" : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Read every tensor of the checkpoint in `dir`, decoded to float32. */
+export async function readCheckpointTensors(dir: string): Promise<Map<string, DecodedTensor>> {
+  if ((await kind(dir)) !== "dir") throw inputError(dir, "not a directory; expected a checkpoint directory");
+  const single = join(dir, SINGLE_FILE);
+  if ((await kind(single)) === "file") return readSafetensors(single);
+  const index = join(dir, INDEX_FILE);
+  if ((await kind(index)) === "file") return readSharded(dir, index);
+  throw inputError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory; PyTorch .bin (pickle) checkpoints are not supported — convert them to safetensors first`);
+}
+
+async function readSharded(dir: string, indexPath: string): Promise<Map<string, DecodedTensor>> {
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(indexPath, "utf8"));
+  } catch (e) {
+    throw inputError(indexPath, `not valid JSON (${(e as Error).message}); expected {"weight_map": {tensor name: shard file}}`);
+  }
+  if (!isObject(index) || !isObject(index.weight_map)) {
+    throw inputError(indexPath, `no "weight_map" object; expected {"weight_map": {tensor name: shard file}}`);
+  }
+  const shardOf = new Map<string, string>();
+  const byShard = new Map<string, Set<string>>();
+  for (const [tensor, shard] of Object.entries(index.weight_map)) {
+    // Plain file names only: an index must not point outside its own directory.
+    if (typeof shard !== "string" || shard === "" || basename(shard) !== shard || shard === "." || shard === ".." || shard.includes("\\")) {
+      throw inputError(indexPath, `weight_map["${tensor}"] is ${JSON.stringify(shard)}; expected a shard file name in the same directory`);
+    }
+    shardOf.set(tensor, shard);
+    if (!byShard.has(shard)) byShard.set(shard, new Set());
+    byShard.get(shard)!.add(tensor);
+  }
+  if (byShard.size === 0) throw inputError(indexPath, "weight_map is empty; expected at least one tensor");
+  // Check all shards exist before reading any: fail fast rather than after loading gigabytes.
+  for (const shard of byShard.keys()) {
+    if ((await kind(join(dir, shard))) !== "file") {
+      throw inputError(indexPath, `weight_map lists shard "${shard}" but ${join(dir, shard)} does not exist`);
+    }
+  }
+
+  const out = new Map<string, DecodedTensor>();
+  const foundIn = new Map<string, string>();
+  for (const [shard, listed] of byShard) {
+    const tensors = await readSafetensors(join(dir, shard));
+    for (const [name, t] of tensors) {
+      const other = foundIn.get(name);
+      if (other !== undefined) {
+        throw inputError(indexPath, `tensor "${name}" is in two shards, "${other}" and "${shard}"; expected each tensor in exactly one shard`);
+      }
+      if (!listed.has(name)) {
+        const listedIn = shardOf.get(name);
+        throw inputError(indexPath, listedIn === undefined
+          ? `shard "${shard}" contains tensor "${name}", which weight_map does not list; expected every tensor listed`
+          : `shard "${shard}" contains tensor "${name}" but weight_map puts it in "${listedIn}"`);
+      }
+      foundIn.set(name, shard);
+      out.set(name, t);
+    }
+    for (const name of listed) {
+      if (!tensors.has(name)) throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
+    }
+  }
+  return out;
+}
+
+const pad5 = (n: number) => String(n).padStart(5, "0");
+
+/**
+ * Write `tensors` to `dir` the way transformers' save_pretrained does: greedily pack tensors (in name
+ * order) into shards of at most `maxShardBytes` of tensor data (a larger tensor gets a shard of its
+ * own), write `model-0000i-of-0000N.safetensors` and `model.safetensors.index.json`. If everything fits
+ * in one shard, write a single `model.safetensors` and no index, as transformers does. Stale checkpoint
+ * files from an earlier save (the other layout, or shards with another N) are removed afterwards, since
+ * `readCheckpointTensors` would otherwise prefer or mix them in. Each file is written atomically.
+ * Returns the file names written. Shard metadata defaults to {format: "pt"}, which transformers expects.
+ */
+export async function writeShardedCheckpoint(
+  dir: string,
+  tensors: TensorsToWrite,
+  maxShardBytes: number,
+  metadata: Record<string, string> = { format: "pt" },
+): Promise<string[]> {
+  if (!(maxShardBytes > 0)) throw new Error(`maxShardBytes is ${maxShardBytes}; expected a positive number`);
+  // Validate and size everything before touching the disk.
+  const shards: { entries: [string, TensorToWrite][]; bytes: number }[] = [];
+  let total = 0;
+  for (const [name, t] of sortedEntries(tensors)) {
+    const size = tensorByteLength(name, t);
+    total += size;
+    const last = shards.at(-1);
+    if (last && last.bytes + size <= maxShardBytes) {
+      last.entries.push([name, t]);
+      last.bytes += size;
+    } else {
+      shards.push({ entries: [[name, t]], bytes: size });
+    }
+  }
+  await mkdir(dir, { recursive: true });
+
+  const written: string[] = [];
+  if (shards.length <= 1) {
+    await writeFileAtomic(join(dir, SINGLE_FILE), serializeSafetensors(new Map(shards[0]?.entries ?? []), metadata));
+    written.push(SINGLE_FILE);
+  } else {
+    const weightMap: [string, string][] = [];
+    for (const [i, shard] of shards.entries()) {
+      const file = `model-${pad5(i + 1)}-of-${pad5(shards.length)}.safetensors`;
+      await writeFileAtomic(join(dir, file), serializeSafetensors(new Map(shard.entries), metadata));
+      for (const [name] of shard.entries) weightMap.push([name, file]);
+      written.push(file);
+    }
+    // The index goes last, so until it lands a reader still sees the previous checkpoint's index.
+    const index = { metadata: { total_size: total }, weight_map: Object.fromEntries(weightMap) };
+    await writeFileAtomic(join(dir, INDEX_FILE), JSON.stringify(index, null, 2) + "\n");
+    written.push(INDEX_FILE);
+  }
+
+  const keep = new Set(written);
+  for (const f of await readdir(dir)) {
+    if (!keep.has(f) && (f === SINGLE_FILE || f === INDEX_FILE || SHARD_NAME.test(f))) await rm(join(dir, f), { force: true });
+  }
+  return written;
+}

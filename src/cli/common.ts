@@ -1,0 +1,16 @@
+/** Options and steps shared by the model-using commands. */
+import { describeBackend, initBackend } from "../backend.js";
+import { loadModel, type LoadedModel } from "../models/load.js";
+
+export const backendOption = { backend: { type: "string" } } as const;
+
+/** Initialises the backend (reported on stderr unless quiet) and loads the model. */
+export async function prepareModel(modelRef: string, backend: string | undefined, quiet: boolean): Promise<LoadedModel> {
+  const info = await initBackend(backend);
+  if (!quiet) console.error(describeBackend(info));
+  return loadModel(modelRef);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}

@@ -1,0 +1,133 @@
+/**
+ * The Llama-family decoder (Llama, Mistral, Qwen2, SmolLM), as transformers' LlamaForCausalLM:
+ *
+ *   h₀ = E[ids]
+ *   hₗ' = hₗ + Attention(RMSNorm(hₗ))          (RoPE on q and k, grouped-query heads, causal mask)
+ *   hₗ₊₁ = hₗ' + W_down(SiLU(W_gate x) ⊙ W_up x), x = RMSNorm(hₗ')
+ *   logits = RMSNorm(h_L) W_headᵀ              (W_head = E when embeddings are tied)
+ */
+import { tf } from "../backend.js";
+import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
+import { Module } from "../nn/module.js";
+import { ModuleList, ModuleWithLinears } from "../nn/container.js";
+import type { LlamaConfig } from "./config.js";
+import { applyRotary, RotaryEmbedding } from "./rope.js";
+import {
+  attentionBias, type CausalLM, tiedHead, type ForwardOptions, mergeHeads, scaledDotProductAttention, splitHeads,
+} from "./causal-lm.js";
+
+/** Per-forward inputs shared by every layer. */
+interface LayerContext {
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+  bias: tf.Tensor4D;
+  options: ForwardOptions;
+}
+
+class LlamaAttention extends ModuleWithLinears {
+  private readonly groups: number;
+
+  constructor(private readonly c: LlamaConfig, private readonly layerIndex: number) {
+    super();
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    this.addModule("q_proj", new Linear(c.hiddenSize, qDim, c.qkvBias));
+    this.addModule("k_proj", new Linear(c.hiddenSize, kvDim, c.qkvBias));
+    this.addModule("v_proj", new Linear(c.hiddenSize, kvDim, c.qkvBias));
+    this.addModule("o_proj", new Linear(qDim, c.hiddenSize, c.oBias));
+    this.groups = c.numHeads / c.numKvHeads;
+  }
+
+  forward(x: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D {
+    const q = applyRotary(splitHeads(this.linear("q_proj").forward(x), this.c.numHeads), ctx.cos, ctx.sin); // [B, H, T, D]
+    let k = applyRotary(splitHeads(this.linear("k_proj").forward(x), this.c.numKvHeads), ctx.cos, ctx.sin); // [B, Hkv, T, D]
+    let v = splitHeads(this.linear("v_proj").forward(x), this.c.numKvHeads); // [B, Hkv, T, D]
+    if (ctx.options.cache) ({ k, v } = ctx.options.cache.append(this.layerIndex, k, v)); // [B, Hkv, Tpast+T, D]
+    const y = scaledDotProductAttention(q, this.repeatKv(k), this.repeatKv(v), ctx.bias); // [B, H, T, D]
+    return this.linear("o_proj").forward(mergeHeads(y)) as tf.Tensor3D; // [B, T, C]
+  }
+
+  /** Grouped-query attention: each key/value head serves `groups` query heads. [B, Hkv, T, D] → [B, H, T, D] */
+  private repeatKv(x: tf.Tensor4D): tf.Tensor4D {
+    if (this.groups === 1) return x;
+    const [b, hkv, t, d] = x.shape;
+    return x.reshape([b, hkv, 1, t, d]).tile([1, 1, this.groups, 1, 1]).reshape([b, hkv * this.groups, t, d]);
+  }
+}
+
+class LlamaMLP extends ModuleWithLinears {
+  constructor(c: LlamaConfig) {
+    super();
+    this.addModule("gate_proj", new Linear(c.hiddenSize, c.intermediateSize, c.mlpBias));
+    this.addModule("up_proj", new Linear(c.hiddenSize, c.intermediateSize, c.mlpBias));
+    this.addModule("down_proj", new Linear(c.intermediateSize, c.hiddenSize, c.mlpBias));
+  }
+
+  forward(x: tf.Tensor3D): tf.Tensor3D {
+    const gate = this.linear("gate_proj").forward(x); // [B, T, I]
+    const swish = gate.mul(tf.sigmoid(gate)); // SiLU
+    return this.linear("down_proj").forward(swish.mul(this.linear("up_proj").forward(x))) as tf.Tensor3D; // [B, T, C]
+  }
+}
+
+class LlamaDecoderLayer extends Module {
+  private readonly attn: LlamaAttention;
+  private readonly mlp: LlamaMLP;
+  private readonly inputNorm: RMSNorm;
+  private readonly postAttentionNorm: RMSNorm;
+
+  constructor(c: LlamaConfig, index: number) {
+    super();
+    this.attn = this.addModule("self_attn", new LlamaAttention(c, index));
+    this.mlp = this.addModule("mlp", new LlamaMLP(c));
+    this.inputNorm = this.addModule("input_layernorm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.postAttentionNorm = this.addModule("post_attention_layernorm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
+  }
+
+  forward(h: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D {
+    const afterAttention = h.add(this.attn.forward(this.inputNorm.forward(h) as tf.Tensor3D, ctx)); // [B, T, C]
+    return afterAttention.add(this.mlp.forward(this.postAttentionNorm.forward(afterAttention) as tf.Tensor3D)); // [B, T, C]
+  }
+}
+
+class LlamaModel extends Module {
+  readonly embedTokens: Embedding;
+  readonly layers: ModuleList<LlamaDecoderLayer>;
+  readonly norm: RMSNorm;
+
+  constructor(c: LlamaConfig) {
+    super();
+    this.embedTokens = this.addModule("embed_tokens", new Embedding(c.vocabSize, c.hiddenSize));
+    this.layers = this.addModule("layers", new ModuleList(Array.from({ length: c.numLayers }, (_, i) => new LlamaDecoderLayer(c, i))));
+    this.norm = this.addModule("norm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
+  }
+}
+
+export class LlamaForCausalLM extends ModuleWithLinears implements CausalLM {
+  private readonly model: LlamaModel;
+  private readonly rope: RotaryEmbedding;
+
+  constructor(readonly config: LlamaConfig) {
+    super();
+    this.model = this.addModule("model", new LlamaModel(config));
+    if (!config.tieWordEmbeddings) this.addModule("lm_head", new Linear(config.hiddenSize, config.vocabSize, false));
+    this.rope = new RotaryEmbedding(config.headDim, config.ropeTheta, config.ropeScaling);
+  }
+
+  forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
+    const [batch, length] = ids.shape;
+    const past = options.cache?.length ?? 0;
+    const { cos, sin } = this.rope.tables(past, length); // [T, D] each
+    const bias = attentionBias(batch, length, past, options.attentionMask, this.config.slidingWindow); // [B, 1, T, Tpast+T]
+    const ctx: LayerContext = { cos, sin, bias, options };
+    let h = this.model.embedTokens.forward(ids) as tf.Tensor3D; // [B, T, C]
+    for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
+    return this.head(this.model.norm.forward(h) as tf.Tensor3D); // [B, T, V]
+  }
+
+  private head(h: tf.Tensor3D): tf.Tensor3D {
+    if (!this.config.tieWordEmbeddings) return this.linear("lm_head").forward(h) as tf.Tensor3D;
+    return tiedHead(h, this.model.embedTokens.weight);
+  }
+
+}

@@ -1,0 +1,69 @@
+/**
+ * A minimal module tree with PyTorch's naming: parameters and submodules are addressed by dotted
+ * paths ("model.layers.0.self_attn.q_proj.weight") that equal the checkpoint's keys, so loading,
+ * LoRA targeting and adapter files all speak the same names as transformers and PEFT.
+ */
+import { tf } from "../backend.js";
+
+export abstract class Module {
+  private readonly params = new Map<string, tf.Variable>();
+  private readonly children = new Map<string, Module>();
+
+  protected addParameter(name: string, value: tf.Tensor, trainable = false): tf.Variable {
+    const v = tf.variable(value, trainable);
+    value.dispose();
+    this.params.set(name, v);
+    return v;
+  }
+
+  protected addModule<M extends Module>(name: string, module: M): M {
+    this.children.set(name, module);
+    return module;
+  }
+
+  child(name: string): Module | undefined {
+    return this.children.get(name);
+  }
+
+  /** Replaces a direct child (how LoRA wraps a Linear in place). */
+  replaceChild(name: string, module: Module): void {
+    if (!this.children.has(name)) throw new Error(`no submodule "${name}"`);
+    this.children.set(name, module);
+  }
+
+  /** Every module below this one, depth first, with its dotted path ("" for this module). */
+  *namedModules(prefix = ""): Generator<[string, Module]> {
+    yield [prefix, this];
+    for (const [name, child] of this.children) yield* child.namedModules(prefix ? `${prefix}.${name}` : name);
+  }
+
+  *namedParameters(prefix = ""): Generator<[string, tf.Variable]> {
+    for (const [name, p] of this.params) yield [prefix ? `${prefix}.${name}` : name, p];
+    for (const [name, child] of this.children) yield* child.namedParameters(prefix ? `${prefix}.${name}` : name);
+  }
+
+  ownParameter(name: string): tf.Variable | undefined {
+    return this.params.get(name);
+  }
+
+  /** Frees every parameter's memory. The module is unusable afterwards. */
+  dispose(): void {
+    for (const [, p] of this.namedParameters()) p.dispose();
+  }
+}
+
+/** Looks up a module by dotted path. */
+export function getModule(root: Module, path: string): Module | undefined {
+  let m: Module | undefined = root;
+  for (const part of path.split(".")) {
+    if (!part) continue;
+    m = m?.child(part);
+  }
+  return m;
+}
+
+export function countParameters(root: Module): number {
+  let n = 0;
+  for (const [, p] of root.namedParameters()) n += p.size;
+  return n;
+}
