@@ -76,6 +76,8 @@ function isInstalled(pkg: string): boolean {
 
 async function activate(name: BackendName): Promise<void> {
   const spec = SPECS[name];
+  // PROD silences tfjs's console advice (e.g. the cpu backend's "install tfjs-node" banner); we report the backend ourselves.
+  tf.env().set("PROD", true);
   // Importing the package registers the backend with tfjs as a side effect.
   await import(spec.pkg);
   if (!(await tf.setBackend(spec.tfName))) throw new Error(`tfjs could not initialise the ${name} backend`);

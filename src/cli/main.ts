@@ -9,6 +9,7 @@ const commands: Record<string, () => Promise<Command>> = {
   generate: async () => (await import("./generate.js")).generate,
 
 
+  bench: async () => (await import("./bench.js")).bench,
   quickstart: async () => (await import("./quickstart.js")).quickstart,
 };
 

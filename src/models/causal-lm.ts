@@ -1,6 +1,7 @@
 /** What every decoder offers the trainer, the evaluator and the generator. */
 import { tf } from "../backend.js";
 import type { Module } from "../nn/module.js";
+import { matMulTransposed } from "../nn/layers.js";
 import type { ModelConfig } from "./config.js";
 
 /** Keys and values of past positions, one entry per layer, grown in place by each forward. */
@@ -93,5 +94,5 @@ export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
 /** Output head sharing the token embedding matrix: [B, T, C] · Eᵀ → [B, T, V] */
 export function tiedHead(h: tf.Tensor3D, embedding: tf.Tensor): tf.Tensor3D {
   const [b, t, c] = h.shape;
-  return tf.matMul(h.reshape([b * t, c]), embedding as tf.Tensor2D, false, true).reshape([b, t, -1]);
+  return matMulTransposed(h.reshape([b * t, c]), embedding as tf.Tensor2D).reshape([b, t, -1]);
 }
