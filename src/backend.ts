@@ -82,6 +82,7 @@ async function activate(name: BackendName): Promise<void> {
   await import(spec.pkg);
   if (!(await tf.setBackend(spec.tfName))) throw new Error(`tfjs could not initialise the ${name} backend`);
   await tf.ready();
+  if (name === "wasm") (await import("./backend/wasm-kernels.js")).registerMissingWasmKernels();
 }
 
 function threadCount(name: BackendName): number {

@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 
@@ -47,6 +47,36 @@ export function writeFileAtomicSync(path: string, data: Uint8Array | string): vo
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Writes a whole directory of files so that `dir` is either the old directory or the complete new
+ * one: the files go into a temp sibling, which then replaces `dir` by rename (the old one is moved
+ * aside first and removed last).
+ */
+export async function writeDirectoryAtomic(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  await mkdir(dirname(dir), { recursive: true });
+  const tmp = tempPathFor(dir);
+  const old = `${tmp}-old`;
+  try {
+    await mkdir(tmp);
+    for (const [name, data] of Object.entries(files)) {
+      const fh = await open(join(tmp, name), "wx");
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    const exists = await stat(dir).then(() => true, () => false);
+    if (exists) await rename(dir, old);
+    await rename(tmp, dir);
+    if (exists) await rm(old, { recursive: true, force: true });
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
     throw e;
   }
 }

@@ -455,7 +455,7 @@ async function withInactivityTimeout<T>(
 
   const fetchFn: typeof fetch = async (input, init) => {
     poke();
-    const signal = init?.signal ? AbortSignal.any([init.signal, controller.signal]) : controller.signal;
+    const signal = init?.signal ? eitherSignal(init.signal, controller.signal) : controller.signal;
     const res = await fetch(input, { ...init, signal });
     poke();
     return trackBody(res, poke);
@@ -518,4 +518,14 @@ function describe(e: unknown): string {
 
 function oneLine(s: string): string {
   return s.replace(/\s*[\r\n]+\s*/g, " ").trim();
+}
+
+/** Aborts when either signal does (AbortSignal.any, written out: not every @types/node in the tree declares it). */
+function eitherSignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  const both = new AbortController();
+  for (const s of [a, b]) {
+    if (s.aborted) both.abort(s.reason);
+    else s.addEventListener("abort", () => both.abort(s.reason), { once: true });
+  }
+  return both.signal;
 }

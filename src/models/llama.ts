@@ -51,7 +51,9 @@ class LlamaAttention extends ModuleWithLinears {
   private repeatKv(x: tf.Tensor4D): tf.Tensor4D {
     if (this.groups === 1) return x;
     const [b, hkv, t, d] = x.shape;
-    return x.reshape([b, hkv, 1, t, d]).tile([1, 1, this.groups, 1, 1]).reshape([b, hkv * this.groups, t, d]);
+    // concat rather than tile/broadcastTo: tfjs has no rank-5 Tile gradient.
+    const x5 = x.reshape([b, hkv, 1, t, d]);
+    return tf.concat(new Array<tf.Tensor>(this.groups).fill(x5), 2).reshape([b, hkv * this.groups, t, d]);
   }
 }
 

@@ -21,3 +21,23 @@ export abstract class ModuleWithLinears extends Module {
     return this.child(name) as LinearLike;
   }
 }
+
+/** torch.nn.ModuleDict: children added and removed by key (LoRA keeps one entry per adapter name). */
+export class ModuleDict<M extends Module> extends Module {
+  get(key: string): M | undefined {
+    return this.child(key) as M | undefined;
+  }
+
+  set(key: string, module: M): void {
+    if (this.child(key)) this.replaceChild(key, module);
+    else this.addModule(key, module);
+  }
+
+  delete(key: string): void {
+    this.removeChild(key)?.dispose();
+  }
+
+  keys(): string[] {
+    return this.childNames();
+  }
+}

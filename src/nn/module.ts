@@ -31,6 +31,17 @@ export abstract class Module {
     this.children.set(name, module);
   }
 
+  /** Removes a direct child and returns it (its parameters are not disposed). */
+  removeChild(name: string): Module | undefined {
+    const m = this.children.get(name);
+    this.children.delete(name);
+    return m;
+  }
+
+  childNames(): string[] {
+    return [...this.children.keys()];
+  }
+
   /** Every module below this one, depth first, with its dotted path ("" for this module). */
   *namedModules(prefix = ""): Generator<[string, Module]> {
     yield [prefix, this];

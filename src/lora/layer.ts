@@ -1,0 +1,207 @@
+/**
+ * A LoRA layer wraps a linear layer (PEFT's LoraLayer): the base stays frozen and each adapter adds
+ *
+ *   y = W x + (B (A dropout(x))) · scaling,   A [r, in], B [out, r], scaling = α / r (or α / √r)
+ *
+ * Submodules carry PEFT's names (base_layer, lora_A.<adapter>, lora_B.<adapter>,
+ * lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
+ */
+import { tf } from "../backend.js";
+import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";
+import { Module } from "../nn/module.js";
+import { ModuleDict } from "../nn/container.js";
+import type { Random } from "../random.js";
+
+/** Shared by every LoRA layer of one model: which adapters act, and whether we are training. */
+export interface LoraState {
+  active: string[];
+  /** Inside `withAdaptersDisabled`: the base model alone. */
+  disabled: boolean;
+  /** Dropout only while training; seeds drawn from `random` keep runs reproducible. */
+  training: boolean;
+  random: Random;
+}
+
+export interface AdapterSettings {
+  r: number;
+  alpha: number;
+  scaling: number;
+  dropout: number;
+  useDora: boolean;
+}
+
+/** DoRA's learned magnitude per output row ([out]); PEFT's DoraLinearLayer holds it as `weight`. */
+export class DoraMagnitude extends Module {
+  readonly weight: tf.Variable;
+
+  constructor(initial: tf.Tensor1D) {
+    super();
+    this.weight = this.addParameter("weight", initial, true);
+  }
+}
+
+/** Identity forward, zero gradient: PEFT detaches DoRA's weight norm (§4.3 of the DoRA paper). */
+const detach = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as never) as (x: tf.Tensor) => tf.Tensor;
+
+function uniform(shape: [number, number], bound: number, random: Random): tf.Tensor2D {
+  const values = Float32Array.from({ length: shape[0] * shape[1] }, () => (random.next() * 2 - 1) * bound);
+  return tf.tensor2d(values, shape);
+}
+
+function gaussian(shape: [number, number], std: number, random: Random): tf.Tensor2D {
+  const values = new Float32Array(shape[0] * shape[1]);
+  for (let i = 0; i < values.length; i++) {
+    const r = Math.sqrt(-2 * Math.log(1 - random.next()));
+    values[i] = r * Math.cos(2 * Math.PI * random.next()) * std;
+  }
+  return tf.tensor2d(values, shape);
+}
+
+export class LoraLayer extends Module implements LinearLike {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly settings = new Map<string, AdapterSettings>();
+  /** Adapters whose update is currently folded into the base weight. */
+  merged: string[] = [];
+  private readonly loraA = new ModuleDict<Linear>();
+  private readonly loraB = new ModuleDict<Linear>();
+  private readonly magnitude = new ModuleDict<DoraMagnitude>();
+
+  constructor(readonly base: Linear | Conv1D, private readonly state: LoraState) {
+    super();
+    this.inFeatures = base.inFeatures;
+    this.outFeatures = base.outFeatures;
+    this.addModule("base_layer", base);
+    this.addModule("lora_A", this.loraA);
+    this.addModule("lora_B", this.loraB);
+    this.addModule("lora_magnitude_vector", this.magnitude);
+  }
+
+  /** GPT-2's Conv1D stores its weight [in, out] (PEFT's fan_in_fan_out). */
+  get fanInFanOut(): boolean {
+    return this.base instanceof Conv1D;
+  }
+
+  adapterNames(): string[] {
+    return [...this.settings.keys()];
+  }
+
+  addAdapter(name: string, s: AdapterSettings, init: boolean | "gaussian", random: Random): void {
+    const a = new Linear(this.inFeatures, s.r, false);
+    const b = new Linear(s.r, this.outFeatures, false);
+    tf.tidy(() => {
+      // PEFT: A as nn.Linear's default kaiming_uniform(a=√5), i.e. U(±1/√in); B zeros so training starts at the base model.
+      if (init === "gaussian") a.weight.assign(gaussian([s.r, this.inFeatures], 1 / s.r, random));
+      else a.weight.assign(uniform([s.r, this.inFeatures], 1 / Math.sqrt(this.inFeatures), random));
+      if (init === false) b.weight.assign(uniform([this.outFeatures, s.r], 1 / Math.sqrt(s.r), random));
+    });
+    for (const m of [a, b]) m.weight.trainable = true;
+    this.loraA.set(name, a);
+    this.loraB.set(name, b);
+    this.settings.set(name, s);
+    if (s.useDora) this.magnitude.set(name, new DoraMagnitude(tf.tidy(() => this.weightNorm(name))));
+  }
+
+  deleteAdapter(name: string): void {
+    if (this.merged.includes(name)) this.unmerge();
+    this.loraA.delete(name);
+    this.loraB.delete(name);
+    if (this.magnitude.get(name)) this.magnitude.delete(name);
+    this.settings.delete(name);
+  }
+
+  weightsOf(name: string): { a: tf.Variable; b: tf.Variable; magnitude: tf.Variable | undefined } {
+    return { a: this.loraA.get(name)!.weight, b: this.loraB.get(name)!.weight, magnitude: this.magnitude.get(name)?.weight };
+  }
+
+  /** The base weight as [out, in], whatever its storage. */
+  private baseWeight(): tf.Tensor2D {
+    const w = this.base.weight as tf.Tensor2D;
+    return this.fanInFanOut ? w.transpose() : w;
+  }
+
+  /** scaling · B A as [out, in]. */
+  private update(name: string): tf.Tensor2D {
+    const { a, b } = this.weightsOf(name);
+    return tf.matMul(b as tf.Tensor2D, a as tf.Tensor2D).mul(this.settings.get(name)!.scaling);
+  }
+
+  /** ‖W + scaling·BA‖ per output row [out] (DoRA's column norm in PEFT's [out, in] layout). */
+  private weightNorm(name: string): tf.Tensor1D {
+    return tf.norm(this.baseWeight().add(detach(this.update(name))), "euclidean", 1) as tf.Tensor1D;
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    let y = this.base.forward(x); // [..., out]
+    if (this.state.disabled) return this.merged.length ? tf.sub(y, this.mergedContribution(x)) : y;
+    for (const name of this.state.active) {
+      const s = this.settings.get(name);
+      if (!s || this.merged.includes(name)) continue;
+      const dropped = this.state.training && s.dropout > 0 ? tf.dropout(x, s.dropout, undefined, this.state.random.int(2 ** 31)) : x;
+      const { a, b, magnitude } = this.weightsOf(name);
+      const lead = x.shape.slice(0, -1);
+      const x2 = dropped.reshape([-1, this.inFeatures]) as tf.Tensor2D; // [N, in]
+      const lora = matMulTransposed(matMulTransposed(x2, a as tf.Tensor2D), b as tf.Tensor2D).mul(s.scaling); // [N, out]
+      if (!magnitude) {
+        y = y.add(lora.reshape([...lead, this.outFeatures]));
+        continue;
+      }
+      // DoRA: rescale each output row to the learned magnitude: (m/‖W+sBA‖ − 1)·Wx + (m/‖W+sBA‖)·sBAx
+      const scale = magnitude.div(detach(this.weightNorm(name))); // [out]
+      const baseOut = matMulTransposed(x2, this.baseWeight()); // [N, out] without bias, on the dropped-out input
+      const dora = baseOut.mul(scale.sub(1)).add(lora.mul(scale));
+      y = y.add(dora.reshape([...lead, this.outFeatures]));
+    }
+    return y;
+  }
+
+  /** The merged adapters' part of base(x), to take back out while adapters are disabled. */
+  private mergedContribution(x: tf.Tensor): tf.Tensor {
+    const lead = x.shape.slice(0, -1);
+    const delta = tf.addN(this.merged.map((n) => this.mergedDeltas.get(n)!)); // [out, in]
+    return matMulTransposed(x.reshape([-1, this.inFeatures]) as tf.Tensor2D, delta).reshape([...lead, this.outFeatures]);
+  }
+
+  /** What merging `name` adds to the [out, in] weight: scaling·BA, or for DoRA m/‖W+sBA‖·(W+sBA) − W. */
+  private mergedDelta(name: string): tf.Tensor2D {
+    const delta = this.update(name);
+    const magnitude = this.magnitude.get(name)?.weight;
+    if (!magnitude) return delta;
+    const w = this.baseWeight();
+    const combined = w.add(delta);
+    return combined.mul(magnitude.div(tf.norm(combined, "euclidean", 1)).expandDims(1)).sub(w);
+  }
+
+  /**
+   * Folds the adapters' updates into the base weight (faster inference; equal up to float rounding).
+   * The added deltas are kept so unmerge restores the base exactly as it was, DoRA included.
+   */
+  merge(names: string[]): void {
+    for (const name of names) {
+      if (this.merged.includes(name) || !this.settings.has(name)) continue;
+      const delta = tf.tidy(() => this.mergedDelta(name));
+      tf.tidy(() => this.base.weight.assign(this.base.weight.add(this.fanInFanOut ? delta.transpose() : delta)));
+      this.mergedDeltas.set(name, delta);
+      this.merged.push(name);
+    }
+  }
+
+  unmerge(): void {
+    while (this.merged.length) {
+      const name = this.merged.pop()!;
+      const delta = this.mergedDeltas.get(name)!;
+      tf.tidy(() => this.base.weight.assign(this.base.weight.sub(this.fanInFanOut ? delta.transpose() : delta)));
+      delta.dispose();
+      this.mergedDeltas.delete(name);
+    }
+  }
+
+  /** Forgets merged state without touching the weight (merge-and-unload keeps the merged base). */
+  releaseMerged(): void {
+    for (const d of this.mergedDeltas.values()) d.dispose();
+    this.mergedDeltas.clear();
+    this.merged = [];
+  }
+
+  private readonly mergedDeltas = new Map<string, tf.Tensor2D>();
+}

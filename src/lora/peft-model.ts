@@ -1,0 +1,253 @@
+/**
+ * PeftModel: a causal LM with named LoRA adapters (PEFT's get_peft_model / PeftModel). It owns
+ * the LoRA layers it injected and the adapters' settings; the base model's weights stay frozen.
+ */
+import { tf } from "../backend.js";
+import { UserError } from "../errors.js";
+import type { ModelConfig } from "../models/config.js";
+import type { CausalLM, ForwardOptions } from "../models/causal-lm.js";
+import { Conv1D, Linear } from "../nn/layers.js";
+import { getModule, Module } from "../nn/module.js";
+import { Random } from "../random.js";
+import { type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
+import { type LoraState, LoraLayer } from "./layer.js";
+import { findTargets, isTargeted, rankAndAlpha, targetSpec } from "./targets.js";
+
+export interface AdapterInfo {
+  config: LoraConfig;
+  /** The resolved targets (what adapter_config.json's target_modules says). */
+  targets: string[] | string;
+  /** Full names of the wrapped modules. */
+  modules: string[];
+  /** Loaded for inference only (PEFT's is_trainable=False): never trained, even when active. */
+  frozen: boolean;
+}
+
+function parentAndName(root: Module, path: string): [Module, string] {
+  const i = path.lastIndexOf(".");
+  const parent = i < 0 ? root : getModule(root, path.slice(0, i));
+  if (!parent) throw new Error(`no module "${path}"`);
+  return [parent, path.slice(i + 1)];
+}
+
+export class PeftModel extends Module implements CausalLM {
+  readonly adapters = new Map<string, AdapterInfo>();
+  private readonly state: LoraState;
+
+  private constructor(readonly base: CausalLM, seed: number) {
+    super();
+    this.addModule("base_model", base);
+    this.state = { active: [], disabled: false, training: false, random: new Random(seed) };
+  }
+
+  /** get_peft_model: wraps `base` with a first adapter (named "default" unless said otherwise). */
+  static create(base: CausalLM, config: LoraConfigInput | number = {}, options: { adapterName?: string; seed?: number } = {}): PeftModel {
+    const peft = new PeftModel(base, options.seed ?? 0);
+    peft.addAdapter(options.adapterName ?? "default", config);
+    peft.setAdapter(options.adapterName ?? "default");
+    return peft;
+  }
+
+  get config(): ModelConfig {
+    return this.base.config;
+  }
+
+  forward(ids: tf.Tensor2D, options?: ForwardOptions): tf.Tensor3D {
+    return this.base.forward(ids, options);
+  }
+
+  get activeAdapters(): string[] {
+    return [...this.state.active];
+  }
+
+  /** Dropout on (training) or off (evaluation). */
+  setTraining(training: boolean): void {
+    this.state.training = training;
+  }
+
+  get random(): Random {
+    return this.state.random;
+  }
+
+  private loraLayers(): [string, LoraLayer][] {
+    return [...this.base.namedModules()].filter((e): e is [string, LoraLayer] => e[1] instanceof LoraLayer);
+  }
+
+  /** Adds a new adapter (inactive until setAdapter); its weights are initialised per `initLoraWeights`. */
+  addAdapter(name: string, input: LoraConfigInput | number | LoraConfig = {}): AdapterInfo {
+    if (this.adapters.has(name)) throw new UserError(`adapter "${name}" already exists; delete it first or choose another name`);
+    if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new UserError(`adapter name "${name}": use letters, digits, "_" or "-" (it becomes part of parameter names)`);
+    const config = resolveLoraConfig(input as LoraConfigInput);
+    const targets = targetSpec(config, this.config, this.base);
+    const unique = findTargets(this.base, config, targets);
+    for (const path of unique) {
+      let layer = getModule(this.base, path);
+      if (!(layer instanceof LoraLayer)) {
+        if (!(layer instanceof Linear || layer instanceof Conv1D)) throw new UserError(`lora config: "${path}" cannot carry a LoRA adapter`);
+        const [parent, childName] = parentAndName(this.base, path);
+        layer = new LoraLayer(layer, this.state);
+        parent.replaceChild(childName, layer);
+      }
+      const { r, alpha } = rankAndAlpha(config, path);
+      const scaling = config.useRslora ? alpha / Math.sqrt(r) : alpha / r;
+      (layer as LoraLayer).addAdapter(name, { r, alpha, scaling, dropout: config.loraDropout, useDora: config.useDora }, config.initLoraWeights, this.state.random);
+    }
+    const info = { config: { ...config, fanInFanOut: unique.some((p) => (getModule(this.base, p) as LoraLayer).fanInFanOut) }, targets, modules: unique, frozen: false };
+    this.adapters.set(name, info);
+    this.applyTrainability();
+    return info;
+  }
+
+  /** Marks an adapter as trainable or frozen (inference only). */
+  setFrozen(name: string, frozen: boolean): void {
+    const info = this.adapters.get(name);
+    if (!info) throw new UserError(`no adapter "${name}"`);
+    info.frozen = frozen;
+    this.applyTrainability();
+  }
+
+  /** Makes `names` the active adapters (their updates add up). */
+  setAdapter(names: string | string[]): void {
+    const list = Array.isArray(names) ? names : [names];
+    for (const n of list) if (!this.adapters.has(n)) throw new UserError(`no adapter "${n}"; adapters: ${[...this.adapters.keys()].join(", ") || "none"}`);
+    this.state.active = list;
+    this.applyTrainability();
+  }
+
+  /** Runs `fn` on the base model alone (PEFT's `with model.disable_adapter():`), restoring adapters afterwards. */
+  withAdaptersDisabled<T>(fn: () => T): T {
+    const before = this.state.disabled;
+    this.state.disabled = true;
+    try {
+      const out = fn();
+      if (out instanceof Promise) return out.finally(() => { this.state.disabled = before; }) as T;
+      this.state.disabled = before;
+      return out;
+    } catch (e) {
+      this.state.disabled = before;
+      throw e;
+    }
+  }
+
+  deleteAdapter(name: string): void {
+    const info = this.adapters.get(name);
+    if (!info) throw new UserError(`no adapter "${name}"`);
+    for (const [path, layer] of this.loraLayers()) {
+      if (!layer.settings.has(name)) continue;
+      layer.deleteAdapter(name);
+      if (layer.settings.size === 0) this.unwrap(path, layer);
+    }
+    this.adapters.delete(name);
+    this.state.active = this.state.active.filter((n) => n !== name);
+    this.applyTrainability();
+  }
+
+  private unwrap(path: string, layer: LoraLayer): void {
+    layer.releaseMerged();
+    const [parent, childName] = parentAndName(this.base, path);
+    parent.replaceChild(childName, layer.base);
+  }
+
+  /**
+   * PEFT's add_weighted_adapter. "cat" is exact: the new update is Σ wᵢ·scalingᵢ·BᵢAᵢ (ranks add up).
+   * "linear" needs equal ranks and mixes A and B separately (A = Σ √wᵢ·scalingᵢ·Aᵢ, B = Σ √wᵢ·Bᵢ), as PEFT does.
+   */
+  addWeightedAdapter(adapters: string[], weights: number[], newName: string, combination: "cat" | "linear" = "cat"): void {
+    if (adapters.length === 0 || adapters.length !== weights.length) throw new UserError("addWeightedAdapter: give as many weights as adapters (at least one)");
+    const infos = adapters.map((a) => {
+      const info = this.adapters.get(a);
+      if (!info) throw new UserError(`no adapter "${a}"`);
+      return info;
+    });
+    const first = infos[0]!.config;
+    const modules = [...new Set(infos.flatMap((i) => i.modules))];
+    const layersOf = modules.map((m) => getModule(this.base, m) as LoraLayer);
+    const ranks = layersOf.map((layer) => adapters.reduce((sum, a) => sum + (layer.settings.get(a)?.r ?? 0), 0));
+    if (combination === "linear") {
+      const rs = new Set(infos.flatMap((info, k) => info.modules.map((m) => (getModule(this.base, m) as LoraLayer).settings.get(adapters[k]!)!.r)));
+      if (rs.size !== 1) throw new UserError(`addWeightedAdapter "linear" needs adapters of one rank; found ranks ${[...rs].join(", ")} (use "cat")`);
+    }
+    const r = combination === "linear" ? layersOf[0]!.settings.get(adapters[0]!)!.r : Math.max(...ranks);
+    const rankPattern: Record<string, number> = {};
+    if (combination === "cat") modules.forEach((m, i) => { if (ranks[i] !== r) rankPattern[m] = ranks[i]!; });
+    // The combined update carries its scaling inside A, so alpha = r gives scaling 1.
+    this.addAdapter(newName, { ...first, r, loraAlpha: r, rankPattern, alphaPattern: Object.fromEntries(Object.entries(rankPattern)), targetModules: modules, useDora: false, useRslora: false, initLoraWeights: true, layersToTransform: null });
+    tf.tidy(() => {
+      for (const layer of layersOf) {
+        const parts = adapters.map((a, k) => ({ s: layer.settings.get(a), w: layer.settings.has(a) ? layer.weightsOf(a) : undefined, weight: weights[k]! }))
+          .filter((p) => p.s !== undefined && p.w !== undefined);
+        const target = layer.weightsOf(newName);
+        if (combination === "linear") {
+          target.a.assign(tf.addN(parts.map((p) => p.w!.a.mul(Math.sqrt(Math.abs(p.weight)) * p.s!.scaling))));
+          target.b.assign(tf.addN(parts.map((p) => p.w!.b.mul(Math.sign(p.weight) * Math.sqrt(Math.abs(p.weight))))));
+        } else {
+          target.a.assign(tf.concat(parts.map((p) => p.w!.a.mul(p.weight * p.s!.scaling)), 0));
+          target.b.assign(tf.concat(parts.map((p) => p.w!.b), 1));
+        }
+      }
+    });
+  }
+
+  /** Which parameters train: the active adapters' A, B (and DoRA magnitudes), plus biases per `bias`. */
+  private applyTrainability(): void {
+    const active = new Set(this.state.active);
+    const training = this.state.active.filter((n) => !this.adapters.get(n)!.frozen);
+    const biasModes = new Set(training.map((n) => this.adapters.get(n)!.config.bias));
+    for (const [name, p] of this.base.namedParameters()) {
+      const adapter = /\.(?:lora_A|lora_B|lora_magnitude_vector)\.([^.]+)\.weight$/.exec(name)?.[1];
+      if (adapter !== undefined) p.trainable = active.has(adapter) && !this.adapters.get(adapter)!.frozen;
+      else if (name.endsWith(".bias") && biasModes.has("all")) p.trainable = true;
+      else if (name.endsWith(".base_layer.bias") && biasModes.has("lora_only")) p.trainable = true;
+      else p.trainable = false;
+    }
+    for (const n of training) {
+      for (const target of this.adapters.get(n)!.config.modulesToSave ?? []) {
+        for (const [name, m] of this.base.namedModules()) {
+          if (name && isTargeted(name, { ...this.adapters.get(n)!.config, excludeModules: null, layersToTransform: null }, [target])) {
+            for (const [, p] of m.namedParameters()) p.trainable = true;
+          }
+        }
+      }
+    }
+  }
+
+  trainableParameters(): [string, tf.Variable][] {
+    return [...this.base.namedParameters()].filter(([, p]) => p.trainable);
+  }
+
+  /** PEFT's print_trainable_parameters line. */
+  trainableSummary(): { trainable: number; all: number; percent: number; text: string } {
+    let trainable = 0;
+    let all = 0;
+    for (const [, p] of this.base.namedParameters()) {
+      all += p.size;
+      if (p.trainable) trainable += p.size;
+    }
+    const percent = (100 * trainable) / all;
+    const fmt = (n: number) => n.toLocaleString("en-US");
+    return { trainable, all, percent, text: `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${percent.toFixed(4)}` };
+  }
+
+  /** Folds the active adapters into the base weights. */
+  merge(names: string[] = this.state.active): void {
+    for (const [, layer] of this.loraLayers()) layer.merge(names);
+  }
+
+  unmerge(): void {
+    for (const [, layer] of this.loraLayers()) layer.unmerge();
+  }
+
+  /** Merges the active adapters and removes every LoRA layer: a plain model with the updated weights. */
+  mergeAndUnload(): CausalLM {
+    this.merge();
+    for (const [path, layer] of this.loraLayers()) {
+      layer.releaseMerged(); // keep the merged weights: deleting must not unmerge
+      for (const name of layer.adapterNames()) layer.deleteAdapter(name);
+      this.unwrap(path, layer);
+    }
+    this.adapters.clear();
+    this.state.active = [];
+    for (const [, p] of this.base.namedParameters()) p.trainable = false;
+    return this.base;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * What the Trainer trains: a LoRA-wrapped model (only adapter weights train) or a whole model
+ * (full fine-tuning, the baseline LoRA is compared with). Both save and restore their trainable
+ * weights for checkpoints.
+ */
+import * as path from "node:path";
+import { tf } from "../backend.js";
+import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
+import { writeFileAtomic } from "../fsutil.js";
+import type { CausalLM } from "../models/causal-lm.js";
+import { assignWeights } from "../models/load.js";
+import { loadAdapterWeights, saveAdapter } from "../lora/adapter-io.js";
+import { PeftModel } from "../lora/peft-model.js";
+import { Random } from "../random.js";
+
+export interface Trainable {
+  readonly model: CausalLM;
+  readonly kind: "lora" | "full";
+  trainableParameters(): [string, tf.Variable][];
+  /** Dropout and similar train-only behaviour. */
+  setTraining(on: boolean): void;
+  /** Source of dropout seeds (saved in checkpoints so a resumed run draws the same numbers). */
+  readonly random: Random;
+  save(dir: string): Promise<void>;
+  restore(dir: string): Promise<void>;
+}
+
+export class LoraTrainable implements Trainable {
+  readonly kind = "lora";
+
+  constructor(readonly model: PeftModel) {}
+
+  trainableParameters(): [string, tf.Variable][] {
+    return this.model.trainableParameters();
+  }
+
+  setTraining(on: boolean): void {
+    this.model.setTraining(on);
+  }
+
+  get random(): Random {
+    return this.model.random;
+  }
+
+  save(dir: string): Promise<void> {
+    return saveAdapter(this.model, dir);
+  }
+
+  restore(dir: string): Promise<void> {
+    return loadAdapterWeights(this.model, dir, this.model.activeAdapters[0]!);
+  }
+}
+
+/** Every parameter trains; checkpoints hold a full model.safetensors. */
+export class FullTrainable implements Trainable {
+  readonly kind = "full";
+  readonly random: Random;
+
+  constructor(readonly model: CausalLM, seed = 0) {
+    for (const [, p] of model.namedParameters()) p.trainable = true;
+    this.random = new Random(seed);
+  }
+
+  trainableParameters(): [string, tf.Variable][] {
+    return [...this.model.namedParameters()];
+  }
+
+  setTraining(): void {
+    // The decoders have no dropout.
+  }
+
+  async save(dir: string): Promise<void> {
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const [name, p] of this.model.namedParameters()) tensors[name] = { shape: p.shape, data: p.dataSync() as Float32Array };
+    await writeFileAtomic(path.join(dir, "model.safetensors"), serializeSafetensors(tensors, { format: "pt" }));
+  }
+
+  async restore(dir: string): Promise<void> {
+    const tensors = await readSafetensors(path.join(dir, "model.safetensors"));
+    assignWeights(this.model, tensors, dir, { tied: this.model.config.tieWordEmbeddings });
+  }
+}
