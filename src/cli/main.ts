@@ -7,8 +7,7 @@ const commands: Record<string, () => Promise<Command>> = {
   info: async () => (await import("./info.js")).info,
   eval: async () => (await import("./eval.js")).evalCommand,
   generate: async () => (await import("./generate.js")).generate,
-
-
+  bleu: async () => (await import("./bleu.js")).bleu,
   bench: async () => (await import("./bench.js")).bench,
   quickstart: async () => (await import("./quickstart.js")).quickstart,
 };
