@@ -1,7 +1,7 @@
 import { UserError } from "../errors.js";
 import { generate as generateTokens } from "../generate.js";
 import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import { backendOption, prepareModel, printJson } from "./common.js";
+import { adapterOption, backendOption, prepareModel, printJson, withAdapter } from "./common.js";
 
 function parseIds(text: string, vocabSize: number): number[] {
   const ids = text.split(",").map((s) => s.trim());
@@ -17,7 +17,7 @@ function parseIds(text: string, vocabSize: number): number[] {
 /** `loralab generate --model M (--prompt TEXT | --ids 1,2,3) --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]` */
 export async function generate(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption, model: { type: "string" }, prompt: { type: "string" }, ids: { type: "string" },
+    ...backendOption, ...adapterOption, model: { type: "string" }, prompt: { type: "string" }, ids: { type: "string" },
     "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" }, "top-p": { type: "string" },
     seed: { type: "string" }, json: { type: "boolean" },
   });
@@ -36,7 +36,8 @@ export async function generate(argv: string[]): Promise<number> {
     prompt = loaded.tokenizer.encode(values.prompt!);
   }
   if (prompt.length >= loaded.config.maxPositions) throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${loaded.config.maxPositions}`);
-  const out = generateTokens(loaded.model, prompt, { maxNewTokens, temperature, topK, topP, seed, eosTokenIds: loaded.eosTokenIds });
+  const model = await withAdapter(loaded, values.adapter);
+  const out = generateTokens(model, prompt, { maxNewTokens, temperature, topK, topP, seed, eosTokenIds: loaded.eosTokenIds });
   const text = loaded.tokenizer ? loaded.tokenizer.decode(out.ids) : undefined;
   if (values.json) printJson({ ids: out.ids, text: text ?? null, stopped_by: out.stoppedBy });
   else console.log(text ?? out.ids.join(","));

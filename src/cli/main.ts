@@ -7,6 +7,8 @@ const commands: Record<string, () => Promise<Command>> = {
   info: async () => (await import("./info.js")).info,
   eval: async () => (await import("./eval.js")).evalCommand,
   generate: async () => (await import("./generate.js")).generate,
+  train: async () => (await import("./train.js")).train,
+  merge: async () => (await import("./merge.js")).merge,
   bleu: async () => (await import("./bleu.js")).bleu,
   bench: async () => (await import("./bench.js")).bench,
   quickstart: async () => (await import("./quickstart.js")).quickstart,
@@ -18,6 +20,8 @@ commands:
   info                         backend, versions, threads, memory
   eval --model M --data F      perplexity of a model on a JSONL file
   generate --model M --prompt  generate text (greedy or sampled)
+  train --model M --data F      LoRA or full fine-tuning
+  merge --model M --adapter A --out D   fold an adapter into the weights
   bleu --ref R < HYP           sacrebleu-compatible BLEU / chrF
   bench                        forward-pass throughput per backend
   quickstart                   a tour on the shipped model
