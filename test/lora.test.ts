@@ -1,0 +1,202 @@
+/** LoRA layers and adapters: PEFT semantics on real tfjs, checked on tiny checkpoints and stories260K. */
+import { before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { initBackend, tf } from "../src/backend.js";
+import { loadModel } from "../src/models/load.js";
+import { PeftModel } from "../src/lora/peft-model.js";
+import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
+import { resolveLoraConfig } from "../src/lora/config.js";
+import { findTargets, targetSpec } from "../src/lora/targets.js";
+import { perplexity } from "../src/metrics/perplexity.js";
+import { collate, disposeBatch } from "../src/data/batch.js";
+import { tokenNll } from "../src/loss.js";
+import { saveModelDirectory } from "../src/models/save.js";
+import { STORIES, tempDir } from "./helpers/paths.js";
+import { tinyData, tinyModel } from "./helpers/tiny-train.js";
+
+before(async () => {
+  await initBackend();
+});
+
+const lossOf = (m: Parameters<typeof perplexity>[0], data = tinyData(6)) => perplexity(m, data).loss;
+
+describe("targeting (PEFT rules)", () => {
+  test("suffix lists, regex strings, all-linear, exclusions and layer restrictions pick PEFT's modules", async () => {
+    const { model, config } = await tinyModel("llama");
+    const pick = (input: Parameters<typeof resolveLoraConfig>[0]) => {
+      const c = resolveLoraConfig(input);
+      return findTargets(model, c, targetSpec(c, config, model));
+    };
+    assert.deepEqual(pick({}), ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]);
+    assert.deepEqual(pick({ targets: ".*\\.1\\.mlp\\.(gate|up)_proj" }), ["model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj"]);
+    assert.equal(pick({ targets: "all-linear" }).length, 14, "7 linears × 2 layers, lm_head excluded");
+    assert.ok(!pick({ targets: "all-linear" }).includes("lm_head"));
+    assert.deepEqual(pick({ targets: ["o_proj"], layersToTransform: [1] }), ["model.layers.1.self_attn.o_proj"]);
+    assert.deepEqual(pick({ targets: ["q_proj", "k_proj"], excludeModules: ["model.layers.0.self_attn.k_proj"] }),
+      ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.k_proj"]);
+    assert.throws(() => pick({ targets: ["nope_proj"] }), /match no layer.*q_proj/);
+    model.dispose();
+  });
+
+  test("rankPattern and alphaPattern apply by module-name suffix", async () => {
+    const { model } = await tinyModel("llama");
+    const peft = PeftModel.create(model, { r: 4, targets: ["q_proj", "v_proj"], rankPattern: { "layers\\.1\\.self_attn\\.q_proj": 2 }, alphaPattern: { v_proj: 16 } });
+    const params = new Map(peft.base.namedParameters());
+    assert.deepEqual(params.get("model.layers.1.self_attn.q_proj.lora_A.default.weight")!.shape, [2, 32]);
+    assert.deepEqual(params.get("model.layers.0.self_attn.q_proj.lora_A.default.weight")!.shape, [4, 32]);
+    peft.dispose();
+  });
+});
+
+describe("LoRA forward, merge, adapters", () => {
+  test("fresh adapters (B = 0) leave the model unchanged; random B changes it; disabling restores the base", async () => {
+    const { model } = await tinyModel("qwen2");
+    const base = lossOf(model);
+    const peft = PeftModel.create(model, { r: 4, targets: "all-linear" });
+    assert.ok(Math.abs(lossOf(peft) - base) < 1e-6);
+    peft.addAdapter("random", { r: 4, targets: ["q_proj", "down_proj"], initLoraWeights: false });
+    peft.setAdapter("random");
+    const changed = lossOf(peft);
+    assert.ok(Math.abs(changed - base) > 1e-3, `loss should move: ${changed} vs ${base}`);
+    assert.ok(Math.abs(peft.withAdaptersDisabled(() => lossOf(peft)) - base) < 1e-6);
+    assert.ok(Math.abs(lossOf(peft) - changed) < 1e-9, "adapters come back after the scope");
+    peft.dispose();
+  });
+
+  test("merged eval = unmerged eval (LoRA and DoRA, Linear and GPT-2 Conv1D); unmerge restores the base weights", async () => {
+    for (const [kind, targets] of [["llama", ["q_proj", "v_proj", "down_proj"]], ["gpt2", ["c_attn", "c_fc"]]] as const) {
+      for (const useDora of [false, true]) {
+        const { model } = await tinyModel(kind);
+        const before = new Map([...model.namedParameters()].map(([n, p]) => [n, p.dataSync().slice()]));
+        const baseLoss = lossOf(model);
+        const peft = PeftModel.create(model, { r: 4, alpha: 8, targets: [...targets], initLoraWeights: false, useDora });
+        // A DoRA magnitude different from ‖W + sBA‖ makes the rescaling matter.
+        for (const [name, p] of peft.trainableParameters()) if (name.includes("magnitude")) tf.tidy(() => p.assign(p.mul(1.3)));
+        const unmerged = lossOf(peft);
+        peft.merge();
+        assert.ok(Math.abs(lossOf(peft) - unmerged) < 1e-4, `${kind} dora=${useDora}: merged ${lossOf(peft)} vs ${unmerged}`);
+        const disabled = peft.withAdaptersDisabled(() => lossOf(peft));
+        assert.ok(Math.abs(disabled - baseLoss) < 1e-4, `disabling a merged adapter gives the base model: ${disabled} vs ${baseLoss}`);
+        peft.unmerge();
+        for (const [n, p] of [...peft.base.namedParameters()].filter(([n]) => n.includes("base_layer"))) {
+          const original = before.get(n.replace(".base_layer", ""))!;
+          const diff = Math.max(...Array.from(p.dataSync(), (v, i) => Math.abs(v - original[i]!)));
+          assert.ok(diff < 1e-5, `${n} not restored (${diff})`);
+        }
+        assert.ok(Math.abs(lossOf(peft) - unmerged) < 1e-5);
+        peft.dispose();
+      }
+    }
+  });
+
+  test("merge-and-unload gives a plain model with PEFT's merged weights, saved and reloaded as an HF checkpoint", async () => {
+    const { model, dir } = await tinyModel("mistral");
+    const peft = PeftModel.create(model, { r: 2, targets: ["k_proj", "o_proj"], initLoraWeights: false });
+    const adapted = lossOf(peft);
+    const plain = peft.mergeAndUnload();
+    assert.ok(![...plain.namedModules()].some(([n]) => n.includes("lora") || n.includes("base_layer")));
+    const out = path.join(tempDir("merged"), "model");
+    await saveModelDirectory(plain, dir, out);
+    const reloaded = await loadModel(out);
+    assert.ok(Math.abs(lossOf(reloaded.model) - adapted) < 1e-4);
+    plain.dispose();
+    reloaded.model.dispose();
+  });
+
+  test("several adapters: set active, combine (cat is exact), delete", async () => {
+    const { model } = await tinyModel("llama");
+    const peft = PeftModel.create(model, { r: 2, targets: ["q_proj", "v_proj"], initLoraWeights: false }, { adapterName: "a" });
+    peft.addAdapter("b", { r: 3, targets: ["q_proj", "v_proj"], initLoraWeights: false });
+    const data = tinyData(4);
+    const lossA = lossOf(peft, data);
+    peft.setAdapter("b");
+    const lossB = lossOf(peft, data);
+    peft.setAdapter(["a", "b"]);
+    const both = lossOf(peft, data);
+    assert.notEqual(lossA, lossB);
+    peft.addWeightedAdapter(["a", "b"], [1, 1], "ab", "cat");
+    peft.setAdapter("ab");
+    assert.ok(Math.abs(lossOf(peft, data) - both) < 1e-4, "cat with weights 1,1 equals both adapters active");
+    peft.deleteAdapter("b");
+    assert.deepEqual([...peft.adapters.keys()], ["a", "ab"]);
+    assert.ok(![...peft.base.namedParameters()].some(([n]) => n.includes(".b.")));
+    assert.throws(() => peft.setAdapter("b"), /no adapter "b"/);
+    peft.dispose();
+  });
+
+  test("trainable-parameter report in PEFT's words", async () => {
+    const { model } = await tinyModel("llama");
+    const all = [...model.namedParameters()].reduce((s, [, p]) => s + p.size, 0);
+    const peft = PeftModel.create(model, { r: 4, targets: ["q_proj", "v_proj"] });
+    const lora = 2 * (4 * 32 + 32 * 4) + 2 * (4 * 32 + 32 * 4); // q: A 4×32, B 32×4; v: A 4×32, B 32×4 (4 kv heads × 8); 2 layers
+    const s = peft.trainableSummary();
+    assert.equal(s.trainable, lora);
+    assert.equal(s.all, all + lora);
+    assert.equal(s.text, `trainable params: ${lora.toLocaleString("en-US")} || all params: ${(all + lora).toLocaleString("en-US")} || trainable%: ${((100 * lora) / (all + lora)).toFixed(4)}`);
+    peft.dispose();
+  });
+});
+
+describe("PEFT files", () => {
+  test("save writes PEFT's keys and config; load reproduces the loss; the adapter loads frozen unless asked", async () => {
+    const m = await loadModel(STORIES);
+    const peft = PeftModel.create(m.model, { r: 4, alpha: 16, targets: ["q_proj", "v_proj"], initLoraWeights: false, useRslora: true });
+    const data = [{ inputIds: m.tokenizer!.encode("Once upon a time, a dog found a ball.") }];
+    const loss = lossOf(peft, data);
+    const dir = path.join(tempDir("adapter"), "a");
+    await saveAdapter(peft, dir);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, "adapter_config.json"), "utf8"));
+    assert.equal(config.peft_type, "LORA");
+    assert.equal(config.task_type, "CAUSAL_LM");
+    assert.equal(config.r, 4);
+    assert.equal(config.lora_alpha, 16);
+    assert.equal(config.use_rslora, true);
+    assert.deepEqual(config.target_modules, ["q_proj", "v_proj"]);
+    const m2 = await loadModel(STORIES);
+    const reloaded = await loadAdapter(m2.model, dir);
+    assert.ok(Math.abs(lossOf(reloaded, data) - loss) < 1e-6);
+    assert.equal(reloaded.trainableParameters().length, 0);
+    const m3 = await loadModel(STORIES);
+    assert.ok((await loadAdapter(m3.model, dir, { trainable: true })).trainableParameters().length > 0);
+    for (const x of [peft, reloaded]) x.dispose();
+    m3.model.dispose();
+  });
+});
+
+describe("gradients", () => {
+  test("LoRA gradients match central finite differences", async () => {
+    const { model } = await tinyModel("qwen2");
+    const peft = PeftModel.create(model, { r: 2, alpha: 4, targets: ["q_proj", "up_proj"], initLoraWeights: false });
+    const batch = collate(tinyData(3, 11));
+    const loss = () => tf.tidy(() => {
+      const { nll, mask } = tokenNll(peft.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
+      return nll.sum().div(mask.sum()) as tf.Scalar;
+    });
+    const params = peft.trainableParameters();
+    const { grads } = tf.variableGrads(loss, params.map(([, p]) => p));
+    const eps = 1e-2;
+    for (const [name, p] of params.slice(0, 4)) {
+      const g = grads[p.name]!.dataSync();
+      for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
+        const original = p.dataSync().slice();
+        const at = (delta: number) => {
+          const v = original.slice();
+          v[i]! += delta;
+          tf.tidy(() => p.assign(tf.tensor(v, p.shape)));
+          const l = loss();
+          const value = l.dataSync()[0]!;
+          l.dispose();
+          return value;
+        };
+        const numeric = (at(eps) - at(-eps)) / (2 * eps);
+        tf.tidy(() => p.assign(tf.tensor(original, p.shape)));
+        assert.ok(Math.abs(numeric - g[i]!) < 2e-3 + 2e-2 * Math.abs(numeric), `${name}[${i}]: analytic ${g[i]} vs numeric ${numeric}`);
+      }
+    }
+    tf.dispose(Object.values(grads));
+    disposeBatch(batch);
+    peft.dispose();
+  });
+});
