@@ -19,7 +19,7 @@ const SYNTHETIC_CONFIG = {
   num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 512, tie_word_embeddings: true,
 };
 
-function syntheticModel(): CausalLM {
+export function syntheticModel(): CausalLM {
   const model = createModel(parseModelConfig(SYNTHETIC_CONFIG, "synthetic bench config"));
   const random = new Random(0);
   for (const [, p] of model.namedParameters()) {
@@ -29,7 +29,7 @@ function syntheticModel(): CausalLM {
   return model;
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
@@ -63,9 +63,12 @@ async function worker(backend: string, modelRef: string | undefined, batch: numb
 }
 
 export async function bench(argv: string[]): Promise<number> {
+  const mode = argv.find((a, i) => argv[i - 1] === "--mode") ?? argv.find((a) => a.startsWith("--mode="))?.slice(7) ?? "forward";
+  if (mode === "train") return (await import("./bench-train.js")).trainBench(argv);
+  if (mode !== "forward") throw new UserError(`--mode: expected forward or train, got "${mode}"`);
   const { values } = parseCommandArgs(argv, {
     model: { type: "string" }, backends: { type: "string", default: "wasm,cpu" }, batch: { type: "string" }, seq: { type: "string" },
-    repeats: { type: "string" }, json: { type: "boolean" }, worker: { type: "string" },
+    repeats: { type: "string" }, json: { type: "boolean" }, worker: { type: "string" }, mode: { type: "string" },
   });
   const batch = parseNumberOption("--batch", values.batch, 4, isPositiveInt, "a positive integer");
   const seq = parseNumberOption("--seq", values.seq, 128, isPositiveInt, "a positive integer");
