@@ -48,6 +48,11 @@ export class PeftModel extends Module implements CausalLM {
     return peft;
   }
 
+  /** A PeftModel without adapters yet (add them with addAdapter). */
+  static emptyOn(base: CausalLM, seed = 0): PeftModel {
+    return new PeftModel(base, seed);
+  }
+
   get config(): ModelConfig {
     return this.base.config;
   }

@@ -27,8 +27,11 @@ export class AdamW {
     this.weightDecay = options.weightDecay ?? 0;
   }
 
-  /** One update of every parameter that has a gradient, with learning rate `lr`. */
-  apply(params: [string, tf.Variable][], grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * One update of every parameter that has a gradient, with learning rate `lr`; parameters named in
+   * `noDecay` skip weight decay (transformers exempts biases and normalisation weights).
+   */
+  apply(params: [string, tf.Variable][], grads: Map<string, tf.Tensor>, lr: number, noDecay: ReadonlySet<string> = new Set()): void {
     this.step += 1;
     const bias1 = 1 - this.beta1 ** this.step;
     const bias2Sqrt = Math.sqrt(1 - this.beta2 ** this.step);
@@ -39,7 +42,7 @@ export class AdamW {
       const next = tf.tidy(() => {
         const avg = (previous ? previous.avg.mul(this.beta1) : tf.zerosLike(g)).add(g.mul(1 - this.beta1));
         const avgSq = (previous ? previous.avgSq.mul(this.beta2) : tf.zerosLike(g)).add(g.square().mul(1 - this.beta2));
-        const decayed = this.weightDecay ? p.mul(1 - lr * this.weightDecay) : p;
+        const decayed = this.weightDecay && !noDecay.has(name) ? p.mul(1 - lr * this.weightDecay) : p;
         const denom = avgSq.sqrt().div(bias2Sqrt).add(this.eps);
         p.assign(decayed.sub(avg.div(denom).mul(lr / bias1)));
         return { avg, avgSq };

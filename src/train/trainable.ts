@@ -12,9 +12,12 @@ import { assignWeights } from "../models/load.js";
 import { loadAdapterWeights, saveAdapter } from "../lora/adapter-io.js";
 import { PeftModel } from "../lora/peft-model.js";
 import { Random } from "../random.js";
+import type { Module } from "../nn/module.js";
 
 export interface Trainable {
   readonly model: CausalLM;
+  /** The module whose parameter names are those trainableParameters() returns. */
+  readonly parameterRoot: Module;
   readonly kind: "lora" | "full";
   trainableParameters(): [string, tf.Variable][];
   /** Dropout and similar train-only behaviour. */
@@ -29,6 +32,10 @@ export class LoraTrainable implements Trainable {
   readonly kind = "lora";
 
   constructor(readonly model: PeftModel) {}
+
+  get parameterRoot(): Module {
+    return this.model.base;
+  }
 
   trainableParameters(): [string, tf.Variable][] {
     return this.model.trainableParameters();
@@ -59,6 +66,10 @@ export class FullTrainable implements Trainable {
   constructor(readonly model: CausalLM, seed = 0) {
     for (const [, p] of model.namedParameters()) p.trainable = true;
     this.random = new Random(seed);
+  }
+
+  get parameterRoot(): Module {
+    return this.model;
   }
 
   trainableParameters(): [string, tf.Variable][] {

@@ -16,6 +16,8 @@ import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { IGNORE_INDEX, tokenNll } from "../loss.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { Random } from "../random.js";
+import { LayerNorm, RMSNorm } from "../nn/layers.js";
+import type { Module } from "../nn/module.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";
 import { lrMultiplier, type ScheduleName, SCHEDULES } from "./schedule.js";
 import type { Trainable } from "./trainable.js";
@@ -122,6 +124,15 @@ function resolveArgs(a: TrainingArguments): Resolved {
 
 type Listener = (e: TrainerEvent) => void;
 
+function noDecayParameters(model: Module): Set<string> {
+  const names = new Set<string>();
+  for (const [path, m] of model.namedModules()) {
+    const isNorm = m instanceof RMSNorm || m instanceof LayerNorm;
+    for (const [name] of m.namedParameters(path)) if (isNorm || /(?:^|\.)bias$/.test(name)) names.add(name);
+  }
+  return names;
+}
+
 export class Trainer {
   readonly args: Resolved;
   readonly optimizer: AdamW;
@@ -131,6 +142,8 @@ export class Trainer {
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
   readonly warmupSteps: number;
+  /** Parameters exempt from weight decay: biases and normalisation weights, as transformers' Trainer. */
+  private readonly noDecay: ReadonlySet<string>;
 
   constructor(readonly trainable: Trainable, data: Example[], args: TrainingArguments = {}) {
     this.args = resolveArgs(args);
@@ -142,6 +155,7 @@ export class Trainer {
     this.totalSteps = this.args.maxSteps ?? Math.ceil((this.args.epochs * this.examples.length) / rowsPerStep);
     this.warmupSteps = this.args.warmupSteps ?? Math.ceil(this.args.warmupRatio * this.totalSteps);
     this.optimizer = new AdamW({ betas: this.args.betas, eps: this.args.eps, weightDecay: this.args.weightDecay });
+    this.noDecay = noDecayParameters(trainable.parameterRoot);
     this.state = { step: 0, randomState: trainable.random.getState(), history: [], evals: [], elapsedSeconds: 0 };
   }
 
@@ -152,6 +166,11 @@ export class Trainer {
 
   private emit(e: TrainerEvent): void {
     for (const l of this.listeners) l(e);
+  }
+
+  /** Replaces the cancellation signal (a resumed run gets a fresh one). */
+  setSignal(signal: AbortSignal | undefined): void {
+    this.args.signal = signal;
   }
 
   get step(): number {
@@ -234,7 +253,7 @@ export class Trainer {
       return `step ${stepNumber}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; the update was not applied`;
     }
     const lr = this.args.lr * lrMultiplier(this.args.schedule, this.state.step, this.warmupSteps, this.totalSteps);
-    this.optimizer.apply(params, grads, lr);
+    this.optimizer.apply(params, grads, lr, this.noDecay);
     tf.dispose([...grads.values()]);
     const seconds = (performance.now() - started) / 1000;
     this.state.elapsedSeconds += seconds;

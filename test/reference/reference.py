@@ -10,6 +10,7 @@ Reads Hugging Face model directories (config.json + safetensors) and computes wh
 
 Usage:  /usr/bin/python3 test/reference/reference.py REQUEST.json   (or "-" for stdin)
 Prints one JSON object on stdout. The request format is in test/reference/README.md.
+PEFT LoRA adapters and training ("lora_loss", "lora_train", "full_train") live in lora_reference.py.
 
 Conventions (same as transformers' forward when called without position_ids):
   * position ids are always 0..T-1 for every row, so batches must be RIGHT-padded;
@@ -139,6 +140,11 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """float32 compute for half/float32 inputs; float64 stays float64 (lora_check's finite differences)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 # ----------------------------------------------------------------------------
 # masks
 
@@ -223,7 +229,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., C] -> [..., C]
-        x = x.float()
+        x = upcast(x)
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
@@ -285,7 +291,7 @@ class LlamaAttention(nn.Module):
         k = k.repeat_interleave(H // KV, dim=1)  # [B,H,T,D]
         v = v.repeat_interleave(H // KV, dim=1)
         att = (q @ k.transpose(-2, -1)) * (D ** -0.5) + bias  # [B,H,T,T]
-        att = torch.softmax(att.float(), dim=-1)
+        att = torch.softmax(upcast(att), dim=-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, H * D)  # [B,T,H*D]
         return self.o_proj(y)
 
@@ -346,6 +352,7 @@ class LlamaForCausalLM(nn.Module):
             _assign(param, w.get(name), name)
         head = None if self.cfg.tie_word_embeddings else w.get("lm_head.weight", required=False)
         _assign(self.lm_head.weight, head if head is not None else self.embed_tokens.weight, "lm_head.weight")
+        self.lm_head_tied = head is None  # lm_head is a copy of embed_tokens (full_train re-ties them)
         return w.used
 
 
@@ -471,6 +478,7 @@ class GPT2LMHeadModel(nn.Module):
             _assign(param, w.get(name), name)
         head = None if self.cfg.tie_word_embeddings else w.get("lm_head.weight", required=False)
         _assign(self.lm_head.weight, head if head is not None else self.wte.weight, "lm_head.weight")
+        self.lm_head_tied = head is None  # lm_head is a copy of wte (full_train re-ties them)
         return w.used
 
 
@@ -562,6 +570,18 @@ def run_case(case: Dict[str, Any], base_dir: str, cache: Dict[str, LoadedModel])
         cache[model_dir] = load_model(model_dir)
     lm = cache[model_dir]
     kind = case["kind"]
+    if kind in ("lora_train", "full_train", "lora_loss") or case.get("adapter") is not None:
+        import lora_reference  # PEFT LoRA + training (test/reference/lora_reference.py)
+
+        if kind in ("lora_train", "full_train"):
+            return lora_reference.run_train_case(case, base_dir, lm, model_dir)
+        if case.get("adapter") is None:
+            raise ValueError("lora_loss needs an adapter directory")
+        if kind not in ("loss", "lora_loss", "logits", "greedy"):
+            raise ValueError(f"unknown kind {kind!r}")
+        # a fresh wrapped copy per case (adapter directories may be rewritten by save_to)
+        lm = lora_reference.with_adapter(lm, os.path.normpath(os.path.join(base_dir, case["adapter"])))
+        kind = "loss" if kind == "lora_loss" else kind
     single = not isinstance(case["input_ids"][0], list)
     input_ids = as_batch(case["input_ids"])  # [B,T]
     if case.get("attention_mask") is not None:
@@ -652,4 +672,6 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("reference", sys.modules[__name__])  # lora_reference imports this very module
+    sys.dont_write_bytecode = True  # keep test/reference free of __pycache__
     sys.exit(main(sys.argv))

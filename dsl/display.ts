@@ -1,0 +1,43 @@
+/**
+ * Rich display: objects implement [Symbol.for("Jupyter.display")]() returning a mimebundle
+ * (Deno's convention), which the loralab kernel renders; plain Node shows text/plain via inspect.
+ */
+export const DISPLAY = Symbol.for("Jupyter.display");
+
+export type MimeBundle = Record<string, unknown>;
+
+export interface Displayable {
+  [DISPLAY](): MimeBundle;
+}
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+/** A two-column HTML table of key/value pairs. */
+export function htmlKeyValues(title: string, rows: [string, unknown][]): string {
+  const body = rows.map(([k, v]) => `<tr><th style="text-align:left">${escapeHtml(k)}</th><td style="text-align:left">${escapeHtml(String(v))}</td></tr>`).join("");
+  return `<div><strong>${escapeHtml(title)}</strong><table>${body}</table></div>`;
+}
+
+export function textKeyValues(title: string, rows: [string, unknown][]): string {
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return [title, ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${String(v)}`)].join("\n");
+}
+
+/** A vega-lite v5 line chart of loss against step (one line per series). */
+export function lossChart(points: { step: number; loss: number; series: string }[], title = "training loss"): Record<string, unknown> {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title,
+    width: 420,
+    height: 240,
+    data: { values: points },
+    mark: { type: "line", point: points.length <= 50 },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "step" },
+      y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
+      color: { field: "series", type: "nominal", title: null },
+    },
+  };
+}

@@ -1,0 +1,13 @@
+/**
+ * loralab's DSL: `import { model, dataset } from "loralab"`.
+ *
+ *   const base = await model("path/to/hf-model");
+ *   const run = await base.lora({ r: 8, alpha: 16 }).train(rows, { epochs: 3, lr: 2e-4 });
+ *   await run.model.eval(test, ["perplexity"]);
+ */
+export { model, Model, LoraModel, FullModel, LoraBuilder, FullBuilder, ModelView, type EvalResult, type Metric, type GenerateOptions } from "./model.js";
+export { Run, TrainingInterrupted, lastRun, type TrainOptions } from "./run.js";
+export { type DataInput } from "./data.js";
+export { DISPLAY, type MimeBundle } from "./display.js";
+export { corpusBleu, sentenceBleu } from "../src/metrics/bleu.js";
+export { corpusChrf, sentenceChrf } from "../src/metrics/chrf.js";

@@ -1,0 +1,248 @@
+/**
+ * The DSL's model handles, reading like the seed's Python:
+ *
+ *   const base = await model("path/or/hub-id");
+ *   const run = await base.lora({ r: 8, alpha: 16 }).train(ds, { epochs: 3 });
+ *   await run.model.eval(test, ["perplexity"]);
+ *
+ * A base model carries every LoRA adapter trained from it (PEFT's multi-adapter model): each
+ * `.lora(...)` gets its own named adapter, and a handle activates its adapter for each call.
+ */
+import { initBackend, tf } from "../src/backend.js";
+import { UserError } from "../src/errors.js";
+import type { CausalLM } from "../src/models/causal-lm.js";
+import { createModel, loadModel, type LoadedModel } from "../src/models/load.js";
+import { saveModelDirectory } from "../src/models/save.js";
+import { generate as generateIds, type GenerationOptions } from "../src/generate.js";
+import { perplexity } from "../src/metrics/perplexity.js";
+import { corpusBleu } from "../src/metrics/bleu.js";
+import { corpusChrf } from "../src/metrics/chrf.js";
+import { exactMatch } from "../src/metrics/match.js";
+import { PeftModel } from "../src/lora/peft-model.js";
+import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
+import type { LoraConfigInput } from "../src/lora/config.js";
+import { countParameters } from "../src/nn/module.js";
+import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
+import { DISPLAY, htmlKeyValues, type MimeBundle, textKeyValues } from "./display.js";
+import { Run, type TrainOptions } from "./run.js";
+
+export type Metric = "perplexity" | "bleu" | "chrf" | "exact_match";
+
+export interface EvalResult {
+  perplexity?: number;
+  loss?: number;
+  tokens?: number;
+  bleu?: number;
+  chrf?: number;
+  exact_match?: number;
+  /** Per-example outputs of generation metrics. */
+  examples?: { prompt: string; completion: string; generated: string }[];
+}
+
+export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
+  /** Return token ids as well as text. */
+  ids?: boolean;
+}
+
+/** What every handle can do: evaluate, generate, save — with its own adapter (or none) active. */
+export abstract class ModelView {
+  protected constructor(readonly base: Model) {}
+
+  /** Runs `fn` with this view's weights active. */
+  protected abstract activate<T>(fn: (m: CausalLM) => T): T;
+
+  abstract describe(): [string, unknown][];
+
+  async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"]): Promise<EvalResult> {
+    const wanted = Array.isArray(metrics) ? metrics : [metrics];
+    const result: EvalResult = {};
+    const loaded = this.base.loaded;
+    if (wanted.includes("perplexity")) {
+      const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
+      const p = this.activate((m) => perplexity(m, examples));
+      Object.assign(result, { perplexity: p.perplexity, loss: p.loss, tokens: p.tokens });
+    }
+    const generative = wanted.filter((m) => m !== "perplexity");
+    if (generative.length) {
+      const pairs = promptCompletionPairs(data);
+      if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
+      const generated = await Promise.all(pairs.map(async (p) => (await this.generate(p.prompt, { maxNewTokens: Math.max(8, 2 * this.base.tokenizer.encode(p.completion, { specialTokens: false }).length) })).text));
+      const hyps = generated.map((g) => g.trim());
+      const refs = [pairs.map((p) => p.completion.trim())];
+      if (generative.includes("bleu")) result.bleu = corpusBleu(hyps, refs).score;
+      if (generative.includes("chrf")) result.chrf = corpusChrf(hyps, refs).score;
+      if (generative.includes("exact_match")) result.exact_match = exactMatch(hyps, refs[0]!);
+      result.examples = pairs.map((p, i) => ({ ...p, generated: hyps[i]! }));
+    }
+    return result;
+  }
+
+  async generate(prompt: string | number[], options: GenerateOptions = {}): Promise<{ text: string; ids: number[] }> {
+    const ids = typeof prompt === "string" ? this.base.tokenizer.encode(prompt) : prompt;
+    const out = this.activate((m) => generateIds(m, ids, { maxNewTokens: 32, ...options, eosTokenIds: this.base.loaded.eosTokenIds }));
+    return { text: this.base.tokenizer.decode(out.ids), ids: out.ids };
+  }
+
+  [DISPLAY](): MimeBundle {
+    const rows = this.describe();
+    return { "text/plain": textKeyValues(this.constructor.name, rows), "text/html": htmlKeyValues(this.constructor.name, rows) };
+  }
+}
+
+let adapterCounter = 0;
+
+/** A loaded base model. */
+export class Model extends ModelView {
+  private peft: PeftModel | undefined;
+
+  constructor(readonly ref: string, readonly loaded: LoadedModel) {
+    super(undefined as unknown as Model);
+    (this as { base: Model }).base = this;
+  }
+
+  get tokenizer() {
+    if (!this.loaded.tokenizer) throw new UserError(`${this.loaded.dir}: the model has no tokenizer.json; use token ids`);
+    return this.loaded.tokenizer;
+  }
+
+  get parameters(): number {
+    return countParameters(this.loaded.model) - (this.peft ? this.peft.trainableSummary().trainable : 0);
+  }
+
+  protected activate<T>(fn: (m: CausalLM) => T): T {
+    return this.peft ? this.peft.withAdaptersDisabled(() => fn(this.peft!)) : fn(this.loaded.model);
+  }
+
+  describe(): [string, unknown][] {
+    const c = this.loaded.config;
+    return [["model", this.ref], ["type", c.modelType], ["layers", c.numLayers], ["hidden", c.hiddenSize], ["vocab", c.vocabSize], ["parameters", this.parameters.toLocaleString("en-US")]];
+  }
+
+  /** The shared multi-adapter model (created on the first LoRA). */
+  peftModel(): PeftModel {
+    return this.peft ??= PeftModel.emptyOn(this.loaded.model);
+  }
+
+  /** A new LoRA adapter on this model: `base.lora(8)` or `base.lora({ r: 8, alpha: 16, targets: [...] })`. */
+  lora(config: LoraConfigInput | number = {}): LoraBuilder {
+    return new LoraBuilder(this, typeof config === "number" ? { r: config } : config);
+  }
+
+  /** Full fine-tuning of a copy of this model (the baseline LoRA is compared with). */
+  full(): FullBuilder {
+    return new FullBuilder(this);
+  }
+
+  /** Loads a PEFT adapter directory onto this model. */
+  async loadAdapter(dir: string, options: { trainable?: boolean } = {}): Promise<LoraModel> {
+    const name = `adapter_${++adapterCounter}`;
+    await loadAdapter(this.peftModel(), dir, { name, trainable: options.trainable });
+    return new LoraModel(this, name);
+  }
+
+  /** A weight copy of the base (for full fine-tuning), adapters excluded. */
+  cloneWeights(): CausalLM {
+    const copy = createModel(this.loaded.config);
+    const source = new Map(this.activate(() => [...this.loaded.model.namedParameters()].map(([n, p]) => [n.replace(/\.base_layer\./, "."), p] as const)));
+    for (const [name, p] of copy.namedParameters()) tf.tidy(() => p.assign(source.get(name)!));
+    return copy;
+  }
+}
+
+/** A trained or loaded LoRA adapter on a base model. */
+export class LoraModel extends ModelView {
+  constructor(base: Model, readonly adapterName: string) {
+    super(base);
+  }
+
+  protected activate<T>(fn: (m: CausalLM) => T): T {
+    const peft = this.base.peftModel();
+    const before = peft.activeAdapters;
+    peft.setAdapter(this.adapterName);
+    try {
+      return fn(peft);
+    } finally {
+      if (before.length) peft.setAdapter(before);
+    }
+  }
+
+  get config() {
+    return this.base.peftModel().adapters.get(this.adapterName)!.config;
+  }
+
+  describe(): [string, unknown][] {
+    const c = this.config;
+    return [["base", this.base.ref], ["adapter", this.adapterName], ["r", c.r], ["alpha", c.loraAlpha], ["targets", JSON.stringify(this.base.peftModel().adapters.get(this.adapterName)!.targets)]];
+  }
+
+  /** Saves the adapter in PEFT's format. */
+  async save(dir: string): Promise<string> {
+    const peft = this.base.peftModel();
+    await this.activate(() => saveAdapter(peft, dir, this.adapterName));
+    return dir;
+  }
+
+  /** A plain model with this adapter merged into a copy of the weights, saved as an HF checkpoint. */
+  async saveMerged(dir: string): Promise<string> {
+    const merged = this.base.cloneWeights();
+    const peft = this.base.peftModel();
+    this.activate(() => {
+      const params = new Map(peft.base.namedParameters());
+      peft.merge([this.adapterName]);
+      for (const [name, p] of merged.namedParameters()) {
+        const source = params.get(name) ?? params.get(name.replace(/\.(weight|bias)$/, ".base_layer.$1"));
+        tf.tidy(() => p.assign(source!));
+      }
+      peft.unmerge();
+    });
+    await saveModelDirectory(merged, this.base.loaded.dir, dir);
+    merged.dispose();
+    return dir;
+  }
+}
+
+/** A fully fine-tuned copy of a base model. */
+export class FullModel extends ModelView {
+  constructor(base: Model, readonly weights: CausalLM) {
+    super(base);
+  }
+
+  protected activate<T>(fn: (m: CausalLM) => T): T {
+    return fn(this.weights);
+  }
+
+  describe(): [string, unknown][] {
+    return [["base", this.base.ref], ["fine-tuning", "full"], ["parameters", countParameters(this.weights).toLocaleString("en-US")]];
+  }
+
+  async save(dir: string): Promise<string> {
+    await saveModelDirectory(this.weights, this.base.loaded.dir, dir);
+    return dir;
+  }
+}
+
+/** `base.lora(cfg)`: not trained yet; `.train(ds, opts)` trains a new adapter and resolves to a Run. */
+export class LoraBuilder {
+  constructor(readonly base: Model, readonly config: LoraConfigInput) {}
+
+  async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
+    const name = `lora_${++adapterCounter}`;
+    const peft = this.base.peftModel();
+    peft.addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config });
+    return Run.start({ kind: "lora", base: this.base, model: new LoraModel(this.base, name), config: this.config, data, options });
+  }
+}
+
+export class FullBuilder {
+  constructor(readonly base: Model) {}
+
+  async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
+    return Run.start({ kind: "full", base: this.base, model: new FullModel(this.base, this.base.cloneWeights()), config: {}, data, options });
+  }
+}
+
+/** Loads a model: a local directory or a Hugging Face hub id. */
+export async function model(ref: string, options: { backend?: string } = {}): Promise<Model> {
+  await initBackend(options.backend);
+  return new Model(ref, await loadModel(ref));
+}
