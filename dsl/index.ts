@@ -8,6 +8,9 @@
 export { model, Model, LoraModel, FullModel, LoraBuilder, FullBuilder, ModelView, type EvalResult, type Metric, type GenerateOptions } from "./model.js";
 export { Run, TrainingInterrupted, lastRun, type TrainOptions } from "./run.js";
 export { type DataInput } from "./data.js";
+export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
+export { compare, Comparison, type CompareOptions } from "./compare.js";
+export { runs, loadRun, type RecordedRun } from "./registry.js";
 export { DISPLAY, type MimeBundle } from "./display.js";
 export { corpusBleu, sentenceBleu } from "../src/metrics/bleu.js";
 export { corpusChrf, sentenceChrf } from "../src/metrics/chrf.js";

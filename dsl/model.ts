@@ -105,8 +105,11 @@ export class Model extends ModelView {
     return this.loaded.tokenizer;
   }
 
+  /** Parameters of the base model itself (adapters attached to it not counted). */
   get parameters(): number {
-    return countParameters(this.loaded.model) - (this.peft ? this.peft.trainableSummary().trainable : 0);
+    let n = 0;
+    for (const [name, p] of this.loaded.model.namedParameters()) if (!/\.(lora_A|lora_B|lora_magnitude_vector)\./.test(name)) n += p.size;
+    return n;
   }
 
   protected activate<T>(fn: (m: CausalLM) => T): T {

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import * as aq from "arquero";
+import { tf } from "../src/backend.js";
 import { UserError } from "../src/errors.js";
 import { writeFileAtomic } from "../src/fsutil.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
@@ -85,6 +86,8 @@ interface StartArgs {
 export class Run {
   private result: TrainResult | undefined;
   private readonly started = new Date();
+  /** Largest tfjs tensor memory seen after a step (weights, optimizer state, adapters). */
+  peakTensorBytes = 0;
 
   private constructor(readonly id: string, readonly dir: string | undefined, readonly kind: "lora" | "full",
     readonly model: LoraModel | FullModel, readonly config: LoraConfigInput, readonly options: TrainOptions, private readonly trainer: Trainer) {}
@@ -150,6 +153,7 @@ export class Run {
   private async continue(): Promise<Run> {
     const off = this.trainer.on((e) => {
       if (e.type === "step") {
+        this.peakTensorBytes = Math.max(this.peakTensorBytes, tf.memory().numBytes);
         this.appendMetrics(e.log);
         this.options.onStep?.(e.log, this);
       }
@@ -174,7 +178,7 @@ export class Run {
     return {
       id: this.id, kind: this.kind, status: this.status, steps: this.step, total_steps: this.totalSteps, final_loss: this.finalLoss ?? null,
       trainable_params: this.trainableParams, evals: this.evals, started: this.started.toISOString(),
-      elapsed_seconds: this.history.at(-1)?.elapsedSeconds ?? 0,
+      elapsed_seconds: this.history.at(-1)?.elapsedSeconds ?? 0, peak_tensor_bytes: this.peakTensorBytes,
     };
   }
 
@@ -193,9 +197,14 @@ export class Run {
     return aq.from(this.history);
   }
 
+  /** "LoRA r=8" or "full": the series name in charts. */
+  get label(): string {
+    return this.options.name ?? (this.kind === "lora" ? `LoRA r=${(this.model as LoraModel).config.r}` : "full");
+  }
+
   /** The loss curve as a vega-lite spec. */
   chart(): Record<string, unknown> {
-    return lossChart(this.history.map((h) => ({ step: h.step, loss: h.loss, series: this.kind === "lora" ? `LoRA r=${(this.model as LoraModel).config.r}` : "full" })));
+    return lossChart(this.history.map((h) => ({ step: h.step, loss: h.loss, series: this.label })));
   }
 
   [DISPLAY](): MimeBundle {

@@ -3,7 +3,7 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { model, lastRun, TrainingInterrupted, type Model } from "../dsl/index.js";
+import { compare, expandSpace, loadRun, model, lastRun, runs, sweep, TrainingInterrupted, type Model } from "../dsl/index.js";
 import { STORIES, tempDir } from "./helpers/paths.js";
 
 const rows = [
@@ -87,5 +87,48 @@ describe("DSL", () => {
     assert.equal(typeof spec, "object");
     assert.deepEqual(spec.data.values.map((v) => v.step), [1, 2, 3]);
     assert.equal(run.table().numRows(), 3);
+  });
+
+  test("sweep: a grid with derived keys; an interrupted sweep re-run trains only the missing trials", async () => {
+    assert.deepEqual(expandSpace({ r: [1, 2], alpha: ({ r }) => 2 * (r as number), dropout: [0, 0.1] }),
+      [{ r: 1, dropout: 0, alpha: 2 }, { r: 1, dropout: 0.1, alpha: 2 }, { r: 2, dropout: 0, alpha: 4 }, { r: 2, dropout: 0.1, alpha: 4 }]);
+    const space = { r: [1, 2, 4], alpha: ({ r }: Record<string, unknown>) => 2 * (r as number) };
+    const trained: number[] = [];
+    const train = (cfg: Record<string, unknown>) => {
+      trained.push(cfg.r as number);
+      if (cfg.r === 4 && trained.length === 3) throw new Error("simulated interrupt");
+      return base.lora(cfg).train(rows, { maxSteps: 2, batchSize: 3, lr: 0.01, runsDir: false });
+    };
+    const options = { eval: { data: rows }, runsDir, name: "rank" };
+    await assert.rejects(sweep(space, train, options), /simulated interrupt/);
+    assert.deepEqual(trained, [1, 2, 4]);
+    const result = await sweep(space, train, options);
+    assert.deepEqual(trained, [1, 2, 4, 4], "only the missing trial trains again");
+    const table = result.table().objects() as Record<string, number>[];
+    assert.deepEqual(table.map((t) => t.r), [1, 2, 4]);
+    assert.deepEqual(table.map((t) => t.alpha), [2, 4, 8]);
+    assert.ok(table.every((t) => t.perplexity! > 1 && t.trainable_params > 0));
+    assert.ok(table[0]!.trainable_params < table[2]!.trainable_params);
+    assert.equal(result.best!.metrics.perplexity, Math.min(...table.map((t) => t.perplexity!)));
+    const curves = result.lossCurves() as { data: { values: unknown[] } };
+    assert.equal(curves.data.values.length, 6, "2 steps × 3 trials");
+  });
+
+  test("compare: full vs LoRA, measured", async () => {
+    const c = await compare({ full: base.full(), lora: base.lora(4) }, rows, { maxSteps: 2, batchSize: 3, lr: 1e-3, runsDir: false, eval: { data: rows } });
+    const t = c.table().objects() as Record<string, number | string>[];
+    assert.deepEqual(t.map((r) => r.method), ["full", "lora"]);
+    assert.ok((t[0]!.trainable_params as number) > 50 * (t[1]!.trainable_params as number));
+    assert.ok(Math.abs((t[0]!.trainable_pct as number) - 100) < 1e-9);
+    assert.ok(t.every((r) => (r.median_step_ms as number) > 0 && (r.peak_MiB as number) > 0 && (r.perplexity as number) > 1));
+  });
+
+  test("runs() lists recorded runs; loadRun reads one back", () => {
+    const table = runs(runsDir).objects() as { id: string; status: string }[];
+    assert.ok(table.length >= 2);
+    const recorded = loadRun(table.find((r) => r.id.includes("registry"))!.id, runsDir);
+    assert.deepEqual(recorded.metrics.map((m) => m.step), [1, 2, 3, 4]);
+    assert.ok(recorded.adapterDir);
+    assert.throws(() => loadRun("nope", runsDir), /no recorded run/);
   });
 });

@@ -1,0 +1,65 @@
+/**
+ * compare: the seed's comparison table, measured. Each method trains on the same data with the
+ * same options; the table reports trainable parameters, their share, peak tensor memory, median
+ * step time, final training loss and the eval metric.
+ *
+ *   compare({ full: base.full(), lora: base.lora(8) }, ds, { maxSteps: 50, eval: { data: test } })
+ */
+import * as aq from "arquero";
+import type { DataInput } from "./data.js";
+import { DISPLAY, lossChart, type MimeBundle } from "./display.js";
+import type { Metric } from "./model.js";
+import type { Run, TrainOptions } from "./run.js";
+
+export interface Trainable {
+  train(data: DataInput, options?: TrainOptions): Promise<Run>;
+}
+
+export interface CompareOptions extends TrainOptions {
+  eval?: { data: DataInput; metrics?: Metric[] };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN;
+}
+
+export class Comparison {
+  constructor(readonly runs: Record<string, Run>, readonly metrics: Record<string, Record<string, number | undefined>>, readonly totalParams: number) {}
+
+  table(): aq.ColumnTable {
+    return aq.from(Object.entries(this.runs).map(([method, run]) => {
+      const steps = run.history.map((h, i) => (h.elapsedSeconds - (run.history[i - 1]?.elapsedSeconds ?? 0)) * 1000);
+      return {
+        method, trainable_params: run.trainableParams, trainable_pct: (100 * run.trainableParams) / this.totalParams,
+        peak_MiB: run.peakTensorBytes / 2 ** 20, median_step_ms: median(steps), final_loss: run.finalLoss ?? null, ...this.metrics[method],
+      };
+    }));
+  }
+
+  chart(): Record<string, unknown> {
+    return lossChart(Object.entries(this.runs).flatMap(([method, run]) => run.history.map((h) => ({ step: h.step, loss: h.loss, series: method }))), "training loss by method");
+  }
+
+  [DISPLAY](): MimeBundle {
+    const table = this.table();
+    return { "text/plain": table.toString(), "text/html": table.toHTML(), "application/vnd.vegalite.v5+json": this.chart() };
+  }
+}
+
+export async function compare(methods: Record<string, Trainable>, data: DataInput, options: CompareOptions = {}): Promise<Comparison> {
+  const { eval: evaluation, ...trainOptions } = options;
+  const runs: Record<string, Run> = {};
+  const metrics: Record<string, Record<string, number | undefined>> = {};
+  let totalParams = 0;
+  for (const [method, builder] of Object.entries(methods)) {
+    const run = await builder.train(data, { ...trainOptions, name: trainOptions.name ?? method });
+    runs[method] = run;
+    totalParams = Math.max(totalParams, run.model.base.parameters);
+    if (evaluation) {
+      const { examples: _e, ...m } = await run.model.eval(evaluation.data, evaluation.metrics ?? ["perplexity"]);
+      metrics[method] = m as Record<string, number | undefined>;
+    }
+  }
+  return new Comparison(runs, metrics, totalParams);
+}
