@@ -1,13 +1,15 @@
 /**
- * loralab's DSL: `import { model, dataset } from "loralab"`.
+ * loralab's DSL: `import { model, dataset, sweep, compare } from "loralab"`.
  *
  *   const base = await model("path/to/hf-model");
- *   const run = await base.lora({ r: 8, alpha: 16 }).train(rows, { epochs: 3, lr: 2e-4 });
+ *   const ds = dataset("sotu", { president: "Barack Obama" });
+ *   const run = await base.lora({ r: 8, alpha: 16 }).train(ds, { epochs: 3, lr: 2e-4 });
  *   await run.model.eval(test, ["perplexity"]);
  */
 export { model, Model, LoraModel, FullModel, LoraBuilder, FullBuilder, ModelView, type EvalResult, type Metric, type GenerateOptions } from "./model.js";
 export { Run, TrainingInterrupted, lastRun, type TrainOptions } from "./run.js";
 export { type DataInput } from "./data.js";
+export { dataset, Dataset } from "./dataset.js";
 export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
 export { compare, Comparison, type CompareOptions } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
