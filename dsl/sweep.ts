@@ -17,7 +17,14 @@ import { DISPLAY, lossChart, type MimeBundle } from "./display.js";
 import type { EvalResult, Metric } from "./model.js";
 import { type Run, runsDirectory } from "./run.js";
 
-export type SweepSpace = Record<string, readonly unknown[] | ((config: Record<string, unknown>) => unknown)>;
+/**
+ * Keys with a list of values span the grid; keys with a function derive their value from a point
+ * (e.g. `alpha: ({ r }) => 2 * r`). Points are loosely typed (`any`) so such functions and
+ * `cfg => base.lora(cfg)` read as in the seed's Python.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type SweepConfig = Record<string, any>;
+export type SweepSpace = Record<string, readonly unknown[] | ((config: SweepConfig) => unknown)>;
 
 export interface SweepOptions {
   eval?: { data: DataInput; metrics?: Metric[] };
@@ -40,8 +47,8 @@ export interface TrialRecord {
 }
 
 /** The grid: every combination of the array-valued keys, then the function-valued keys derived from it. */
-export function expandSpace(space: SweepSpace): Record<string, unknown>[] {
-  let points: Record<string, unknown>[] = [{}];
+export function expandSpace(space: SweepSpace): SweepConfig[] {
+  let points: SweepConfig[] = [{}];
   for (const [key, values] of Object.entries(space)) {
     if (typeof values === "function") continue;
     points = points.flatMap((p) => values.map((v) => ({ ...p, [key]: v })));
@@ -103,7 +110,7 @@ export class SweepResult {
   }
 }
 
-export async function sweep(space: SweepSpace, train: (config: Record<string, unknown>) => Promise<Run>, options: SweepOptions = {}): Promise<SweepResult> {
+export async function sweep(space: SweepSpace, train: (config: SweepConfig) => Promise<Run>, options: SweepOptions = {}): Promise<SweepResult> {
   const name = options.name ?? `sweep-${digest(space)}`;
   const dir = path.join(runsDirectory(options.runsDir) ?? path.resolve("runs"), "sweeps", name);
   fs.mkdirSync(dir, { recursive: true });
