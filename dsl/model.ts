@@ -15,9 +15,7 @@ import { createModel, loadModel, type LoadedModel } from "../src/models/load.js"
 import { saveModelDirectory } from "../src/models/save.js";
 import { generate as generateIds, type GenerationOptions } from "../src/generate.js";
 import { perplexity } from "../src/metrics/perplexity.js";
-import { corpusBleu } from "../src/metrics/bleu.js";
-import { corpusChrf } from "../src/metrics/chrf.js";
-import { exactMatch } from "../src/metrics/match.js";
+import { type GeneratedExample, type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
 import { PeftModel } from "../src/lora/peft-model.js";
 import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
@@ -36,7 +34,7 @@ export interface EvalResult {
   chrf?: number;
   exact_match?: number;
   /** Per-example outputs of generation metrics. */
-  examples?: { prompt: string; completion: string; generated: string }[];
+  examples?: GeneratedExample[];
 }
 
 export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
@@ -62,17 +60,11 @@ export abstract class ModelView {
       const p = this.activate((m) => perplexity(m, examples));
       Object.assign(result, { perplexity: p.perplexity, loss: p.loss, tokens: p.tokens });
     }
-    const generative = wanted.filter((m) => m !== "perplexity");
+    const generative = wanted.filter((m): m is GenerationMetric => m !== "perplexity");
     if (generative.length) {
       const pairs = promptCompletionPairs(data);
       if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      const generated = await Promise.all(pairs.map(async (p) => (await this.generate(p.prompt, { maxNewTokens: Math.max(8, 2 * this.base.tokenizer.encode(p.completion, { specialTokens: false }).length) })).text));
-      const hyps = generated.map((g) => g.trim());
-      const refs = [pairs.map((p) => p.completion.trim())];
-      if (generative.includes("bleu")) result.bleu = corpusBleu(hyps, refs).score;
-      if (generative.includes("chrf")) result.chrf = corpusChrf(hyps, refs).score;
-      if (generative.includes("exact_match")) result.exact_match = exactMatch(hyps, refs[0]!);
-      result.examples = pairs.map((p, i) => ({ ...p, generated: hyps[i]! }));
+      Object.assign(result, this.activate((m) => generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds })));
     }
     return result;
   }

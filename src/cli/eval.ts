@@ -2,16 +2,20 @@ import { UserError } from "../errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
 import { perplexity } from "../metrics/perplexity.js";
+import { GENERATION_METRICS, type GenerationMetric, generationScores } from "../metrics/generation-eval.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
 import { adapterOption, backendOption, prepareModel, printJson, withAdapter } from "./common.js";
 
-const METRICS = ["perplexity"];
+const METRICS = ["perplexity", ...GENERATION_METRICS];
 
-/** `loralab eval --model M [--adapter DIR] --data F.jsonl --metrics perplexity [--json]` */
+/**
+ * `loralab eval --model M [--adapter DIR] --data F.jsonl --metrics perplexity[,bleu,chrf,exact_match] [--json]`
+ * Generation metrics need prompt/completion rows: each prompt is continued greedily and compared with its completion.
+ */
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     ...backendOption, ...adapterOption, model: { type: "string" }, data: { type: "string" }, metrics: { type: "string", default: "perplexity" },
-    batch: { type: "string" }, stride: { type: "string" }, json: { type: "boolean" },
+    batch: { type: "string" }, stride: { type: "string" }, "max-new-tokens": { type: "string" }, json: { type: "boolean" },
   });
   const modelRef = requireOption(values.model, "--model");
   const dataFile = requireOption(values.data, "--data");
@@ -19,14 +23,35 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const unknown = metrics.filter((m) => !METRICS.includes(m));
   if (unknown.length) throw new UserError(`--metrics: unknown metric "${unknown[0]}"; available: ${METRICS.join(", ")}`);
   const batchSize = parseNumberOption("--batch", values.batch, 8, isPositiveInt, "a positive integer");
+  const stride = values.stride === undefined ? undefined : parseNumberOption("--stride", values.stride, 0, isPositiveInt, "a positive integer");
+  const maxNewTokens = values["max-new-tokens"] === undefined ? undefined : parseNumberOption("--max-new-tokens", values["max-new-tokens"], 0, isPositiveInt, "a positive integer");
+  const generative = metrics.filter((m): m is GenerationMetric => m !== "perplexity");
   const rows = readJsonl(dataFile); // validate the data before the (slower) model load
+  const pairs = rows.map((row) => {
+    const { prompt, completion } = row.value;
+    if (generative.length && (typeof prompt !== "string" || typeof completion !== "string")) {
+      throw new UserError(`${dataFile}:${row.line}: --metrics ${generative.join(",")} needs "prompt" and "completion" strings in every row`);
+    }
+    return { prompt: prompt as string, completion: completion as string };
+  });
   const loaded = await prepareModel(modelRef, values.backend, Boolean(values.json));
   const ctx = { file: dataFile, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
   const examples = rows.map((row) => rowToExample(ctx, row));
-  const stride = values.stride === undefined ? undefined : parseNumberOption("--stride", values.stride, 0, isPositiveInt, "a positive integer");
   const model = await withAdapter(loaded, values.adapter);
-  const result = perplexity(model, examples, { batchSize, stride });
-  if (values.json) printJson({ loss: result.loss, perplexity: result.perplexity, tokens: result.tokens });
-  else console.log(`perplexity ${result.perplexity.toFixed(4)} (loss ${result.loss.toFixed(6)} over ${result.tokens} tokens, ${examples.length} rows)`);
+  const report: Record<string, number> = {};
+  if (metrics.includes("perplexity")) {
+    const result = perplexity(model, examples, { batchSize, stride });
+    Object.assign(report, { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens });
+  }
+  if (generative.length) {
+    if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: generation metrics need tokenizer.json`);
+    const { examples: _generated, ...scores } = generationScores(model, loaded.tokenizer, pairs, generative, { maxNewTokens, eosTokenIds: loaded.eosTokenIds });
+    Object.assign(report, scores);
+  }
+  if (values.json) printJson(report);
+  else {
+    if (report.perplexity !== undefined) console.log(`perplexity ${report.perplexity.toFixed(4)} (loss ${report.loss!.toFixed(6)} over ${report.tokens} tokens, ${examples.length} rows)`);
+    for (const m of generative) console.log(`${m} ${report[m]!.toFixed(2)}`);
+  }
   return 0;
 }
