@@ -10,7 +10,8 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O):
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UserError((e as Error).message);
+    // Some of node's messages span lines (e.g. a value starting with "-"); a user error is one line.
+    throw new UserError((e as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).join(" "));
   }
 }
 

@@ -1,5 +1,5 @@
 /** Options and steps shared by the model-using commands. */
-import { describeBackend, initBackend } from "../backend.js";
+import { backendInfo, describeBackend, initBackend } from "../backend.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
 import { loadAdapter } from "../lora/adapter-io.js";
 import type { CausalLM } from "../models/causal-lm.js";
@@ -7,11 +7,19 @@ import type { CausalLM } from "../models/causal-lm.js";
 export const backendOption = { backend: { type: "string" } } as const;
 export const adapterOption = { adapter: { type: "string" } } as const;
 
-/** Initialises the backend (reported on stderr unless quiet) and loads the model. */
-export async function prepareModel(modelRef: string, backend: string | undefined, quiet: boolean): Promise<LoadedModel> {
-  const info = await initBackend(backend);
-  if (!quiet) console.error(describeBackend(info));
+/** Initialises the backend and loads the model. */
+export async function prepareModel(modelRef: string, backend: string | undefined): Promise<LoadedModel> {
+  await initBackend(backend);
   return loadModel(modelRef);
+}
+
+/**
+ * Reports the backend on stderr (unless quiet). Commands call it once their inputs are validated,
+ * so that an input error stays the only line on stderr.
+ */
+export function reportBackend(quiet = false): void {
+  const info = backendInfo();
+  if (info && !quiet) console.error(describeBackend(info));
 }
 
 /** The model with the PEFT adapter in `adapterDir` applied (frozen), or the model itself. */

@@ -4,7 +4,7 @@ import { rowToExample } from "../data/rows.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { GENERATION_METRICS, type GenerationMetric, generationScores } from "../metrics/generation-eval.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import { adapterOption, backendOption, prepareModel, printJson, withAdapter } from "./common.js";
+import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
 
 const METRICS = ["perplexity", ...GENERATION_METRICS];
 
@@ -34,7 +34,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     return { prompt: prompt as string, completion: completion as string };
   });
-  const loaded = await prepareModel(modelRef, values.backend, Boolean(values.json));
+  const loaded = await prepareModel(modelRef, values.backend);
   const ctx = { file: dataFile, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
   const examples = rows.map((row) => rowToExample(ctx, row));
   const model = await withAdapter(loaded, values.adapter);
@@ -48,6 +48,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     const { examples: _generated, ...scores } = generationScores(model, loaded.tokenizer, pairs, generative, { maxNewTokens, eosTokenIds: loaded.eosTokenIds });
     Object.assign(report, scores);
   }
+  reportBackend(Boolean(values.json));
   if (values.json) printJson(report);
   else {
     if (report.perplexity !== undefined) console.log(`perplexity ${report.perplexity.toFixed(4)} (loss ${report.loss!.toFixed(6)} over ${report.tokens} tokens, ${examples.length} rows)`);

@@ -1,7 +1,7 @@
 import { UserError } from "../errors.js";
 import { generate as generateTokens } from "../generate.js";
 import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import { adapterOption, backendOption, prepareModel, printJson, withAdapter } from "./common.js";
+import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
 
 function parseIds(text: string, vocabSize: number): number[] {
   const ids = text.split(",").map((s) => s.trim());
@@ -28,7 +28,7 @@ export async function generate(argv: string[]): Promise<number> {
   const topK = parseNumberOption("--top-k", values["top-k"], 0, isNonNegativeInt, "a non-negative integer");
   const topP = parseNumberOption("--top-p", values["top-p"], 1, (n) => n > 0 && n <= 1, "a number in (0, 1]");
   const seed = parseNumberOption("--seed", values.seed, 0, Number.isInteger, "an integer");
-  const loaded = await prepareModel(modelRef, values.backend, Boolean(values.json));
+  const loaded = await prepareModel(modelRef, values.backend);
   let prompt: number[];
   if (values.ids !== undefined) prompt = parseIds(values.ids, loaded.config.vocabSize);
   else {
@@ -39,6 +39,7 @@ export async function generate(argv: string[]): Promise<number> {
   const model = await withAdapter(loaded, values.adapter);
   const out = generateTokens(model, prompt, { maxNewTokens, temperature, topK, topP, seed, eosTokenIds: loaded.eosTokenIds });
   const text = loaded.tokenizer ? loaded.tokenizer.decode(out.ids) : undefined;
+  reportBackend(Boolean(values.json));
   if (values.json) printJson({ ids: out.ids, text: text ?? null, stopped_by: out.stoppedBy });
   else console.log(text ?? out.ids.join(","));
   return 0;

@@ -5,7 +5,7 @@ import { UserError } from "../errors.js";
 import { generate } from "../generate.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { parseCommandArgs } from "./args.js";
-import { backendOption, prepareModel } from "./common.js";
+import { backendOption, prepareModel, reportBackend } from "./common.js";
 
 /** Where `npm start` looks for a model when none is given (a checkout's sibling shared/ folder). */
 function defaultModel(): string | undefined {
@@ -19,7 +19,8 @@ export async function quickstart(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, { ...backendOption, model: { type: "string" } });
   const ref = values.model ?? process.env.LORALAB_MODEL ?? defaultModel();
   if (!ref) throw new UserError("no model given: pass --model DIR|ID (or set LORALAB_MODEL)");
-  const loaded = await prepareModel(ref, values.backend, false);
+  const loaded = await prepareModel(ref, values.backend);
+  reportBackend();
   const c = loaded.config;
   console.log(`model: ${loaded.dir} (${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize})`);
   if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: the quickstart needs tokenizer.json`);

@@ -14,7 +14,7 @@ import { SCHEDULES, type ScheduleName } from "../train/schedule.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
 import { Trainer, type StepLog } from "../train/trainer.js";
 import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import { backendOption, prepareModel, printJson } from "./common.js";
+import { backendOption, prepareModel, printJson, reportBackend } from "./common.js";
 
 /** "r=8,alpha=16,targets=q_proj+v_proj,dropout=0.05" → a LoRA config. */
 export function parseLoraSpec(spec: string): LoraConfigInput {
@@ -84,10 +84,11 @@ export async function train(argv: string[]): Promise<number> {
   const loraConfig = values.lora ? parseLoraSpec(values.lora) : {};
   const rows = readJsonl(dataFile);
   const quiet = Boolean(values.json);
-  const loaded = await prepareModel(modelRef, values.backend, quiet);
+  const loaded = await prepareModel(modelRef, values.backend);
   const ctx = { file: dataFile, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
   const examples = rows.map((row) => rowToExample(ctx, row));
 
+  reportBackend(quiet);
   let trainable: Trainable;
   if (values.full) trainable = new FullTrainable(loaded.model, args.seed);
   else {
