@@ -7,7 +7,6 @@ const commands: Record<string, () => Promise<Command>> = {
   info: async () => (await import("./info.js")).info,
   eval: async () => (await import("./eval.js")).evalCommand,
   generate: async () => (await import("./generate.js")).generate,
-  kernel: async () => (await import("./kernel.js")).kernel,
   train: async () => (await import("./train.js")).train,
   merge: async () => (await import("./merge.js")).merge,
   bleu: async () => (await import("./bleu.js")).bleu,
