@@ -2,8 +2,6 @@
  * `loralab bench --mode train`: LoRA vs full fine-tuning on the same model, each in its own process:
  * median optimizer-step time and peak tensor memory (tfjs's own accounting, via tf.profile).
  */
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { initBackend, tf } from "../backend.js";
 import { UserError } from "../errors.js";
 import { loadModel } from "../models/load.js";
@@ -12,7 +10,7 @@ import { Random } from "../random.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
 import { Trainer } from "../train/trainer.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
-import { median, syntheticModel } from "./bench.js";
+import { median, runWorkers, syntheticModel } from "./bench.js";
 import { printJson } from "./common.js";
 
 interface TrainBenchResult {
@@ -58,15 +56,9 @@ export async function trainBench(argv: string[]): Promise<number> {
     printJson(await worker(values.worker, values.model, batch, seq, steps));
     return 0;
   }
-  const cli = fileURLToPath(new URL("../../../bin/loralab.js", import.meta.url));
-  const rows: TrainBenchResult[] = [];
-  for (const method of values.methods.split(",")) {
-    const args = [cli, "bench", "--mode", "train", "--worker", method, "--batch", String(batch), "--seq", String(seq), "--steps", String(steps)];
-    if (values.model) args.push("--model", values.model);
-    const run = spawnSync(process.execPath, args, { encoding: "utf8" });
-    if (run.status !== 0) throw new UserError(`${method}: ${run.stderr.trim().split("\n").pop()}`);
-    rows.push(JSON.parse(run.stdout) as TrainBenchResult);
-  }
+  const rows = runWorkers<TrainBenchResult>(values.methods.split(","), (method) => [
+    "--mode", "train", "--worker", method, "--batch", String(batch), "--seq", String(seq), "--steps", String(steps), ...(values.model ? ["--model", values.model] : []),
+  ], (method) => method);
   const full = rows.find((r) => r.method === "full");
   if (values.json) printJson(rows);
   else {

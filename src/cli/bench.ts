@@ -62,6 +62,19 @@ async function worker(backend: string, modelRef: string | undefined, batch: numb
   return { backend, model: modelRef ?? "synthetic llama 4×256", batch, seq: length, repeats, medianMs, tokensPerSecond: (batch * length) / (medianMs / 1000) };
 }
 
+/**
+ * Runs `loralab bench <args of variant>` in a fresh process per variant (a backend owns its tensors,
+ * and a clean process keeps one variant's memory from inflating another's) and parses each JSON line.
+ */
+export function runWorkers<T>(variants: string[], argsFor: (variant: string) => string[], label: (variant: string) => string): T[] {
+  const cli = fileURLToPath(new URL("../../../bin/loralab.js", import.meta.url));
+  return variants.map((variant) => {
+    const run = spawnSync(process.execPath, [cli, "bench", ...argsFor(variant)], { encoding: "utf8" });
+    if (run.status !== 0) throw new UserError(`${label(variant)}: ${run.stderr.trim().split("\n").pop()}`);
+    return JSON.parse(run.stdout) as T;
+  });
+}
+
 export async function bench(argv: string[]): Promise<number> {
   const mode = argv.find((a, i) => argv[i - 1] === "--mode") ?? argv.find((a) => a.startsWith("--mode="))?.slice(7) ?? "forward";
   if (mode === "train") return (await import("./bench-train.js")).trainBench(argv);
@@ -77,15 +90,9 @@ export async function bench(argv: string[]): Promise<number> {
     printJson(await worker(values.worker, values.model, batch, seq, repeats));
     return 0;
   }
-  const cli = fileURLToPath(new URL("../../../bin/loralab.js", import.meta.url));
-  const results: WorkerResult[] = [];
-  for (const backend of values.backends.split(",")) {
-    const args = [cli, "bench", "--worker", backend, "--batch", String(batch), "--seq", String(seq), "--repeats", String(repeats)];
-    if (values.model) args.push("--model", values.model);
-    const run = spawnSync(process.execPath, args, { encoding: "utf8" });
-    if (run.status !== 0) throw new UserError(`backend ${backend}: ${run.stderr.trim().split("\n").pop()}`);
-    results.push(JSON.parse(run.stdout) as WorkerResult);
-  }
+  const results = runWorkers<WorkerResult>(values.backends.split(","), (backend) => [
+    "--worker", backend, "--batch", String(batch), "--seq", String(seq), "--repeats", String(repeats), ...(values.model ? ["--model", values.model] : []),
+  ], (backend) => `backend ${backend}`);
   const cpu = results.find((r) => r.backend === "cpu");
   const rows = results.map((r) => ({ ...r, vsCpu: cpu ? r.tokensPerSecond / cpu.tokensPerSecond : null }));
   if (values.json) printJson(rows);
