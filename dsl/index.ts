@@ -13,6 +13,7 @@ export { dataset, Dataset } from "./dataset.js";
 export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
 export { compare, Comparison, type CompareOptions } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
-export { DISPLAY, type MimeBundle } from "./display.js";
+export { DISPLAY, lossChart, type MimeBundle } from "./display.js";
+export { saveChart, chartToPng, chartToSvg } from "../src/charts/render.js";
 export { corpusBleu, sentenceBleu } from "../src/metrics/bleu.js";
 export { corpusChrf, sentenceChrf } from "../src/metrics/chrf.js";
