@@ -13,6 +13,7 @@ import { perplexity } from "../src/metrics/perplexity.js";
 import { collate, disposeBatch } from "../src/data/batch.js";
 import { tokenNll } from "../src/loss.js";
 import { saveModelDirectory } from "../src/models/save.js";
+import { readSafetensors } from "../src/checkpoint/safetensors.js";
 import { STORIES, tempDir } from "./helpers/paths.js";
 import { tinyData, tinyModel } from "./helpers/tiny-train.js";
 
@@ -136,6 +137,41 @@ describe("LoRA forward, merge, adapters", () => {
     assert.equal(s.all, all + lora);
     assert.equal(s.text, `trainable params: ${lora.toLocaleString("en-US")} || all params: ${(all + lora).toLocaleString("en-US")} || trainable%: ${((100 * lora) / (all + lora)).toFixed(4)}`);
     peft.dispose();
+  });
+});
+
+describe("modules_to_save", () => {
+  test("each adapter trains its own copy; disabling or switching shows the base's; it saves and loads with the adapter", async () => {
+    const { model, dir } = await tinyModel("qwen2");
+    const data = tinyData(5);
+    const base = lossOf(model, data);
+    const peft = PeftModel.create(model, { r: 2, targets: ["q_proj"], modulesToSave: ["lm_head"] }, { adapterName: "a" });
+    peft.addAdapter("b", { r: 2, targets: ["v_proj"] });
+    peft.setAdapter("a");
+    const trainable = peft.trainableParameters().map(([n]) => n);
+    assert.ok(trainable.includes("lm_head.weight"), trainable.join(", "));
+    // Train the adapter's copy of lm_head (a stand-in for an optimizer step).
+    const [, head] = peft.trainableParameters().find(([n]) => n === "lm_head.weight")!;
+    tf.tidy(() => head.assign(head.mul(1.5)));
+    const adapted = lossOf(peft, data);
+    assert.ok(Math.abs(adapted - base) > 1e-3);
+    assert.ok(Math.abs(peft.withAdaptersDisabled(() => lossOf(peft, data)) - base) < 1e-6, "disabled: the base lm_head");
+    peft.setAdapter("b");
+    assert.ok(Math.abs(lossOf(peft, data) - base) < 1e-6, "adapter b has no copy: the base lm_head");
+    assert.ok(!peft.trainableParameters().some(([n]) => n === "lm_head.weight"));
+    peft.setAdapter("a");
+    assert.ok(Math.abs(lossOf(peft, data) - adapted) < 1e-9, "a's trained copy comes back");
+    const saved = path.join(tempDir("mts"), "a");
+    peft.setAdapter("b");
+    await saveAdapter(peft, saved, "a"); // saving an inactive adapter still writes its copy
+    const keys = [...(await readSafetensors(path.join(saved, "adapter_model.safetensors"))).keys()];
+    assert.ok(keys.includes("base_model.model.lm_head.weight"), keys.join(", "));
+    const fresh = await loadModel(dir);
+    assert.ok(Math.abs(lossOf(await loadAdapter(fresh.model, saved), data) - adapted) < 1e-6);
+    peft.deleteAdapter("a");
+    assert.ok(Math.abs(lossOf(peft, data) - base) < 1e-6, "deleting a restores the base lm_head");
+    peft.dispose();
+    fresh.model.dispose();
   });
 });
 

@@ -39,16 +39,14 @@ export async function saveAdapter(model: PeftModel, dir: string, name = model.ac
   const info = model.adapters.get(name);
   if (!info) throw new UserError(`no adapter "${name}" to save`);
   const tensors: Record<string, TensorToWrite> = {};
-  const extra = new Set<string>(); // trained biases and modules_to_save, stored under their plain names
+  const modules = new Map(model.modulesToSaveValues(name)); // stored under their plain names, as PEFT does
   for (const [param, p] of model.base.namedParameters()) {
     const key = savedKey(param, name);
     if (key) tensors[key] = { shape: p.shape, data: p.dataSync() as Float32Array };
-    else if (p.trainable && model.activeAdapters.includes(name)) extra.add(param);
+    // Biases trained per the config's `bias` setting belong to the adapter too.
+    else if (p.trainable && !modules.has(param) && model.activeAdapters.includes(name)) tensors[`${PREFIX}${param}`] = { shape: p.shape, data: p.dataSync() as Float32Array };
   }
-  for (const param of extra) {
-    const p = [...model.base.namedParameters()].find(([n]) => n === param)![1];
-    tensors[`${PREFIX}${param}`] = { shape: p.shape, data: p.dataSync() as Float32Array };
-  }
+  for (const [param, t] of modules) tensors[`${PREFIX}${param}`] = { shape: t.shape, data: t.dataSync() as Float32Array };
   const config = toAdapterConfigJson(info.config, info.targets);
   await writeDirectoryAtomic(dir, {
     [ADAPTER_CONFIG]: `${JSON.stringify(config, null, 2)}\n`,

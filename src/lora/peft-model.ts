@@ -11,7 +11,7 @@ import { getModule, Module } from "../nn/module.js";
 import { Random } from "../random.js";
 import { type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
 import { type LoraState, LoraLayer } from "./layer.js";
-import { findTargets, isTargeted, rankAndAlpha, targetSpec } from "./targets.js";
+import { findTargets, rankAndAlpha, targetSpec } from "./targets.js";
 
 export interface AdapterInfo {
   config: LoraConfig;
@@ -33,6 +33,13 @@ function parentAndName(root: Module, path: string): [Module, string] {
 export class PeftModel extends Module implements CausalLM {
   readonly adapters = new Map<string, AdapterInfo>();
   private readonly state: LoraState;
+  /**
+   * modules_to_save: each adapter trains its own copy of these modules (PEFT's ModulesToSaveWrapper).
+   * The model's variables hold the values of one owner at a time (`liveOwner`, "" = the base model's
+   * own); the other owners' values wait here and are swapped in when adapters change.
+   */
+  private readonly moduleCopies = new Map<string, Map<string, tf.Tensor>>();
+  private readonly liveOwner = new Map<string, string>();
 
   private constructor(readonly base: CausalLM, seed: number) {
     super();
@@ -99,8 +106,54 @@ export class PeftModel extends Module implements CausalLM {
     }
     const info = { config: { ...config, fanInFanOut: unique.some((p) => (getModule(this.base, p) as LoraLayer).fanInFanOut) }, targets, modules: unique, frozen: false };
     this.adapters.set(name, info);
+    this.copyModulesToSave(name);
     this.applyTrainability();
     return info;
+  }
+
+  /** Full parameter names of the modules an adapter saves whole (PEFT: module name equals or ends with ".<entry>"). */
+  private modulesToSaveParams(name: string): string[] {
+    const entries = this.adapters.get(name)?.config.modulesToSave ?? [];
+    const out: string[] = [];
+    for (const [path, m] of this.base.namedModules()) {
+      if (path && entries.some((e) => path === e || path.endsWith(`.${e}`))) for (const [param] of m.namedParameters(path)) out.push(param);
+    }
+    return out;
+  }
+
+  private copyModulesToSave(name: string): void {
+    const params = new Map(this.base.namedParameters());
+    for (const param of this.modulesToSaveParams(name)) {
+      if (!this.liveOwner.has(param)) {
+        this.liveOwner.set(param, "");
+        this.moduleCopies.set(param, new Map());
+      }
+      const original = this.liveOwner.get(param) === "" ? params.get(param)! : this.moduleCopies.get(param)!.get("")!;
+      this.moduleCopies.get(param)!.set(name, tf.keep(original.clone()));
+    }
+    this.syncModulesToSave();
+  }
+
+  /** Puts into each modules_to_save parameter the values of the first active adapter that has a copy (or the base's). */
+  private syncModulesToSave(): void {
+    const params = new Map(this.base.namedParameters());
+    for (const [param, copies] of this.moduleCopies) {
+      const wanted = this.state.disabled ? "" : this.state.active.find((a) => copies.has(a)) ?? "";
+      const live = this.liveOwner.get(param)!;
+      if (wanted === live) continue;
+      const variable = params.get(param)!;
+      copies.set(live, tf.keep(variable.clone()));
+      variable.assign(copies.get(wanted)!);
+      copies.get(wanted)!.dispose();
+      copies.delete(wanted);
+      this.liveOwner.set(param, wanted);
+    }
+  }
+
+  /** The values an adapter saves for its modules_to_save (whether or not it is active). */
+  modulesToSaveValues(name: string): [string, tf.Tensor][] {
+    const params = new Map(this.base.namedParameters());
+    return this.modulesToSaveParams(name).map((param) => [param, this.liveOwner.get(param) === name ? params.get(param)! : this.moduleCopies.get(param)!.get(name)!]);
   }
 
   /** Marks an adapter as trainable or frozen (inference only). */
@@ -116,20 +169,26 @@ export class PeftModel extends Module implements CausalLM {
     const list = Array.isArray(names) ? names : [names];
     for (const n of list) if (!this.adapters.has(n)) throw new UserError(`no adapter "${n}"; adapters: ${[...this.adapters.keys()].join(", ") || "none"}`);
     this.state.active = list;
+    this.syncModulesToSave();
     this.applyTrainability();
   }
 
   /** Runs `fn` on the base model alone (PEFT's `with model.disable_adapter():`), restoring adapters afterwards. */
   withAdaptersDisabled<T>(fn: () => T): T {
     const before = this.state.disabled;
+    const restore = () => {
+      this.state.disabled = before;
+      this.syncModulesToSave();
+    };
     this.state.disabled = true;
+    this.syncModulesToSave();
     try {
       const out = fn();
-      if (out instanceof Promise) return out.finally(() => { this.state.disabled = before; }) as T;
-      this.state.disabled = before;
+      if (out instanceof Promise) return out.finally(restore) as T;
+      restore();
       return out;
     } catch (e) {
-      this.state.disabled = before;
+      restore();
       throw e;
     }
   }
@@ -142,8 +201,17 @@ export class PeftModel extends Module implements CausalLM {
       layer.deleteAdapter(name);
       if (layer.settings.size === 0) this.unwrap(path, layer);
     }
-    this.adapters.delete(name);
     this.state.active = this.state.active.filter((n) => n !== name);
+    this.syncModulesToSave(); // the deleted adapter's module values leave the live variables
+    for (const [param, copies] of this.moduleCopies) {
+      copies.get(name)?.dispose();
+      copies.delete(name);
+      if (copies.size === 0 && this.liveOwner.get(param) === "") {
+        this.moduleCopies.delete(param);
+        this.liveOwner.delete(param);
+      }
+    }
+    this.adapters.delete(name);
     this.applyTrainability();
   }
 
@@ -205,15 +273,8 @@ export class PeftModel extends Module implements CausalLM {
       else if (name.endsWith(".base_layer.bias") && biasModes.has("lora_only")) p.trainable = true;
       else p.trainable = false;
     }
-    for (const n of training) {
-      for (const target of this.adapters.get(n)!.config.modulesToSave ?? []) {
-        for (const [name, m] of this.base.namedModules()) {
-          if (name && isTargeted(name, { ...this.adapters.get(n)!.config, excludeModules: null, layersToTransform: null }, [target])) {
-            for (const [, p] of m.namedParameters()) p.trainable = true;
-          }
-        }
-      }
-    }
+    const params = new Map(this.base.namedParameters());
+    for (const [param, owner] of this.liveOwner) if (owner !== "" && training.includes(owner)) params.get(param)!.trainable = true;
   }
 
   trainableParameters(): [string, tf.Variable][] {
@@ -252,6 +313,9 @@ export class PeftModel extends Module implements CausalLM {
     }
     this.adapters.clear();
     this.state.active = [];
+    for (const copies of this.moduleCopies.values()) for (const t of copies.values()) t.dispose();
+    this.moduleCopies.clear();
+    this.liveOwner.clear();
     for (const [, p] of this.base.namedParameters()) p.trainable = false;
     return this.base;
   }
