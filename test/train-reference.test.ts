@@ -115,6 +115,19 @@ describe("training vs the PyTorch reference", () => {
     assertSameSteps(trainer.history, ref.steps!, "qwen2 lora");
   });
 
+  test("modules_to_save and bias=\"all\" train what PEFT trains, step by step", needsTorch, async () => {
+    const { model, dir: modelDir } = await tinyModel("qwen2");
+    const peft = PeftModel.create(model, { r: 2, alpha: 4, targets: ["k_proj", "up_proj"], initLoraWeights: false, modulesToSave: ["lm_head"], bias: "all" }, { seed: 4 });
+    const adapterDir = path.join(tempDir("init-mts"), "adapter");
+    await saveAdapter(peft, adapterDir);
+    const examples = tinyData(8, 13);
+    const trainer = new Trainer(new LoraTrainable(peft), examples, { lr: 0.01, batchSize: 4, maxSteps: 4, schedule: "constant", weightDecay: 0.05, maxGradNorm: 0, shuffle: false });
+    const steps = referenceSteps(trainer, examples, 4);
+    await trainer.train();
+    const ref = runReference([{ name: "m", kind: "lora_train", model: modelDir, adapter: adapterDir, steps, lr: 0.01, weight_decay: 0.05, max_grad_norm: 0, schedule: "constant", total_steps: 4 }]).m!;
+    assertSameSteps(trainer.history, ref.steps!, "qwen2 modules_to_save + bias=all");
+  });
+
   test("full fine-tuning (tied GPT-2, LayerNorm and biases exempt from decay) matches step by step", needsTorch, async () => {
     const { model, dir: modelDir } = await tinyModel("gpt2");
     const examples = tinyData(8, 5);
