@@ -44,7 +44,8 @@ export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTok
 
 /** What every handle can do: evaluate, generate, save — with its own adapter (or none) active. */
 export abstract class ModelView {
-  protected constructor(readonly base: Model) {}
+  /** The loaded base model this view computes with. */
+  abstract get base(): Model;
 
   /** Runs `fn` with this view's weights active. */
   protected abstract activate<T>(fn: (m: CausalLM) => T): T;
@@ -88,8 +89,11 @@ export class Model extends ModelView {
   private peft: PeftModel | undefined;
 
   constructor(readonly ref: string, readonly loaded: LoadedModel) {
-    super(undefined as unknown as Model);
-    (this as { base: Model }).base = this;
+    super();
+  }
+
+  get base(): Model {
+    return this;
   }
 
   get tokenizer() {
@@ -146,8 +150,8 @@ export class Model extends ModelView {
 
 /** A trained or loaded LoRA adapter on a base model. */
 export class LoraModel extends ModelView {
-  constructor(base: Model, readonly adapterName: string) {
-    super(base);
+  constructor(readonly base: Model, readonly adapterName: string) {
+    super();
   }
 
   protected activate<T>(fn: (m: CausalLM) => T): T {
@@ -198,8 +202,8 @@ export class LoraModel extends ModelView {
 
 /** A fully fine-tuned copy of a base model. */
 export class FullModel extends ModelView {
-  constructor(base: Model, readonly weights: CausalLM) {
-    super(base);
+  constructor(readonly base: Model, readonly weights: CausalLM) {
+    super();
   }
 
   protected activate<T>(fn: (m: CausalLM) => T): T {
