@@ -15,6 +15,7 @@ import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/train
 import { Trainer, type EvalLog, type StepLog, type TrainResult, type TrainingArguments } from "../src/train/trainer.js";
 import type { ScheduleName } from "../src/train/schedule.js";
 import { type DataInput, toExamples } from "./data.js";
+import { kernelDisplay, kernelSignal, type KernelDisplayHandle } from "../kernel/runtime.js";
 import { DISPLAY, htmlKeyValues, lossChart, type MimeBundle, textKeyValues } from "./display.js";
 import type { FullModel, LoraModel, Model } from "./model.js";
 
@@ -41,8 +42,10 @@ export interface TrainOptions {
   /** Trainer checkpoints go here (default: the run's registry folder). */
   outputDir?: string;
   signal?: AbortSignal;
-  /** Called after every step (the kernel draws live plots from this). */
+  /** Called after every step. */
   onStep?: (log: StepLog, run: Run) => void;
+  /** In the loralab kernel: seconds between updates of the live progress line and loss curve (default 2; 0 = off). */
+  liveEvery?: number;
   /** Registry folder (default "runs", or LORALAB_RUNS_DIR); false = do not record the run. */
   runsDir?: string | false;
   /** A readable run name (part of its id). */
@@ -103,7 +106,9 @@ export class Run {
       epochs: options.epochs, maxSteps: options.maxSteps, batchSize: options.batchSize, gradAccum: options.gradAccum, warmupSteps: options.warmup,
       warmupRatio: options.warmupRatio, lr: options.lr, schedule: options.schedule, weightDecay: options.weightDecay, maxGradNorm: options.maxGradNorm,
       seed: options.seed, shuffle: options.shuffle, maxLength: options.maxLength, evalData, evalSteps: options.evalSteps,
-      saveStrategy: options.saveStrategy, saveSteps: options.saveSteps, signal: options.signal,
+      saveStrategy: options.saveStrategy, saveSteps: options.saveSteps,
+      // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
+      signal: options.signal ?? kernelSignal(),
     };
     const id = newRunId(options.name ?? kind);
     const root = runsDirectory(options.runsDir);
@@ -146,22 +151,25 @@ export class Run {
   /** Continues an interrupted run from its last completed step. */
   async resume(options: { signal?: AbortSignal } = {}): Promise<Run> {
     if (this.status === "completed") return this;
-    this.trainer.setSignal(options.signal);
+    this.trainer.setSignal(options.signal ?? kernelSignal());
     return this.continue();
   }
 
   private async continue(): Promise<Run> {
+    const live = new LiveProgress(this, this.options.liveEvery ?? 2);
     const off = this.trainer.on((e) => {
       if (e.type === "step") {
         this.peakTensorBytes = Math.max(this.peakTensorBytes, tf.memory().numBytes);
         this.appendMetrics(e.log);
         this.options.onStep?.(e.log, this);
+        live.step();
       }
     });
     try {
       this.result = await (this.kind === "lora" ? withAdapter(this.model as LoraModel, () => this.trainer.train()) : this.trainer.train());
     } finally {
       off();
+      live.finish();
     }
     await this.record();
     if (this.result.reason === "diverged") throw new UserError(`training diverged: ${this.result.message}`);
@@ -228,4 +236,45 @@ function activated(base: Model, model: LoraModel) {
 async function withAdapter<T>(model: LoraModel, fn: () => Promise<T>): Promise<T> {
   model.base.peftModel().setAdapter(model.adapterName);
   return fn();
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const m = Math.floor(seconds / 60);
+  return m ? `${m}m ${Math.round(seconds % 60)}s` : `${seconds.toFixed(0)}s`;
+}
+
+/**
+ * In the loralab kernel: one output that updates in place, at most every `every` seconds, with a
+ * progress line (step/total, loss, tokens/s, ETA) and the loss curve so far. Outside the kernel: nothing.
+ */
+class LiveProgress {
+  private handle: KernelDisplayHandle | undefined;
+  private last = 0;
+
+  constructor(private readonly run: Run, private readonly every: number) {}
+
+  line(): string {
+    const h = this.run.history.at(-1);
+    if (!h) return `${this.run.label}: starting`;
+    const eta = ((this.run.totalSteps - h.step) * h.elapsedSeconds) / h.step;
+    return `${this.run.label}: step ${h.step}/${this.run.totalSteps} · loss ${h.loss.toFixed(4)} · ${h.tokensPerSecond.toFixed(0)} tokens/s · ${this.run.status === "running" ? `ETA ${duration(eta)}` : this.run.status}`;
+  }
+
+  [DISPLAY](): MimeBundle {
+    const line = this.line();
+    return { "text/plain": line, "text/html": `<div><code>${line.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</code></div>`, "application/vnd.vegalite.v5+json": this.run.chart() };
+  }
+
+  step(): void {
+    if (this.every <= 0) return;
+    const now = performance.now();
+    if (now - this.last < this.every * 1000) return;
+    this.last = now;
+    this.handle = this.handle ? this.handle.update(this) : kernelDisplay(this);
+  }
+
+  finish(): void {
+    this.handle?.update(this);
+  }
 }

@@ -34,7 +34,8 @@ export async function chartToSvg(spec: object): Promise<string> {
   } catch (e) {
     throw new UserError(`invalid chart spec: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
-  const view = new vega.View(runtime, { renderer: "none", logLevel: vega.Warn });
+  // Errors only: warnings such as "Infinite extent" for an empty chart would land in a notebook cell's stderr.
+  const view = new vega.View(runtime, { renderer: "none", logLevel: vega.Error });
   try {
     return await view.toSVG();
   } finally {

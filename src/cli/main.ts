@@ -7,6 +7,7 @@ const commands: Record<string, () => Promise<Command>> = {
   info: async () => (await import("./info.js")).info,
   eval: async () => (await import("./eval.js")).evalCommand,
   generate: async () => (await import("./generate.js")).generate,
+  kernel: async () => (await import("./kernel.js")).kernel,
   train: async () => (await import("./train.js")).train,
   merge: async () => (await import("./merge.js")).merge,
   bleu: async () => (await import("./bleu.js")).bleu,
@@ -23,6 +24,7 @@ commands:
   train --model M --data F      LoRA or full fine-tuning
   merge --model M --adapter A --out D   fold an adapter into the weights
   bleu --ref R < HYP           sacrebleu-compatible BLEU / chrF
+  kernel install|start         the Jupyter kernel (install a kernelspec; what Jupyter runs)
   bench                        forward-pass throughput per backend
   quickstart                   a tour on the shipped model
 

@@ -1,0 +1,210 @@
+/**
+ * Rich display in cells.
+ *
+ * Any object with a [Symbol.for("Jupyter.display")]() method returning a mimebundle (Deno's convention; the
+ * method may also return a Promise of one) is shown with that bundle, as a cell's last expression or through
+ * display(x). Everything else is shown as text/plain, rendered by util.inspect.
+ *
+ * The cell globals built here (see CELL_GLOBALS_DTS for their documented types):
+ *   display(x, { displayId?, metadata? })  → a handle whose update(y) replaces that output in place
+ *   display.html / markdown / svg / png / jpeg / json / vegalite / latex / text / mimebundle
+ *   clearOutput(wait = false)
+ */
+import { randomBytes } from "node:crypto";
+import * as util from "node:util";
+
+export type MimeBundle = Record<string, unknown>;
+export const DISPLAY = Symbol.for("Jupyter.display");
+
+const BINARY = /^(image\/(png|jpeg|gif|webp|bmp)|application\/pdf)$/;
+const JSON_MIME = /^application\/(.+\+)?json$/;
+
+export const VEGALITE_MIME = "application/vnd.vegalite.v5+json";
+
+export function plainText(value: unknown): string {
+  return util.inspect(value, { depth: 4, colors: false, maxArrayLength: 100, maxStringLength: 10_000, breakLength: 100 });
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+}
+
+/** Makes a bundle JSON-safe: bytes → base64, JSON types kept as values, everything else text. */
+export function normalizeBundle(bundle: MimeBundle, value?: unknown): MimeBundle {
+  const out: MimeBundle = {};
+  for (const [mime, data] of Object.entries(bundle)) {
+    if (data === undefined || data === null) continue;
+    if (!/^[\w\-+.]+\/[\w\-+.]+$/.test(mime)) continue;
+    if (data instanceof Uint8Array) out[mime] = base64(data);
+    else if (JSON_MIME.test(mime)) out[mime] = typeof data === "string" && mime === "application/json" ? safeJsonParse(data) : data;
+    else if (typeof data === "string") out[mime] = data;
+    else out[mime] = BINARY.test(mime) ? String(data) : typeof data === "object" ? JSON.stringify(data) : String(data);
+  }
+  if (!("text/plain" in out)) out["text/plain"] = value === undefined ? "" : richFallback(value, Object.keys(out));
+  return out;
+}
+
+/** text/plain for a value that brought only rich types: its class and what it offers. */
+function richFallback(value: unknown, mimes: string[]): string {
+  if (typeof value !== "object" || value === null || !hasDisplay(value)) return plainText(value);
+  const name = (value as object).constructor?.name || "Object";
+  return `[${name}: ${mimes.join(", ") || "no output"}]`;
+}
+
+function safeJsonParse(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
+
+function hasDisplay(value: unknown): value is { [DISPLAY]: () => unknown } {
+  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as Record<symbol, unknown>)[DISPLAY] === "function";
+}
+
+/**
+ * A vega-lite chart also gets an image/png rendering (made in-process, no browser), so it shows
+ * wherever vega-lite is not rendered: GitHub, nbviewer, classic Notebook, VS Code without the extension.
+ */
+export function withPngFallback(bundle: MimeBundle): MimeBundle | Promise<MimeBundle> {
+  const spec = bundle[VEGALITE_MIME];
+  if (spec === null || typeof spec !== "object" || "image/png" in bundle) return bundle;
+  return import("../src/charts/render.js")
+    .then(({ chartToPng }) => chartToPng(spec))
+    .then((png) => ({ ...bundle, "image/png": base64(png) }), () => bundle); // an unrenderable spec keeps its vega-lite output
+}
+
+/** The mimebundle that shows `value`: its Jupyter.display bundle when it has one, else text/plain. */
+export function toBundle(value: unknown): MimeBundle | Promise<MimeBundle> {
+  if (!hasDisplay(value)) return { "text/plain": plainText(value) };
+  const bundle = value[DISPLAY]();
+  const finish = (b: unknown): MimeBundle | Promise<MimeBundle> =>
+    b !== null && typeof b === "object" ? withPngFallback(normalizeBundle(b as MimeBundle, value)) : { "text/plain": plainText(b ?? value) };
+  return bundle instanceof Promise ? bundle.then(finish) : finish(bundle);
+}
+
+export interface DisplayOptions {
+  /** Reuse (update) the output with this id; new outputs get a fresh id. */
+  displayId?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Marks values that are not worth an execute_result (display()'s handle, as a cell's last expression). */
+export const NO_RESULT = Symbol.for("loralab.kernel.noResult");
+
+export interface DisplayHandle {
+  readonly displayId: string;
+  /** Replaces the output shown by this handle. */
+  update(value: unknown): DisplayHandle;
+}
+
+export type DisplayEmit = (
+  event: { kind: "display"; update: boolean; data: MimeBundle; metadata: Record<string, unknown>; displayId: string } | { kind: "clear"; wait: boolean },
+) => void;
+
+export type DisplayFn = ((value: unknown, options?: DisplayOptions) => DisplayHandle) & {
+  html(html: string, options?: DisplayOptions): DisplayHandle;
+  markdown(markdown: string, options?: DisplayOptions): DisplayHandle;
+  svg(svg: string, options?: DisplayOptions): DisplayHandle;
+  png(data: Uint8Array | string, options?: DisplayOptions): DisplayHandle;
+  jpeg(data: Uint8Array | string, options?: DisplayOptions): DisplayHandle;
+  json(value: unknown, options?: DisplayOptions): DisplayHandle;
+  vegalite(spec: object, options?: DisplayOptions): DisplayHandle;
+  latex(latex: string, options?: DisplayOptions): DisplayHandle;
+  text(text: string, options?: DisplayOptions): DisplayHandle;
+  mimebundle(bundle: MimeBundle, options?: DisplayOptions): DisplayHandle;
+};
+
+export function newDisplayId(): string {
+  return randomBytes(8).toString("hex");
+}
+
+/**
+ * The display() and clearOutput() globals, sending through `emit`; errors of async bundles go to `onError`,
+ * and `track` receives each async bundle's promise (the cell waits for them before it reports done).
+ */
+export function createDisplayApi(emit: DisplayEmit, onError: (e: unknown) => void, track: (p: Promise<unknown>) => void = () => {}): { display: DisplayFn; clearOutput: (wait?: boolean) => void } {
+  const send = (bundle: MimeBundle | Promise<MimeBundle>, displayId: string, update: boolean, metadata: Record<string, unknown>) => {
+    const go = (data: MimeBundle) => emit({ kind: "display", update, data, metadata, displayId });
+    if (bundle instanceof Promise) track(bundle.then(go, onError));
+    else go(bundle);
+  };
+  const show = (bundle: () => MimeBundle | Promise<MimeBundle>, options: DisplayOptions = {}): DisplayHandle => {
+    const displayId = options.displayId ?? newDisplayId();
+    const metadata = options.metadata ?? {};
+    send(bundle(), displayId, false, metadata);
+    return handle(displayId, metadata);
+  };
+  const handle = (displayId: string, metadata: Record<string, unknown>): DisplayHandle => {
+    const h: DisplayHandle = {
+      displayId,
+      update(value: unknown) {
+        send(toBundle(value), displayId, true, metadata);
+        return h;
+      },
+    };
+    Object.defineProperty(h, NO_RESULT, { value: true });
+    return h;
+  };
+  const raw = (mime: string, data: unknown, text?: string) => (options?: DisplayOptions) =>
+    show(() => withPngFallback(normalizeBundle({ [mime]: data, ...(text === undefined ? {} : { "text/plain": text }) }, data)), options);
+  const display = ((value: unknown, options?: DisplayOptions) => show(() => toBundle(value), options)) as DisplayFn;
+  display.html = (s, o) => raw("text/html", s, "[HTML]")(o);
+  display.markdown = (s, o) => raw("text/markdown", s, s)(o);
+  display.svg = (s, o) => raw("image/svg+xml", s, "[SVG image]")(o);
+  display.png = (b, o) => raw("image/png", b, "[PNG image]")(o);
+  display.jpeg = (b, o) => raw("image/jpeg", b, "[JPEG image]")(o);
+  display.json = (v, o) => raw("application/json", v, plainText(v))(o);
+  display.vegalite = (spec, o) => raw(VEGALITE_MIME, spec, "[Vega-Lite chart]")(o);
+  display.latex = (s, o) => raw("text/latex", s, s)(o);
+  display.text = (s, o) => raw("text/plain", s)(o);
+  display.mimebundle = (bundle, o) => show(() => withPngFallback(normalizeBundle(bundle)), o);
+  const clearOutput = (wait = false) => emit({ kind: "clear", wait });
+  return { display, clearOutput };
+}
+
+/** Type declarations of the cell globals, given to tslab's type checker (it sees cells as TypeScript). */
+export const CELL_GLOBALS_DTS = `
+declare global {
+  interface LoralabDisplayOptions {
+    /** Reuse (update) the output with this id; new outputs get a fresh id. */
+    displayId?: string;
+    metadata?: Record<string, unknown>;
+  }
+  interface LoralabDisplayHandle {
+    readonly displayId: string;
+    /** Replaces the output shown by this handle (update_display_data). */
+    update(value: unknown): LoralabDisplayHandle;
+  }
+  /**
+   * Shows a value in the output area: objects with [Symbol.for("Jupyter.display")]() by their mimebundle,
+   * anything else as text. Returns a handle whose update() replaces the output in place.
+   */
+  function display(value: unknown, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+  namespace display {
+    function html(html: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function markdown(markdown: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function svg(svg: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function png(data: Uint8Array | string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function jpeg(data: Uint8Array | string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function json(value: unknown, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    /** A Vega-Lite spec (rendered by JupyterLab's built-in Vega renderer). */
+    function vegalite(spec: object, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function latex(latex: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function text(text: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+    function mimebundle(bundle: Record<string, unknown>, options?: LoralabDisplayOptions): LoralabDisplayHandle;
+  }
+  /** Clears this cell's output (with wait, when the next output arrives). */
+  function clearOutput(wait?: boolean): void;
+  /** The kernel's handle for cooperative code: interrupt checks and the running cell's AbortSignal. */
+  var kernel: {
+    /** Aborted when the running cell is interrupted. */
+    readonly signal: AbortSignal;
+    /** True once the running cell was asked to stop. */
+    interruptRequested(): boolean;
+    /** Throws an "Interrupted" error if the running cell was asked to stop. */
+    throwIfInterrupted(): void;
+  };
+}
+`;
