@@ -1,5 +1,6 @@
 /**
- * Resolve a model reference — a local directory or a Hugging Face hub id — to a local directory.
+ * Resolve a model reference — a local directory, the name of a model shipped with loralab, or a Hugging Face hub
+ * id — to a local directory.
  *
  * Hub models live in the standard Hugging Face cache layout shared with `huggingface_hub`/`transformers`:
  *
@@ -18,6 +19,7 @@ import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { downloadFileToCacheDir, HUB_URL, HubApiError, modelInfo } from "@huggingface/hub";
 import { UserError } from "../errors.js";
+import { isShippedModel, shippedModelDir } from "../models/shipped.js";
 
 export interface ResolveModelOptions {
   /** Branch, tag or 40-hex commit sha. Default "main". */
@@ -183,6 +185,7 @@ async function exists(p: string): Promise<boolean> {
  *
  * - An existing directory (absolute, relative to cwd, or "~/…") is returned as is (absolute).
  * - A path-like ref that does not exist → UserError "model directory not found: …".
+ * - The name of a model shipped with loralab ("tiny-moby", see src/models/shipped.ts) → its directory in the package.
  * - A hub id ("org/name" or "name"): the cached snapshot for `revision` (default "main", via refs/<revision>;
  *   a 40-hex sha is used directly) when it has config.json and complete safetensors weights; otherwise the
  *   files are downloaded into the cache — unless offline, which is a UserError. Network failures, HTTP errors
@@ -197,6 +200,13 @@ export async function resolveModel(ref: string, options: ResolveModelOptions = {
   if (looksLikePath(trimmed)) {
     if (await exists(local)) throw new UserError(`model path is not a directory: ${local}`);
     throw new UserError(`model directory not found: ${local}`);
+  }
+  if (isShippedModel(trimmed)) {
+    const dir = shippedModelDir(trimmed);
+    if (!(await isFile(join(dir, "config.json")))) {
+      throw new UserError(`the shipped model "${trimmed}" is missing from the loralab package (${dir} has no config.json); reinstall loralab`);
+    }
+    return dir;
   }
   if (!isHubModelId(trimmed)) {
     throw new UserError(

@@ -1,33 +1,26 @@
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import { UserError } from "../errors.js";
 import { generate } from "../generate.js";
 import { perplexity } from "../metrics/perplexity.js";
+import { DEFAULT_SHIPPED_MODEL } from "../models/shipped.js";
 import { parseCommandArgs } from "./args.js";
 import { backendOption, prepareModel, reportBackend } from "./common.js";
 
-/** Where `npm start` looks for a model when none is given (a checkout's sibling shared/ folder). */
-function defaultModel(): string | undefined {
-  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-  const candidate = path.resolve(repo, "../shared/models/stories260K");
-  return fs.existsSync(path.join(candidate, "config.json")) ? candidate : undefined;
-}
-
-/** `loralab quickstart [--model M]`: load a model, score a sentence, continue a prompt. */
+/**
+ * `loralab quickstart [--model M]` (what `npm start` runs): load a model — by default tiny-moby, the small
+ * Moby-Dick model shipped in the package (models/tiny-moby) — score a sentence, continue a prompt.
+ */
 export async function quickstart(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, { ...backendOption, model: { type: "string" } });
-  const ref = values.model ?? process.env.LORALAB_MODEL ?? defaultModel();
-  if (!ref) throw new UserError("no model given: pass --model DIR|ID (or set LORALAB_MODEL)");
+  const ref = values.model ?? (process.env.LORALAB_MODEL || DEFAULT_SHIPPED_MODEL);
   const loaded = await prepareModel(ref, values.backend);
   reportBackend();
   const c = loaded.config;
   console.log(`model: ${loaded.dir} (${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize})`);
   if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: the quickstart needs tokenizer.json`);
-  const sentence = "Once upon a time, there was a little girl who loved to play in the park.";
+  const sentence = "Call me Ishmael. Some years ago—never mind how long precisely—I thought I would sail about a little and see the watery part of the world.";
   const scored = perplexity(loaded.model, [{ inputIds: loaded.tokenizer.encode(sentence) }]);
   console.log(`perplexity of "${sentence}": ${scored.perplexity.toFixed(3)} over ${scored.tokens} tokens`);
-  const prompt = "Once upon a time";
+  const prompt = "Call me Ishmael.";
   const started = performance.now();
   const out = generate(loaded.model, loaded.tokenizer.encode(prompt), { maxNewTokens: 40, eosTokenIds: loaded.eosTokenIds });
   const seconds = (performance.now() - started) / 1000;

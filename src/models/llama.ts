@@ -51,9 +51,15 @@ class LlamaAttention extends ModuleWithLinears {
   private repeatKv(x: tf.Tensor4D): tf.Tensor4D {
     if (this.groups === 1) return x;
     const [b, hkv, t, d] = x.shape;
-    // concat rather than tile/broadcastTo: tfjs has no rank-5 Tile gradient.
-    const x5 = x.reshape([b, hkv, 1, t, d]);
-    return tf.concat(new Array<tf.Tensor>(this.groups).fill(x5), 2).reshape([b, hkv * this.groups, t, d]);
+    const groups = this.groups;
+    // concat rather than tile/broadcastTo: tfjs has no rank-5 Tile gradient. concat's own gradient is a rank-5
+    // split, which tfjs-wasm slices element by element (≈40 % of a training step); the gradient of a repeat is
+    // the sum over the copies, so that is what we give it.
+    const repeat = tf.customGrad(((x4: tf.Tensor) => ({
+      value: tf.concat(new Array<tf.Tensor>(groups).fill(x4.reshape([b, hkv, 1, t, d])), 2).reshape([b, hkv * groups, t, d]),
+      gradFunc: (dy: tf.Tensor) => dy.reshape([b, hkv, groups, t, d]).sum(2),
+    })) as never) as (x4: tf.Tensor) => tf.Tensor4D;
+    return repeat(x);
   }
 }
 
