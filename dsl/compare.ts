@@ -43,7 +43,7 @@ export class Comparison {
 
   [DISPLAY](): MimeBundle {
     const table = this.table();
-    return { "text/plain": table.toString(), "text/html": table.toHTML(), "application/vnd.vegalite.v5+json": this.chart() };
+    return { "text/plain": table.toMarkdown(), "text/html": table.toHTML(), "application/vnd.vegalite.v5+json": this.chart() };
   }
 }
 

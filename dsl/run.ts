@@ -89,8 +89,13 @@ interface StartArgs {
 export class Run {
   private result: TrainResult | undefined;
   private readonly started = new Date();
-  /** Largest tfjs tensor memory seen after a step (weights, optimizer state, adapters). */
+  /**
+   * Tensor memory this run needs, measured at step boundaries: the weights it computes with plus the
+   * most that training added on top (optimizer moments, adapters). Other runs' tensors do not count.
+   * (The transient peak inside a step, activations and gradients, is what `loralab bench --mode train` measures.)
+   */
   peakTensorBytes = 0;
+  private startBytes: number | undefined;
 
   private constructor(readonly id: string, readonly dir: string | undefined, readonly kind: "lora" | "full",
     readonly model: LoraModel | FullModel, readonly config: LoraConfigInput, readonly options: TrainOptions, private readonly trainer: Trainer) {}
@@ -157,9 +162,11 @@ export class Run {
 
   private async continue(): Promise<Run> {
     const live = new LiveProgress(this, this.options.liveEvery ?? 2);
+    this.startBytes ??= tf.memory().numBytes;
+    const weightBytes = [...this.trainer.trainable.parameterRoot.namedParameters()].reduce((sum, [, p]) => sum + 4 * p.size, 0);
     const off = this.trainer.on((e) => {
       if (e.type === "step") {
-        this.peakTensorBytes = Math.max(this.peakTensorBytes, tf.memory().numBytes);
+        this.peakTensorBytes = Math.max(this.peakTensorBytes, weightBytes + tf.memory().numBytes - this.startBytes!);
         this.appendMetrics(e.log);
         this.options.onStep?.(e.log, this);
         live.step();

@@ -106,7 +106,7 @@ export class SweepResult {
 
   [DISPLAY](): MimeBundle {
     const table = this.table();
-    return { "text/plain": table.toString(), "text/html": table.toHTML(), "application/vnd.vegalite.v5+json": this.metricChart() };
+    return { "text/plain": table.toMarkdown(), "text/html": table.toHTML(), "application/vnd.vegalite.v5+json": this.metricChart() };
   }
 }
 
