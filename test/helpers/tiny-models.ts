@@ -6,19 +6,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Random } from "../../src/random.js";
+import { normalSamples } from "../../src/models/init.js";
 import { writeSafetensors, type TensorToWrite } from "../../src/checkpoint/safetensors.js";
-
-function normal(random: Random, n: number, std: number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    // Box–Muller: two independent normals from two uniforms.
-    const r = Math.sqrt(-2 * Math.log(1 - random.next()));
-    const theta = 2 * Math.PI * random.next();
-    out[i] = r * Math.cos(theta) * std;
-    if (i + 1 < n) out[i + 1] = r * Math.sin(theta) * std;
-  }
-  return out;
-}
 
 class WeightFactory {
   readonly tensors: Record<string, TensorToWrite> = {};
@@ -29,7 +18,7 @@ class WeightFactory {
   }
 
   add(name: string, shape: number[], std = 0.2, mean = 0): void {
-    const data = normal(this.random, shape.reduce((a, b) => a * b, 1), std);
+    const data = normalSamples(this.random, shape.reduce((a, b) => a * b, 1), std);
     if (mean !== 0) for (let i = 0; i < data.length; i++) data[i]! += mean;
     this.tensors[name] = { shape, data };
   }

@@ -9,9 +9,7 @@ import os
 import tempfile
 import unittest
 
-from jupyter_client.manager import start_new_kernel
-
-KERNEL = os.environ.get("LORALAB_KERNEL_NAME", "loralab")
+from kernel_session import KernelSession
 
 
 def esm_fixture():
@@ -27,41 +25,10 @@ def esm_fixture():
     return root
 
 
-class Cells(unittest.TestCase):
+class Cells(KernelSession):
     @classmethod
-    def setUpClass(cls):
-        cls.km, cls.kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60, cwd=esm_fixture())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.kc.stop_channels()
-        cls.km.shutdown_kernel(now=False)
-
-    def run_cell(self, code, **kwargs):
-        msg_id = self.kc.execute(code, **kwargs)
-        return self.collect(msg_id)
-
-    def collect(self, msg_id, timeout=60):
-        reply = self.kc.get_shell_msg(timeout=timeout)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-        outputs = []
-        while True:
-            msg = self.kc.get_iopub_msg(timeout=timeout)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            if msg["msg_type"] not in ("status", "execute_input"):
-                outputs.append((msg["msg_type"], msg["content"]))
-        return reply["content"], outputs
-
-    def result(self, code):
-        reply, outputs = self.run_cell(code)
-        self.assertEqual(reply["status"], "ok", (reply, outputs))
-        results = [c["data"]["text/plain"] for t, c in outputs if t == "execute_result"]
-        self.assertEqual(len(results), 1, outputs)
-        return results[0]
+    def kernel_cwd(cls):
+        return esm_fixture()
 
     def error(self, code):
         reply, outputs = self.run_cell(code)

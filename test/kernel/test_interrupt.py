@@ -10,51 +10,14 @@ import time
 import unittest
 
 import zmq
-from jupyter_client.manager import start_new_kernel
+from kernel_session import KernelSession
 
-KERNEL = os.environ.get("LORALAB_KERNEL_NAME", "loralab")
 DSL = os.environ.get("LORALAB_DSL")  # absolute path of dist/dsl/index.js
 STORIES = os.environ.get("LORALAB_STORIES")
 LIMIT = 5.0
 
 
-class Interrupts(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.km, cls.kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.kc.stop_channels()
-        cls.km.shutdown_kernel(now=False)
-
-    def run_cell(self, code, timeout=60):
-        """Executes code; returns (reply content, [(msg_type, content)] of its iopub output)."""
-        msg_id = self.kc.execute(code)
-        return self.collect(msg_id, timeout)
-
-    def collect(self, msg_id, timeout=60):
-        reply = self.kc.get_shell_msg(timeout=timeout)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-        outputs = []
-        while True:
-            msg = self.kc.get_iopub_msg(timeout=timeout)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            if msg["msg_type"] not in ("status", "execute_input"):
-                outputs.append((msg["msg_type"], msg["content"]))
-        return reply["content"], outputs
-
-    def result(self, code):
-        reply, outputs = self.run_cell(code)
-        self.assertEqual(reply["status"], "ok", reply)
-        results = [c["data"]["text/plain"] for t, c in outputs if t == "execute_result"]
-        self.assertEqual(len(results), 1, outputs)
-        return results[0]
-
+class Interrupts(KernelSession):
     def interrupted(self, code, interrupt, wait=1.0, limit=LIMIT, ename="Interrupted"):
         """Starts code, interrupts it after `wait` s; returns (seconds from interrupt to reply, reply)."""
         msg_id = self.kc.execute(code)
