@@ -15,7 +15,8 @@ import { createModel, loadModel, type LoadedModel } from "../src/models/load.js"
 import { saveModelDirectory } from "../src/models/save.js";
 import { generate as generateIds, type GenerationOptions } from "../src/generate.js";
 import { perplexity } from "../src/metrics/perplexity.js";
-import { type GeneratedExample, type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
+import * as aq from "arquero";
+import { type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
 import { PeftModel } from "../src/lora/peft-model.js";
 import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
@@ -33,8 +34,8 @@ export interface EvalResult {
   bleu?: number;
   chrf?: number;
   exact_match?: number;
-  /** Per-example outputs of generation metrics. */
-  examples?: GeneratedExample[];
+  /** Per-example prompt, completion and generation of generation metrics, as an arquero table. */
+  examples?: aq.ColumnTable;
 }
 
 export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
@@ -65,7 +66,8 @@ export abstract class ModelView {
     if (generative.length) {
       const pairs = promptCompletionPairs(data);
       if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      Object.assign(result, this.activate((m) => generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds })));
+      const { examples, ...scores } = this.activate((m) => generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }));
+      Object.assign(result, scores, { examples: aq.from(examples) });
     }
     return result;
   }

@@ -3,8 +3,10 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { compare, expandSpace, loadRun, model, lastRun, runs, sweep, TrainingInterrupted, type Model } from "../dsl/index.js";
-import { STORIES, tempDir } from "./helpers/paths.js";
+import { corpusBleu, compare, expandSpace, loadRun, model, lastRun, runs, sweep, TrainingInterrupted, type Model } from "../dsl/index.js";
+import { spawn } from "node:child_process";
+import { pathToFileURL } from "node:url";
+import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 
 const rows = [
   "The cat sat on the mat and purred.", "Tom played with a red ball in the park.", "Lily ate a sweet apple under the tree.",
@@ -130,5 +132,42 @@ describe("DSL", () => {
     assert.deepEqual(recorded.metrics.map((m) => m.step), [1, 2, 3, 4]);
     assert.ok(recorded.adapterDir);
     assert.throws(() => loadRun("nope", runsDir), /no recorded run/);
+  });
+
+  test("two processes recording runs into one registry at once keep both intact", async () => {
+    const shared = tempDir("runs-concurrent");
+    const dsl = pathToFileURL(path.join(REPO, "dist/dsl/index.js")).href;
+    const script = `const { model } = await import(${JSON.stringify(dsl)});
+      const base = await model("tiny-moby");
+      const rows = Array.from({ length: 8 }, (_, i) => ({ text: "Call me Ishmael, number " + i + "." }));
+      await base.lora({ r: 2 }).train(rows, { maxSteps: 8, batchSize: 2, runsDir: ${JSON.stringify(shared)}, name: "same-name", liveEvery: 0 });`;
+    const spawnRun = () => new Promise<number>((resolve) => {
+      spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" }).on("exit", (code) => resolve(code ?? -1));
+    });
+    assert.deepEqual(await Promise.all([spawnRun(), spawnRun()]), [0, 0]);
+    const listed = runs(shared).objects() as { id: string; status: string; steps: number }[];
+    assert.equal(listed.length, 2, "two runs, distinct ids although started together with one name");
+    for (const r of listed) {
+      assert.equal(r.status, "completed");
+      const recorded = loadRun(r.id, shared);
+      assert.deepEqual(recorded.metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8], "every step recorded once, lines not interleaved");
+      assert.ok(fs.existsSync(path.join(recorded.adapterDir!, "adapter_model.safetensors")));
+    }
+  });
+
+  test("generation metrics score greedy continuations of prompts against completions, with a per-example table", async () => {
+    const pairs = [{ prompt: "The cat sat", completion: " on the mat and purred." }, { prompt: "Tom played", completion: " with a red ball in the park." }];
+    const result = await base.eval(pairs, ["perplexity", "bleu", "chrf", "exact_match"]);
+    const table = result.examples!.objects() as { prompt: string; completion: string; generated: string }[];
+    assert.deepEqual(table.map((r) => r.prompt), pairs.map((p) => p.prompt));
+    for (const r of table) {
+      const greedy = await base.generate(r.prompt, { maxNewTokens: 1 });
+      assert.ok(r.generated.startsWith(greedy.text.trim()), `${r.generated} should continue greedily (${greedy.text})`);
+    }
+    const hyps = table.map((r) => r.generated);
+    assert.equal(result.bleu, corpusBleu(hyps, [pairs.map((p) => p.completion.trim())]).score);
+    assert.ok(result.chrf! >= 0 && result.chrf! <= 100);
+    assert.equal(result.exact_match, hyps.filter((h, i) => h === pairs[i]!.completion.trim()).length / 2);
+    assert.ok(result.perplexity! > 1);
   });
 });
