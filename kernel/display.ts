@@ -75,8 +75,38 @@ export function withPngFallback(bundle: MimeBundle): MimeBundle | Promise<MimeBu
     .then((png) => ({ ...bundle, "image/png": base64(png) }), () => bundle); // an unrenderable spec keeps its vega-lite output
 }
 
-/** The mimebundle that shows `value`: its Jupyter.display bundle when it has one, else text/plain. */
+/** An arquero table (duck-typed: the kernel does not load arquero itself). */
+interface TableLike {
+  numRows(): number;
+  toHTML(options?: { limit?: number }): string;
+  toMarkdown(options?: { limit?: number }): string;
+}
+
+function isTable(value: unknown): value is TableLike {
+  const t = value as Partial<TableLike> | null;
+  return typeof t === "object" && t !== null && typeof t.numRows === "function" && typeof t.toHTML === "function" && typeof t.toMarkdown === "function";
+}
+
+/** A vega-lite spec written as a plain object (its $schema says so). */
+function isVegaLiteSpec(value: unknown): value is { $schema: string } {
+  return typeof value === "object" && value !== null && typeof (value as { $schema?: unknown }).$schema === "string" && /vega-lite/.test((value as { $schema: string }).$schema);
+}
+
+/** Rows shown of a table; the text says how many were left out. */
+const TABLE_ROWS = 100;
+
+function tableBundle(table: TableLike): MimeBundle {
+  const more = table.numRows() > TABLE_ROWS ? ` (${TABLE_ROWS} of ${table.numRows()} rows shown)` : "";
+  return { "text/html": table.toHTML({ limit: TABLE_ROWS }) + (more ? `<p>${more.trim()}</p>` : ""), "text/plain": table.toMarkdown({ limit: TABLE_ROWS }) + more };
+}
+
+/**
+ * The mimebundle that shows `value`: its Jupyter.display bundle when it has one; an arquero table as an
+ * HTML table with a text version; a vega-lite spec as a chart (with its PNG); else text/plain.
+ */
 export function toBundle(value: unknown): MimeBundle | Promise<MimeBundle> {
+  if (isTable(value) && !hasDisplay(value)) return tableBundle(value);
+  if (isVegaLiteSpec(value)) return withPngFallback({ [VEGALITE_MIME]: value, "text/plain": "[Vega-Lite chart]" });
   if (!hasDisplay(value)) return { "text/plain": plainText(value) };
   const bundle = value[DISPLAY]();
   const finish = (b: unknown): MimeBundle | Promise<MimeBundle> =>

@@ -114,6 +114,20 @@ describe("kernel parts", () => {
     assert.deepEqual(normalizeBundle({ "application/json": { a: 1 } })["application/json"], { a: 1 });
   });
 
+  test("mimebundles: arquero tables as HTML + text; vega-lite specs as charts with a PNG rendered in-process", async () => {
+    const aq = await import("arquero");
+    const table = aq.from(Array.from({ length: 150 }, (_, i) => ({ step: i + 1, loss: 1 / (i + 1) })));
+    const bundle = toBundle(table) as Record<string, string>;
+    assert.match(bundle["text/html"]!, /<table[\s\S]*<th[^>]*>step<\/th>[\s\S]*<td[^>]*>100<\/td>/);
+    assert.doesNotMatch(bundle["text/html"]!, /<td[^>]*>101<\/td>/);
+    assert.match(bundle["text/plain"]!, /\|step\|loss\|[\s\S]*100 of 150 rows shown/);
+    const spec = { $schema: "https://vega.github.io/schema/vega-lite/v5.json", data: { values: [{ x: 1, y: 2 }, { x: 2, y: 3 }] }, mark: "line",
+      encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } } };
+    const chart = await toBundle(spec);
+    assert.deepEqual(chart["application/vnd.vegalite.v5+json"], spec);
+    assert.deepEqual([...Buffer.from(String(chart["image/png"]), "base64").subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+  });
+
   test("kernelspec: absolute node and loralab paths, language, interrupt mode; where --user/--prefix write", () => {
     const spec = kernelSpec({}, "1.2.3");
     assert.equal(spec.argv[0], process.execPath);
