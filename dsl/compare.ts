@@ -6,6 +6,7 @@
  *   compare({ full: base.full(), lora: base.lora(8) }, ds, { maxSteps: 50, eval: { data: test } })
  */
 import * as aq from "arquero";
+import { median } from "../src/stats.js";
 import type { DataInput } from "./data.js";
 import { DISPLAY, lossChart, type MimeBundle } from "./display.js";
 import type { Metric } from "./model.js";
@@ -17,11 +18,6 @@ export interface Trainable {
 
 export interface CompareOptions extends TrainOptions {
   eval?: { data: DataInput; metrics?: Metric[] };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN;
 }
 
 export class Comparison {

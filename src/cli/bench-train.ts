@@ -10,7 +10,8 @@ import { Random } from "../random.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
 import { Trainer } from "../train/trainer.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
-import { median, runWorkers, syntheticModel } from "./bench.js";
+import { runWorkers, syntheticModel } from "./bench.js";
+import { median } from "../stats.js";
 import { printJson } from "./common.js";
 
 interface TrainBenchResult {

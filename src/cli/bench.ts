@@ -10,6 +10,7 @@ import { parseModelConfig } from "../models/config.js";
 import { createModel, loadModel } from "../models/load.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { Random } from "../random.js";
+import { median } from "../stats.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
 
@@ -27,12 +28,6 @@ export function syntheticModel(): CausalLM {
     tf.tidy(() => p.assign(tf.tensor(values, p.shape)));
   }
   return model;
-}
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 interface WorkerResult {
