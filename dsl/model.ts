@@ -18,6 +18,7 @@ import { perplexity } from "../src/metrics/perplexity.js";
 import * as aq from "arquero";
 import { type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
 import { PeftModel } from "../src/lora/peft-model.js";
+import { parseAdapterParameter } from "../src/lora/layer.js";
 import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { countParameters } from "../src/nn/module.js";
@@ -106,7 +107,7 @@ export class Model extends ModelView {
   /** Parameters of the base model itself (adapters attached to it not counted). */
   get parameters(): number {
     let n = 0;
-    for (const [name, p] of this.loaded.model.namedParameters()) if (!/\.(lora_A|lora_B|lora_magnitude_vector)\./.test(name)) n += p.size;
+    for (const [name, p] of this.loaded.model.namedParameters()) if (!parseAdapterParameter(name)) n += p.size;
     return n;
   }
 

@@ -11,6 +11,7 @@ import { writeDirectoryAtomic } from "../fsutil.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { fromAdapterConfigJson, toAdapterConfigJson } from "./config.js";
 import { PeftModel } from "./peft-model.js";
+import { parseAdapterParameter } from "./layer.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -18,10 +19,9 @@ const PREFIX = "base_model.model.";
 
 /** Our parameter path → PEFT's saved key for adapter `name`, or undefined when it is not part of that adapter. */
 function savedKey(param: string, name: string): string | undefined {
-  const m = /^(.*)\.(lora_A|lora_B|lora_magnitude_vector)\.([^.]+)\.weight$/.exec(param);
-  if (!m) return undefined;
-  if (m[3] !== name) return undefined;
-  return m[2] === "lora_magnitude_vector" ? `${PREFIX}${m[1]}.lora_magnitude_vector` : `${PREFIX}${m[1]}.${m[2]}.weight`;
+  const p = parseAdapterParameter(param);
+  if (!p || p.adapter !== name) return undefined;
+  return p.kind === "lora_magnitude_vector" ? `${PREFIX}${p.module}.lora_magnitude_vector` : `${PREFIX}${p.module}.${p.kind}.weight`;
 }
 
 /** Saved key → our parameter path for adapter `name`. */

@@ -12,6 +12,19 @@ import { Module } from "../nn/module.js";
 import { ModuleDict } from "../nn/container.js";
 import type { Random } from "../random.js";
 
+export interface AdapterParameter {
+  /** The wrapped module's path, e.g. "model.layers.0.self_attn.q_proj". */
+  module: string;
+  kind: "lora_A" | "lora_B" | "lora_magnitude_vector";
+  adapter: string;
+}
+
+/** Reads an adapter parameter's path ("<module>.lora_A.<adapter>.weight"); undefined for any other parameter. */
+export function parseAdapterParameter(name: string): AdapterParameter | undefined {
+  const m = /^(.*)\.(lora_A|lora_B|lora_magnitude_vector)\.([^.]+)\.weight$/.exec(name);
+  return m ? { module: m[1]!, kind: m[2] as AdapterParameter["kind"], adapter: m[3]! } : undefined;
+}
+
 /** Shared by every LoRA layer of one model: which adapters act, and whether we are training. */
 export interface LoraState {
   active: string[];

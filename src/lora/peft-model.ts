@@ -10,7 +10,7 @@ import { Conv1D, Linear } from "../nn/layers.js";
 import { getModule, Module } from "../nn/module.js";
 import { Random } from "../random.js";
 import { type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
-import { type LoraState, LoraLayer } from "./layer.js";
+import { type LoraState, LoraLayer, parseAdapterParameter } from "./layer.js";
 import { findTargets, rankAndAlpha, targetSpec } from "./targets.js";
 
 export interface AdapterInfo {
@@ -267,7 +267,7 @@ export class PeftModel extends Module implements CausalLM {
     const training = this.state.active.filter((n) => !this.adapters.get(n)!.frozen);
     const biasModes = new Set(training.map((n) => this.adapters.get(n)!.config.bias));
     for (const [name, p] of this.base.namedParameters()) {
-      const adapter = /\.(?:lora_A|lora_B|lora_magnitude_vector)\.([^.]+)\.weight$/.exec(name)?.[1];
+      const adapter = parseAdapterParameter(name)?.adapter;
       if (adapter !== undefined) p.trainable = active.has(adapter) && !this.adapters.get(adapter)!.frozen;
       else if (name.endsWith(".bias") && biasModes.has("all")) p.trainable = true;
       else if (name.endsWith(".base_layer.bias") && biasModes.has("lora_only")) p.trainable = true;
