@@ -105,7 +105,7 @@ export class Run {
     const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
     const evalData = options.evalData ? toExamples(options.evalData, loaded.tokenizer, loaded.config.vocabSize) : undefined;
     const trainable: Trainable = kind === "lora"
-      ? new LoraTrainable(activated(base, model as LoraModel))
+      ? new LoraTrainable(activate(model as LoraModel))
       : new FullTrainable((model as FullModel).weights, options.seed ?? 42);
     const args: TrainingArguments = {
       epochs: options.epochs, maxSteps: options.maxSteps, batchSize: options.batchSize, gradAccum: options.gradAccum, warmupSteps: options.warmup,
@@ -173,7 +173,8 @@ export class Run {
       }
     });
     try {
-      this.result = await (this.kind === "lora" ? withAdapter(this.model as LoraModel, () => this.trainer.train()) : this.trainer.train());
+      if (this.kind === "lora") activate(this.model as LoraModel);
+      this.result = await this.trainer.train();
     } finally {
       off();
       live.finish();
@@ -233,16 +234,11 @@ export class Run {
   }
 }
 
-/** Trains and saves with the run's own adapter active. */
-function activated(base: Model, model: LoraModel) {
-  const peft = base.peftModel();
+/** Makes the run's own adapter the active one of its base model (other runs may have switched it). */
+function activate(model: LoraModel) {
+  const peft = model.base.peftModel();
   peft.setAdapter(model.adapterName);
   return peft;
-}
-
-async function withAdapter<T>(model: LoraModel, fn: () => Promise<T>): Promise<T> {
-  model.base.peftModel().setAdapter(model.adapterName);
-  return fn();
 }
 
 function duration(seconds: number): string {
