@@ -21,20 +21,34 @@ export interface CompareOptions extends TrainOptions {
 }
 
 export class Comparison {
-  constructor(readonly runs: Record<string, Run>, readonly metrics: Record<string, Record<string, number | undefined>>, readonly totalParams: number) {}
+  constructor(
+    readonly runs: Record<string, Run>,
+    readonly metrics: Record<string, Record<string, number | undefined>>,
+    readonly totalParams: number,
+  ) {}
 
   table(): aq.ColumnTable {
-    return aq.from(Object.entries(this.runs).map(([method, run]) => {
-      const steps = run.history.map((h, i) => (h.elapsedSeconds - (run.history[i - 1]?.elapsedSeconds ?? 0)) * 1000);
-      return {
-        method, trainable_params: run.trainableParams, trainable_pct: (100 * run.trainableParams) / this.totalParams,
-        peak_MiB: run.peakTensorBytes / 2 ** 20, median_step_ms: median(steps), final_loss: run.finalLoss ?? null, ...this.metrics[method],
-      };
-    }));
+    return aq.from(
+      Object.entries(this.runs).map(([method, run]) => {
+        const steps = run.history.map((h, i) => (h.elapsedSeconds - (run.history[i - 1]?.elapsedSeconds ?? 0)) * 1000);
+        return {
+          method,
+          trainable_params: run.trainableParams,
+          trainable_pct: (100 * run.trainableParams) / this.totalParams,
+          peak_MiB: run.peakTensorBytes / 2 ** 20,
+          median_step_ms: median(steps),
+          final_loss: run.finalLoss ?? null,
+          ...this.metrics[method],
+        };
+      }),
+    );
   }
 
   chart(): Record<string, unknown> {
-    return lossChart(Object.entries(this.runs).flatMap(([method, run]) => run.history.map((h) => ({ step: h.step, loss: h.loss, series: method }))), "training loss by method");
+    return lossChart(
+      Object.entries(this.runs).flatMap(([method, run]) => run.history.map((h) => ({ step: h.step, loss: h.loss, series: method }))),
+      "training loss by method",
+    );
   }
 
   [DISPLAY](): MimeBundle {

@@ -16,7 +16,9 @@ export function escapeHtml(s: string): string {
 
 /** A two-column HTML table of key/value pairs. */
 export function htmlKeyValues(title: string, rows: [string, unknown][]): string {
-  const body = rows.map(([k, v]) => `<tr><th style="text-align:left">${escapeHtml(k)}</th><td style="text-align:left">${escapeHtml(String(v))}</td></tr>`).join("");
+  const body = rows
+    .map(([k, v]) => `<tr><th style="text-align:left">${escapeHtml(k)}</th><td style="text-align:left">${escapeHtml(String(v))}</td></tr>`)
+    .join("");
   return `<div><strong>${escapeHtml(title)}</strong><table>${body}</table></div>`;
 }
 

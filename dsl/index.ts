@@ -6,7 +6,18 @@
  *   const run = await base.lora({ r: 8, alpha: 16 }).train(ds, { epochs: 3, lr: 2e-4 });
  *   await run.model.eval(test, ["perplexity"]);
  */
-export { model, Model, LoraModel, FullModel, LoraBuilder, FullBuilder, ModelView, type EvalResult, type Metric, type GenerateOptions } from "./model.js";
+export {
+  model,
+  Model,
+  LoraModel,
+  FullModel,
+  LoraBuilder,
+  FullBuilder,
+  ModelView,
+  type EvalResult,
+  type Metric,
+  type GenerateOptions,
+} from "./model.js";
 export { Run, TrainingInterrupted, lastRun, type TrainOptions } from "./run.js";
 export { type DataInput } from "./data.js";
 export { dataset, Dataset } from "./dataset.js";

@@ -67,7 +67,9 @@ export abstract class ModelView {
     if (generative.length) {
       const pairs = promptCompletionPairs(data);
       if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      const { examples, ...scores } = this.activate((m) => generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }));
+      const { examples, ...scores } = this.activate((m) =>
+        generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }),
+      );
       Object.assign(result, scores, { examples: aq.from(examples) });
     }
     return result;
@@ -91,7 +93,10 @@ let adapterCounter = 0;
 export class Model extends ModelView {
   private peft: PeftModel | undefined;
 
-  constructor(readonly ref: string, readonly loaded: LoadedModel) {
+  constructor(
+    readonly ref: string,
+    readonly loaded: LoadedModel,
+  ) {
     super();
   }
 
@@ -117,12 +122,19 @@ export class Model extends ModelView {
 
   describe(): [string, unknown][] {
     const c = this.loaded.config;
-    return [["model", this.ref], ["type", c.modelType], ["layers", c.numLayers], ["hidden", c.hiddenSize], ["vocab", c.vocabSize], ["parameters", this.parameters.toLocaleString("en-US")]];
+    return [
+      ["model", this.ref],
+      ["type", c.modelType],
+      ["layers", c.numLayers],
+      ["hidden", c.hiddenSize],
+      ["vocab", c.vocabSize],
+      ["parameters", this.parameters.toLocaleString("en-US")],
+    ];
   }
 
   /** The shared multi-adapter model (created on the first LoRA). */
   peftModel(): PeftModel {
-    return this.peft ??= PeftModel.emptyOn(this.loaded.model);
+    return (this.peft ??= PeftModel.emptyOn(this.loaded.model));
   }
 
   /** A new LoRA adapter on this model: `base.lora(8)` or `base.lora({ r: 8, alpha: 16, targets: [...] })`. */
@@ -145,7 +157,9 @@ export class Model extends ModelView {
   /** A weight copy of the base (for full fine-tuning), adapters excluded. */
   cloneWeights(): CausalLM {
     const copy = createModel(this.loaded.config);
-    const source = new Map(this.activate(() => [...this.loaded.model.namedParameters()].map(([n, p]) => [n.replace(/\.base_layer\./, "."), p] as const)));
+    const source = new Map(
+      this.activate(() => [...this.loaded.model.namedParameters()].map(([n, p]) => [n.replace(/\.base_layer\./, "."), p] as const)),
+    );
     for (const [name, p] of copy.namedParameters()) tf.tidy(() => p.assign(source.get(name)!));
     return copy;
   }
@@ -153,7 +167,10 @@ export class Model extends ModelView {
 
 /** A trained or loaded LoRA adapter on a base model. */
 export class LoraModel extends ModelView {
-  constructor(readonly base: Model, readonly adapterName: string) {
+  constructor(
+    readonly base: Model,
+    readonly adapterName: string,
+  ) {
     super();
   }
 
@@ -174,7 +191,13 @@ export class LoraModel extends ModelView {
 
   describe(): [string, unknown][] {
     const c = this.config;
-    return [["base", this.base.ref], ["adapter", this.adapterName], ["r", c.r], ["alpha", c.loraAlpha], ["targets", JSON.stringify(this.base.peftModel().adapters.get(this.adapterName)!.targets)]];
+    return [
+      ["base", this.base.ref],
+      ["adapter", this.adapterName],
+      ["r", c.r],
+      ["alpha", c.loraAlpha],
+      ["targets", JSON.stringify(this.base.peftModel().adapters.get(this.adapterName)!.targets)],
+    ];
   }
 
   /** Saves the adapter in PEFT's format. */
@@ -205,7 +228,10 @@ export class LoraModel extends ModelView {
 
 /** A fully fine-tuned copy of a base model. */
 export class FullModel extends ModelView {
-  constructor(readonly base: Model, readonly weights: CausalLM) {
+  constructor(
+    readonly base: Model,
+    readonly weights: CausalLM,
+  ) {
     super();
   }
 
@@ -214,7 +240,11 @@ export class FullModel extends ModelView {
   }
 
   describe(): [string, unknown][] {
-    return [["base", this.base.ref], ["fine-tuning", "full"], ["parameters", countParameters(this.weights).toLocaleString("en-US")]];
+    return [
+      ["base", this.base.ref],
+      ["fine-tuning", "full"],
+      ["parameters", countParameters(this.weights).toLocaleString("en-US")],
+    ];
   }
 
   async save(dir: string): Promise<string> {
@@ -225,7 +255,10 @@ export class FullModel extends ModelView {
 
 /** `base.lora(cfg)`: not trained yet; `.train(ds, opts)` trains a new adapter and resolves to a Run. */
 export class LoraBuilder {
-  constructor(readonly base: Model, readonly config: LoraConfigInput) {}
+  constructor(
+    readonly base: Model,
+    readonly config: LoraConfigInput,
+  ) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
     const name = `lora_${++adapterCounter}`;
@@ -239,7 +272,14 @@ export class FullBuilder {
   constructor(readonly base: Model) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
-    return Run.start({ kind: "full", base: this.base, model: new FullModel(this.base, this.base.cloneWeights()), config: {}, data, options });
+    return Run.start({
+      kind: "full",
+      base: this.base,
+      model: new FullModel(this.base, this.base.cloneWeights()),
+      config: {},
+      data,
+      options,
+    });
   }
 }
 

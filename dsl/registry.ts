@@ -30,7 +30,15 @@ export function runs(dir?: string): aq.ColumnTable {
   const rows = (fs.existsSync(root) ? fs.readdirSync(root) : [])
     .map((id) => ({ id, summary: readJson(path.join(root, id, "summary.json")) }))
     .filter((r): r is { id: string; summary: Record<string, unknown> } => r.summary !== undefined)
-    .map(({ id, summary }) => ({ id, kind: summary.kind, status: summary.status, steps: summary.steps, final_loss: summary.final_loss, trainable_params: summary.trainable_params, started: summary.started }))
+    .map(({ id, summary }) => ({
+      id,
+      kind: summary.kind,
+      status: summary.status,
+      steps: summary.steps,
+      final_loss: summary.final_loss,
+      trainable_params: summary.trainable_params,
+      started: summary.started,
+    }))
     .sort((a, b) => String(b.started).localeCompare(String(a.started)));
   return aq.from(rows);
 }
@@ -40,7 +48,20 @@ export function loadRun(id: string, dir?: string): RecordedRun {
   const summary = readJson(path.join(runDir, "summary.json"));
   if (!summary) throw new UserError(`${runDir}: no recorded run with id "${id}" (see runs())`);
   const metricsFile = path.join(runDir, "metrics.jsonl");
-  const metrics = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>) : [];
+  const metrics = fs.existsSync(metricsFile)
+    ? fs
+        .readFileSync(metricsFile, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, number>)
+    : [];
   const adapterDir = path.join(runDir, "adapter");
-  return { id, dir: runDir, config: readJson(path.join(runDir, "config.json")) ?? {}, summary, metrics, adapterDir: fs.existsSync(adapterDir) ? adapterDir : undefined };
+  return {
+    id,
+    dir: runDir,
+    config: readJson(path.join(runDir, "config.json")) ?? {},
+    summary,
+    metrics,
+    adapterDir: fs.existsSync(adapterDir) ? adapterDir : undefined,
+  };
 }

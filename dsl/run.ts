@@ -56,7 +56,9 @@ export interface TrainOptions {
 export class TrainingInterrupted extends Error {
   override name = "TrainingInterrupted";
   constructor(readonly run: Run) {
-    super(`training interrupted at step ${run.step}/${run.totalSteps}; the run keeps its history (error.run or lastRun()), and run.resume() continues it`);
+    super(
+      `training interrupted at step ${run.step}/${run.totalSteps}; the run keeps its history (error.run or lastRun()), and run.resume() continues it`,
+    );
   }
 }
 
@@ -97,21 +99,42 @@ export class Run {
   peakTensorBytes = 0;
   private startBytes: number | undefined;
 
-  private constructor(readonly id: string, readonly dir: string | undefined, readonly kind: "lora" | "full",
-    readonly model: LoraModel | FullModel, readonly config: LoraConfigInput, readonly options: TrainOptions, private readonly trainer: Trainer) {}
+  private constructor(
+    readonly id: string,
+    readonly dir: string | undefined,
+    readonly kind: "lora" | "full",
+    readonly model: LoraModel | FullModel,
+    readonly config: LoraConfigInput,
+    readonly options: TrainOptions,
+    private readonly trainer: Trainer,
+  ) {}
 
   static async start({ kind, base, model, config, data, options }: StartArgs): Promise<Run> {
     const loaded = base.loaded;
     const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
     const evalData = options.evalData ? toExamples(options.evalData, loaded.tokenizer, loaded.config.vocabSize) : undefined;
-    const trainable: Trainable = kind === "lora"
-      ? new LoraTrainable(activate(model as LoraModel))
-      : new FullTrainable((model as FullModel).weights, options.seed ?? 42);
+    const trainable: Trainable =
+      kind === "lora"
+        ? new LoraTrainable(activate(model as LoraModel))
+        : new FullTrainable((model as FullModel).weights, options.seed ?? 42);
     const args: TrainingArguments = {
-      epochs: options.epochs, maxSteps: options.maxSteps, batchSize: options.batchSize, gradAccum: options.gradAccum, warmupSteps: options.warmup,
-      warmupRatio: options.warmupRatio, lr: options.lr, schedule: options.schedule, weightDecay: options.weightDecay, maxGradNorm: options.maxGradNorm,
-      seed: options.seed, shuffle: options.shuffle, maxLength: options.maxLength, evalData, evalSteps: options.evalSteps,
-      saveStrategy: options.saveStrategy, saveSteps: options.saveSteps,
+      epochs: options.epochs,
+      maxSteps: options.maxSteps,
+      batchSize: options.batchSize,
+      gradAccum: options.gradAccum,
+      warmupSteps: options.warmup,
+      warmupRatio: options.warmupRatio,
+      lr: options.lr,
+      schedule: options.schedule,
+      weightDecay: options.weightDecay,
+      maxGradNorm: options.maxGradNorm,
+      seed: options.seed,
+      shuffle: options.shuffle,
+      maxLength: options.maxLength,
+      evalData,
+      evalSteps: options.evalSteps,
+      saveStrategy: options.saveStrategy,
+      saveSteps: options.saveSteps,
       // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
       signal: options.signal ?? kernelSignal(),
     };
@@ -192,9 +215,17 @@ export class Run {
 
   summary(): Record<string, unknown> {
     return {
-      id: this.id, kind: this.kind, status: this.status, steps: this.step, total_steps: this.totalSteps, final_loss: this.finalLoss ?? null,
-      trainable_params: this.trainableParams, evals: this.evals, started: this.started.toISOString(),
-      elapsed_seconds: this.history.at(-1)?.elapsedSeconds ?? 0, peak_tensor_bytes: this.peakTensorBytes,
+      id: this.id,
+      kind: this.kind,
+      status: this.status,
+      steps: this.step,
+      total_steps: this.totalSteps,
+      final_loss: this.finalLoss ?? null,
+      trainable_params: this.trainableParams,
+      evals: this.evals,
+      started: this.started.toISOString(),
+      elapsed_seconds: this.history.at(-1)?.elapsedSeconds ?? 0,
+      peak_tensor_bytes: this.peakTensorBytes,
     };
   }
 
@@ -203,7 +234,10 @@ export class Run {
     if (!this.dir) return;
     fs.mkdirSync(this.dir, { recursive: true });
     const { evalData: _e, signal: _s, onStep: _o, ...options } = this.options;
-    await writeFileAtomic(path.join(this.dir, "config.json"), `${JSON.stringify({ kind: this.kind, base: this.model.base.ref, lora: this.config, train: options }, null, 2)}\n`);
+    await writeFileAtomic(
+      path.join(this.dir, "config.json"),
+      `${JSON.stringify({ kind: this.kind, base: this.model.base.ref, lora: this.config, train: options }, null, 2)}\n`,
+    );
     if (this.step > 0 && this.kind === "lora") await (this.model as LoraModel).save(path.join(this.dir, "adapter"));
     await writeFileAtomic(path.join(this.dir, "summary.json"), `${JSON.stringify(this.summary(), null, 2)}\n`);
   }
@@ -224,8 +258,14 @@ export class Run {
   }
 
   [DISPLAY](): MimeBundle {
-    const rows: [string, unknown][] = [["id", this.id], ["status", this.status], ["steps", `${this.step}/${this.totalSteps}`],
-      ["final loss", this.finalLoss?.toFixed(4) ?? "n/a"], ["trainable params", this.trainableParams.toLocaleString("en-US")], ...this.model.describe()];
+    const rows: [string, unknown][] = [
+      ["id", this.id],
+      ["status", this.status],
+      ["steps", `${this.step}/${this.totalSteps}`],
+      ["final loss", this.finalLoss?.toFixed(4) ?? "n/a"],
+      ["trainable params", this.trainableParams.toLocaleString("en-US")],
+      ...this.model.describe(),
+    ];
     return {
       "text/plain": textKeyValues("Run", rows),
       "text/html": htmlKeyValues("Run", rows),
@@ -255,7 +295,10 @@ class LiveProgress {
   private handle: KernelDisplayHandle | undefined;
   private last = 0;
 
-  constructor(private readonly run: Run, private readonly every: number) {}
+  constructor(
+    private readonly run: Run,
+    private readonly every: number,
+  ) {}
 
   line(): string {
     const h = this.run.history.at(-1);
@@ -266,7 +309,11 @@ class LiveProgress {
 
   [DISPLAY](): MimeBundle {
     const line = this.line();
-    return { "text/plain": line, "text/html": `<div><code>${line.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</code></div>`, "application/vnd.vegalite.v5+json": this.run.chart() };
+    return {
+      "text/plain": line,
+      "text/html": `<div><code>${line.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</code></div>`,
+      "application/vnd.vegalite.v5+json": this.run.chart(),
+    };
   }
 
   step(): void {

@@ -61,41 +61,71 @@ export function expandSpace(space: SweepSpace): SweepConfig[] {
 }
 
 function digest(value: unknown): string {
-  return createHash("sha256").update(JSON.stringify(value, (_, v) => (typeof v === "function" ? String(v) : v))).digest("hex").slice(0, 10);
+  return createHash("sha256")
+    .update(JSON.stringify(value, (_, v) => (typeof v === "function" ? String(v) : v)))
+    .digest("hex")
+    .slice(0, 10);
 }
 
 const lowerIsBetter = (metric: string) => metric === "perplexity" || metric === "loss";
 
 export class SweepResult {
-  constructor(readonly name: string, readonly trials: TrialRecord[], readonly objective: string) {}
+  constructor(
+    readonly name: string,
+    readonly trials: TrialRecord[],
+    readonly objective: string,
+  ) {}
 
   /** One row per trial: config, trainable params, final train loss, eval metrics, wall time, peak memory. */
   table(): aq.ColumnTable {
-    return aq.from(this.trials.map((t) => ({ ...t.config, trainable_params: t.trainableParams, final_loss: t.finalLoss, ...t.metrics, wall_s: t.wallSeconds, peak_MiB: t.peakTensorMiB })));
+    return aq.from(
+      this.trials.map((t) => ({
+        ...t.config,
+        trainable_params: t.trainableParams,
+        final_loss: t.finalLoss,
+        ...t.metrics,
+        wall_s: t.wallSeconds,
+        peak_MiB: t.peakTensorMiB,
+      })),
+    );
   }
 
   get best(): TrialRecord | undefined {
-    const score = (t: TrialRecord) => (t.metrics as Record<string, number | undefined>)[this.objective] ?? (this.objective === "loss" ? t.finalLoss : undefined);
+    const score = (t: TrialRecord) =>
+      (t.metrics as Record<string, number | undefined>)[this.objective] ?? (this.objective === "loss" ? t.finalLoss : undefined);
     const scored = this.trials.filter((t) => typeof score(t) === "number");
     const sign = lowerIsBetter(this.objective) ? 1 : -1;
     return scored.sort((a, b) => sign * (score(a)! - score(b)!))[0];
   }
 
   private label(t: TrialRecord): string {
-    return Object.entries(t.config).map(([k, v]) => `${k}=${v}`).join(", ");
+    return Object.entries(t.config)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(", ");
   }
 
   /** Training-loss curves of all trials overlaid. */
   lossCurves(): Record<string, unknown> {
-    return lossChart(this.trials.flatMap((t) => t.history.map((h) => ({ ...h, series: this.label(t) }))), `${this.name}: training loss`);
+    return lossChart(
+      this.trials.flatMap((t) => t.history.map((h) => ({ ...h, series: this.label(t) }))),
+      `${this.name}: training loss`,
+    );
   }
 
   /** The objective against the first swept key (e.g. rank), with trainable parameters in the tooltip. */
   metricChart(key = Object.keys(this.trials[0]?.config ?? {})[0] ?? "r"): Record<string, unknown> {
-    const values = this.trials.map((t) => ({ [key]: t.config[key], value: (t.metrics as Record<string, unknown>)[this.objective] ?? t.finalLoss, trainable_params: t.trainableParams }));
+    const values = this.trials.map((t) => ({
+      [key]: t.config[key],
+      value: (t.metrics as Record<string, unknown>)[this.objective] ?? t.finalLoss,
+      trainable_params: t.trainableParams,
+    }));
     return {
-      $schema: "https://vega.github.io/schema/vega-lite/v5.json", title: `${this.objective} by ${key}`, width: 360, height: 220,
-      data: { values }, mark: { type: "line", point: true },
+      $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+      title: `${this.objective} by ${key}`,
+      width: 360,
+      height: 220,
+      data: { values },
+      mark: { type: "line", point: true },
       encoding: {
         x: { field: key, type: "quantitative", scale: { type: "log", base: 2 } },
         y: { field: "value", type: "quantitative", title: this.objective, scale: { zero: false } },
@@ -110,7 +140,11 @@ export class SweepResult {
   }
 }
 
-export async function sweep(space: SweepSpace, train: (config: SweepConfig) => Promise<Run>, options: SweepOptions = {}): Promise<SweepResult> {
+export async function sweep(
+  space: SweepSpace,
+  train: (config: SweepConfig) => Promise<Run>,
+  options: SweepOptions = {},
+): Promise<SweepResult> {
   const name = options.name ?? `sweep-${digest(space)}`;
   const dir = path.join(runsDirectory(options.runsDir) ?? path.resolve("runs"), "sweeps", name);
   fs.mkdirSync(dir, { recursive: true });
@@ -127,8 +161,13 @@ export async function sweep(space: SweepSpace, train: (config: SweepConfig) => P
     const evaluated = options.eval ? await run.model.eval(options.eval.data, options.eval.metrics ?? ["perplexity"]) : {};
     const { examples: _examples, ...metrics } = evaluated;
     const record: TrialRecord = {
-      trial, config, trainableParams: run.trainableParams, finalLoss: run.finalLoss ?? null, metrics,
-      wallSeconds: (performance.now() - started) / 1000, peakTensorMiB: run.peakTensorBytes / 2 ** 20,
+      trial,
+      config,
+      trainableParams: run.trainableParams,
+      finalLoss: run.finalLoss ?? null,
+      metrics,
+      wallSeconds: (performance.now() - started) / 1000,
+      peakTensorMiB: run.peakTensorBytes / 2 ** 20,
       history: run.history.map((h) => ({ step: h.step, loss: h.loss })),
     };
     await writeFileAtomic(file, `${JSON.stringify(record)}\n`);

@@ -60,7 +60,11 @@ function safeJsonParse(s: string): unknown {
 }
 
 function hasDisplay(value: unknown): value is { [DISPLAY]: () => unknown } {
-  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as Record<symbol, unknown>)[DISPLAY] === "function";
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as Record<symbol, unknown>)[DISPLAY] === "function"
+  );
 }
 
 /**
@@ -72,7 +76,10 @@ export function withPngFallback(bundle: MimeBundle): MimeBundle | Promise<MimeBu
   if (spec === null || typeof spec !== "object" || "image/png" in bundle) return bundle;
   return import("../src/charts/render.js")
     .then(({ chartToPng }) => chartToPng(spec))
-    .then((png) => ({ ...bundle, "image/png": base64(png) }), () => bundle); // an unrenderable spec keeps its vega-lite output
+    .then(
+      (png) => ({ ...bundle, "image/png": base64(png) }),
+      () => bundle,
+    ); // an unrenderable spec keeps its vega-lite output
 }
 
 /** An arquero table (duck-typed: the kernel does not load arquero itself). */
@@ -84,12 +91,23 @@ interface TableLike {
 
 function isTable(value: unknown): value is TableLike {
   const t = value as Partial<TableLike> | null;
-  return typeof t === "object" && t !== null && typeof t.numRows === "function" && typeof t.toHTML === "function" && typeof t.toMarkdown === "function";
+  return (
+    typeof t === "object" &&
+    t !== null &&
+    typeof t.numRows === "function" &&
+    typeof t.toHTML === "function" &&
+    typeof t.toMarkdown === "function"
+  );
 }
 
 /** A vega-lite spec written as a plain object (its $schema says so). */
 function isVegaLiteSpec(value: unknown): value is { $schema: string } {
-  return typeof value === "object" && value !== null && typeof (value as { $schema?: unknown }).$schema === "string" && /vega-lite/.test((value as { $schema: string }).$schema);
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { $schema?: unknown }).$schema === "string" &&
+    /vega-lite/.test((value as { $schema: string }).$schema)
+  );
 }
 
 /** Rows shown of a table; the text says how many were left out. */
@@ -97,7 +115,10 @@ const TABLE_ROWS = 100;
 
 function tableBundle(table: TableLike): MimeBundle {
   const more = table.numRows() > TABLE_ROWS ? ` (${TABLE_ROWS} of ${table.numRows()} rows shown)` : "";
-  return { "text/html": table.toHTML({ limit: TABLE_ROWS }) + (more ? `<p>${more.trim()}</p>` : ""), "text/plain": table.toMarkdown({ limit: TABLE_ROWS }) + more };
+  return {
+    "text/html": table.toHTML({ limit: TABLE_ROWS }) + (more ? `<p>${more.trim()}</p>` : ""),
+    "text/plain": table.toMarkdown({ limit: TABLE_ROWS }) + more,
+  };
 }
 
 /**
@@ -110,7 +131,9 @@ export function toBundle(value: unknown): MimeBundle | Promise<MimeBundle> {
   if (!hasDisplay(value)) return { "text/plain": plainText(value) };
   const bundle = value[DISPLAY]();
   const finish = (b: unknown): MimeBundle | Promise<MimeBundle> =>
-    b !== null && typeof b === "object" ? withPngFallback(normalizeBundle(b as MimeBundle, value)) : { "text/plain": plainText(b ?? value) };
+    b !== null && typeof b === "object"
+      ? withPngFallback(normalizeBundle(b as MimeBundle, value))
+      : { "text/plain": plainText(b ?? value) };
   return bundle instanceof Promise ? bundle.then(finish) : finish(bundle);
 }
 
@@ -130,7 +153,9 @@ export interface DisplayHandle {
 }
 
 export type DisplayEmit = (
-  event: { kind: "display"; update: boolean; data: MimeBundle; metadata: Record<string, unknown>; displayId: string } | { kind: "clear"; wait: boolean },
+  event:
+    | { kind: "display"; update: boolean; data: MimeBundle; metadata: Record<string, unknown>; displayId: string }
+    | { kind: "clear"; wait: boolean },
 ) => void;
 
 export type DisplayFn = ((value: unknown, options?: DisplayOptions) => DisplayHandle) & {
@@ -154,7 +179,11 @@ export function newDisplayId(): string {
  * The display() and clearOutput() globals, sending through `emit`; errors of async bundles go to `onError`,
  * and `track` receives each async bundle's promise (the cell waits for them before it reports done).
  */
-export function createDisplayApi(emit: DisplayEmit, onError: (e: unknown) => void, track: (p: Promise<unknown>) => void = () => {}): { display: DisplayFn; clearOutput: (wait?: boolean) => void } {
+export function createDisplayApi(
+  emit: DisplayEmit,
+  onError: (e: unknown) => void,
+  track: (p: Promise<unknown>) => void = () => {},
+): { display: DisplayFn; clearOutput: (wait?: boolean) => void } {
   const send = (bundle: MimeBundle | Promise<MimeBundle>, displayId: string, update: boolean, metadata: Record<string, unknown>) => {
     const go = (data: MimeBundle) => emit({ kind: "display", update, data, metadata, displayId });
     if (bundle instanceof Promise) track(bundle.then(go, onError));

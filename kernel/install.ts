@@ -56,7 +56,9 @@ function sysPrefix(env: NodeJS.ProcessEnv = process.env): string {
   if (active) return active;
   const python = spawnSync("python3", ["-c", "import sys; print(sys.prefix)"], { encoding: "utf8" });
   if (python.status === 0 && python.stdout.trim()) return python.stdout.trim();
-  throw new UserError("--sys-prefix needs an active virtualenv or conda env (VIRTUAL_ENV / CONDA_PREFIX) or python3 on PATH; use --prefix DIR instead");
+  throw new UserError(
+    "--sys-prefix needs an active virtualenv or conda env (VIRTUAL_ENV / CONDA_PREFIX) or python3 on PATH; use --prefix DIR instead",
+  );
 }
 
 /** The kernels folder the options select. */
@@ -82,7 +84,8 @@ export function kernelSpec(options: InstallOptions, version: string): KernelSpec
 /** Writes kernel.json and the logos; returns the kernel's folder. */
 export function installKernelSpec(options: InstallOptions): string {
   const name = options.name ?? "loralab";
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UserError(`--name: a kernel name may hold only letters, digits, ".", "_" and "-", got "${name}"`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new UserError(`--name: a kernel name may hold only letters, digits, ".", "_" and "-", got "${name}"`);
   const version = (JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
   const dir = path.join(kernelsDir(options), name);
   try {

@@ -34,14 +34,19 @@ function packageVersion(): string {
 /** Serialises sends: a zeromq.js socket takes one send at a time. */
 class Sender {
   private chain: Promise<void> = Promise.resolve();
-  constructor(private readonly socket: zmq.Writable & { readonly closed: boolean }, private readonly log: (t: string) => void) {}
+  constructor(
+    private readonly socket: zmq.Writable & { readonly closed: boolean },
+    private readonly log: (t: string) => void,
+  ) {}
   /** Resolves when every send so far has been handed to zeromq. */
   idle(): Promise<void> {
     return this.chain;
   }
 
   send(frames: Buffer[]): Promise<void> {
-    this.chain = this.chain.then(() => (this.socket.closed ? undefined : this.socket.send(frames))).catch((e: Error) => this.log(`send failed: ${e.message}`));
+    this.chain = this.chain
+      .then(() => (this.socket.closed ? undefined : this.socket.send(frames)))
+      .catch((e: Error) => this.log(`send failed: ${e.message}`));
     return this.chain;
   }
 }
@@ -96,7 +101,10 @@ export class KernelServer {
   private resolveClosed!: () => void;
   readonly closedPromise = new Promise<void>((r) => (this.resolveClosed = r));
 
-  constructor(private readonly connection: ConnectionInfo, options: KernelOptions = {}) {
+  constructor(
+    private readonly connection: ConnectionInfo,
+    options: KernelOptions = {},
+  ) {
     this.log = options.log ?? ((t) => process.stderr.write(`[loralab kernel] ${t}\n`));
     this.graceMs = options.graceMs ?? Number(process.env.LORALAB_INTERRUPT_GRACE_MS ?? 2000);
     this.signer = new Signer(connection.key, connection.signature_scheme);
@@ -388,7 +396,11 @@ export class KernelServer {
       const evalue = interrupted
         ? "the cell could not be interrupted, so the executor was restarted: the variables of earlier cells are lost"
         : `${e.message}; a new executor was started: the variables of earlier cells are lost`;
-      error = { ename: interrupted ? "Interrupted" : "ExecutorDied", evalue, traceback: [`${RED}${interrupted ? "Interrupted" : "ExecutorDied"}${RESET}: ${evalue}`] };
+      error = {
+        ename: interrupted ? "Interrupted" : "ExecutorDied",
+        evalue,
+        traceback: [`${RED}${interrupted ? "Interrupted" : "ExecutorDied"}${RESET}: ${evalue}`],
+      };
     } finally {
       clearTimeout(this.running?.fallback);
       this.running = undefined;

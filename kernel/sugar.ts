@@ -30,9 +30,24 @@ export function rewriteConfigLiterals(code: string): string {
   const swaps: [number, string][] = [];
   // Tokens after which an expression has ended, so that `/` divides rather than starts a regex.
   const endsExpression = new Set<TS.SyntaxKind>([
-    K.Identifier, K.NumericLiteral, K.BigIntLiteral, K.StringLiteral, K.NoSubstitutionTemplateLiteral, K.TemplateTail,
-    K.RegularExpressionLiteral, K.CloseParenToken, K.CloseBracketToken, K.CloseBraceToken, K.ThisKeyword, K.SuperKeyword,
-    K.TrueKeyword, K.FalseKeyword, K.NullKeyword, K.PlusPlusToken, K.MinusMinusToken, K.ExclamationToken,
+    K.Identifier,
+    K.NumericLiteral,
+    K.BigIntLiteral,
+    K.StringLiteral,
+    K.NoSubstitutionTemplateLiteral,
+    K.TemplateTail,
+    K.RegularExpressionLiteral,
+    K.CloseParenToken,
+    K.CloseBracketToken,
+    K.CloseBraceToken,
+    K.ThisKeyword,
+    K.SuperKeyword,
+    K.TrueKeyword,
+    K.FalseKeyword,
+    K.NullKeyword,
+    K.PlusPlusToken,
+    K.MinusMinusToken,
+    K.ExclamationToken,
   ]);
   const isName = (k: TS.SyntaxKind) => k === K.Identifier || (k >= K.FirstKeyword && k <= K.LastKeyword);
   let prev: TS.SyntaxKind = K.Unknown;
@@ -66,7 +81,8 @@ export function rewriteConfigLiterals(code: string): string {
         if (!endsExpression.has(prev)) token = scanner.reScanSlashToken();
         break;
       case K.LessThanToken: {
-        const argumentStart = (top === "(" && (prev === K.OpenParenToken || prev === K.CommaToken)) || (top === "<" && prev === K.ColonToken);
+        const argumentStart =
+          (top === "(" && (prev === K.OpenParenToken || prev === K.CommaToken)) || (top === "<" && prev === K.ColonToken);
         if (argumentStart && scanner.lookAhead(() => isName(scanner.scan()) && scanner.scan() === K.ColonToken)) {
           swaps.push([scanner.getTokenPos(), "{"]);
           stack.push("<");

@@ -84,7 +84,8 @@ function validationStart(): string {
   for (const row of corpusRows("moby-dick")) {
     const text = String(row.text);
     const at = text.indexOf(validation.slice(0, 200));
-    if (at >= 0) return `chapter ${row.chapter} (${String(row.title).replace(/\.$/, "")}), paragraph ${text.slice(0, at).split("\n\n").length}`;
+    if (at >= 0)
+      return `chapter ${row.chapter} (${String(row.title).replace(/\.$/, "")}), paragraph ${text.slice(0, at).split("\n\n").length}`;
   }
   return "a paragraph break";
 }
@@ -128,7 +129,8 @@ async function main(): Promise<void> {
   await initBackend(values.backend);
   console.error(describeBackend(backendInfo()!));
   for (const f of TOKENIZER_FILES) {
-    if (!fs.existsSync(path.join(out, f))) throw new Error(`${path.join(out, f)} not found: run node --import tsx scripts/train-tokenizer.ts first`);
+    if (!fs.existsSync(path.join(out, f)))
+      throw new Error(`${path.join(out, f)} not found: run node --import tsx scripts/train-tokenizer.ts first`);
   }
   const tokenizer = Tokenizer.fromDirectory(out);
   const config = tinyMobyConfig(tokenizer.bosTokenId!, tokenizer.eosTokenId!);
@@ -148,18 +150,31 @@ async function main(): Promise<void> {
   const validationBlocks = packBlocks(validation, tokenizer, BLOCK_SIZE);
   const trainTokens = trainBlocks.reduce((s, b) => s + b.inputIds.length - 1, 0);
   const validationTokens = validationBlocks.reduce((s, b) => s + b.inputIds.length - 1, 0);
-  console.log(`model: ${fmt(params)} parameters; train ${fmt(train.length)} chars → ${trainBlocks.length} blocks (${fmt(trainTokens)} text tokens); validation ${fmt(validation.length)} chars → ${validationBlocks.length} blocks (${fmt(validationTokens)} text tokens)`);
+  console.log(
+    `model: ${fmt(params)} parameters; train ${fmt(train.length)} chars → ${trainBlocks.length} blocks (${fmt(trainTokens)} text tokens); validation ${fmt(validation.length)} chars → ${validationBlocks.length} blocks (${fmt(validationTokens)} text tokens)`,
+  );
 
   let untrained: number | undefined;
   if (measure === undefined) {
     const started = performance.now();
     untrained = perplexity(loaded.model, validationBlocks, { batchSize }).perplexity;
-    console.log(`untrained validation perplexity: ${untrained.toFixed(1)} (uniform: ${config.vocab_size}; ${((performance.now() - started) / 1000).toFixed(1)} s)`);
+    console.log(
+      `untrained validation perplexity: ${untrained.toFixed(1)} (uniform: ${config.vocab_size}; ${((performance.now() - started) / 1000).toFixed(1)} s)`,
+    );
   }
 
   const trainer = new Trainer(new FullTrainable(loaded.model, seed), trainBlocks, {
-    lr, batchSize, maxSteps: steps, warmupSteps, schedule: "cosine", weightDecay, maxGradNorm: 1, betas: [0.9, 0.95], seed,
-    evalData: measure === undefined ? validationBlocks : undefined, evalSteps: evalEvery,
+    lr,
+    batchSize,
+    maxSteps: steps,
+    warmupSteps,
+    schedule: "cosine",
+    weightDecay,
+    maxGradNorm: 1,
+    betas: [0.9, 0.95],
+    seed,
+    evalData: measure === undefined ? validationBlocks : undefined,
+    evalSteps: evalEvery,
   });
   const wallStart = performance.now();
   const window: StepLog[] = [];
@@ -169,11 +184,15 @@ async function main(): Promise<void> {
       if (e.log.step % logEvery === 0 || e.log.step === steps) {
         const loss = window.reduce((s, l) => s + l.loss, 0) / window.length;
         const wall = (performance.now() - wallStart) / 1000;
-        console.log(`step ${String(e.log.step).padStart(5)}/${steps}  epoch ${e.log.epoch.toFixed(2)}  loss ${loss.toFixed(4)}  lr ${e.log.lr.toExponential(2)}  grad ${e.log.gradNorm.toFixed(2)}  ${fmt(e.log.tokensPerSecond)} tok/s  ${(e.log.step / wall).toFixed(3)} steps/s  ${minutes(wall)}`);
+        console.log(
+          `step ${String(e.log.step).padStart(5)}/${steps}  epoch ${e.log.epoch.toFixed(2)}  loss ${loss.toFixed(4)}  lr ${e.log.lr.toExponential(2)}  grad ${e.log.gradNorm.toFixed(2)}  ${fmt(e.log.tokensPerSecond)} tok/s  ${(e.log.step / wall).toFixed(3)} steps/s  ${minutes(wall)}`,
+        );
         window.length = 0;
       }
     } else if (e.type === "eval") {
-      console.log(`step ${String(e.log.step).padStart(5)}  validation loss ${e.log.evalLoss.toFixed(4)}  perplexity ${e.log.evalPerplexity.toFixed(2)}`);
+      console.log(
+        `step ${String(e.log.step).padStart(5)}  validation loss ${e.log.evalLoss.toFixed(4)}  perplexity ${e.log.evalPerplexity.toFixed(2)}`,
+      );
     }
   });
   const result = await trainer.train();
@@ -183,13 +202,16 @@ async function main(): Promise<void> {
     // The first step includes the kernels' warm-up: time the others.
     const h = result.history;
     const perStep = h.length > 1 ? (h.at(-1)!.elapsedSeconds - h[0]!.elapsedSeconds) / (h.length - 1) : h[0]!.elapsedSeconds;
-    console.log(`measured: ${(1 / perStep).toFixed(3)} steps/s (${perStep.toFixed(2)} s/step after the first); 20 minutes ≈ ${Math.floor(1200 / perStep)} steps`);
+    console.log(
+      `measured: ${(1 / perStep).toFixed(3)} steps/s (${perStep.toFixed(2)} s/step after the first); 20 minutes ≈ ${Math.floor(1200 / perStep)} steps`,
+    );
     return;
   }
 
   // Save in F16 (tied head not stored), with the tokenizer files, and check the saved model.
   const tensors: Record<string, TensorToWrite> = {};
-  for (const [name, p] of loaded.model.namedParameters()) tensors[name] = { dtype: "F16", shape: p.shape, data: p.dataSync() as Float32Array };
+  for (const [name, p] of loaded.model.namedParameters())
+    tensors[name] = { dtype: "F16", shape: p.shape, data: p.dataSync() as Float32Array };
   const trainedEval = result.evals.at(-1)!;
   const tokensSeen = result.history.reduce((s, l) => s + l.tokens, 0);
   const lastLosses = result.history.slice(-Math.min(20, result.history.length));
@@ -209,7 +231,9 @@ async function main(): Promise<void> {
   const prompt = "Call me";
   const sample = generate(saved.model, tokenizer.encode(prompt), { maxNewTokens: 60, eosTokenIds: saved.eosTokenIds });
   const sampleText = prompt + tokenizer.decode(sample.ids);
-  console.log(`saved ${out}: model.safetensors ${fmt(fs.statSync(path.join(out, "model.safetensors")).size)} bytes; validation perplexity ${savedEval.perplexity.toFixed(2)} (F32 before saving: ${trainedEval.evalPerplexity.toFixed(2)})`);
+  console.log(
+    `saved ${out}: model.safetensors ${fmt(fs.statSync(path.join(out, "model.safetensors")).size)} bytes; validation perplexity ${savedEval.perplexity.toFixed(2)} (F32 before saving: ${trainedEval.evalPerplexity.toFixed(2)})`,
+  );
   console.log(`greedy from "${prompt}": ${JSON.stringify(sampleText)}`);
 
   const lossTable = result.history
@@ -248,7 +272,7 @@ Weights initialised N(0, 0.02²) (norms 1) from seed ${INIT_SEED}, then full tra
 AdamW (β ${"0.9, 0.95"}, weight decay ${weightDecay}, norms exempt), peak learning rate ${lr}, ${warmupSteps} warmup steps then
 cosine decay to 0, gradient clipping at 1.0, batch ${batchSize} × ${BLOCK_SIZE} tokens, data shuffled each epoch (seed ${seed}).
 
-- ${fmt(steps)} steps, ${(steps * batchSize / trainBlocks.length).toFixed(2)} epochs, ${fmt(tokensSeen)} tokens seen
+- ${fmt(steps)} steps, ${((steps * batchSize) / trainBlocks.length).toFixed(2)} epochs, ${fmt(tokensSeen)} tokens seen
 - ${minutes(wallSeconds)} of wall time (validation included) on a 2-core machine, TensorFlow.js ${backendInfo()!.name} backend, ${backendInfo()!.threads} thread${backendInfo()!.threads === 1 ? "" : "s"}, under \`nice -n 10\`
 - final training loss ${finalLoss.toFixed(3)} (mean of the last ${lastLosses.length} steps)
 - **validation perplexity ${savedEval.perplexity.toFixed(2)}** (loss ${savedEval.loss.toFixed(3)}, ${fmt(savedEval.tokens)} tokens, F16 weights as shipped;

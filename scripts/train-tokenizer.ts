@@ -131,7 +131,13 @@ export function trainBpe(words: Map<string, number>, vocabSize: number, specials
 /** The three Hugging Face tokenizer files for a trained BPE. */
 export function tokenizerFiles({ vocab, merges }: TrainedBpe, specials: string[] = SPECIALS): Record<string, string> {
   const added = specials.map((content) => ({
-    id: vocab.indexOf(content), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    id: vocab.indexOf(content),
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
   }));
   const bosId = vocab.indexOf(BOS);
   const tokenizer = {
@@ -145,7 +151,12 @@ export function tokenizerFiles({ vocab, merges }: TrainedBpe, specials: string[]
     post_processor: {
       type: "TemplateProcessing",
       single: [{ SpecialToken: { id: BOS, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      pair: [{ SpecialToken: { id: BOS, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: BOS, type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: BOS, type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: BOS, type_id: 1 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
       special_tokens: { [BOS]: { id: BOS, ids: [bosId], tokens: [BOS] } },
     },
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
@@ -187,7 +198,9 @@ export const ROUND_TRIP_SAMPLES = [
 ];
 
 function main(): void {
-  const { values } = parseArgs({ options: { out: { type: "string", default: "models/tiny-moby" }, vocab: { type: "string", default: "1024" } } });
+  const { values } = parseArgs({
+    options: { out: { type: "string", default: "models/tiny-moby" }, vocab: { type: "string", default: "1024" } },
+  });
   const vocabSize = Number(values.vocab);
   const out = path.resolve(values.out!);
   const { train, validation } = mobyDickSplit();
@@ -197,7 +210,9 @@ function main(): void {
   const seconds = (performance.now() - started) / 1000;
   fs.mkdirSync(out, { recursive: true });
   for (const [name, text] of Object.entries(tokenizerFiles(bpe))) writeFileAtomicSync(path.join(out, name), text);
-  console.log(`trained on ${train.length.toLocaleString("en-US")} characters (${words.size.toLocaleString("en-US")} distinct words): ${bpe.vocab.length} tokens, ${bpe.merges.length} merges in ${seconds.toFixed(1)} s → ${out}`);
+  console.log(
+    `trained on ${train.length.toLocaleString("en-US")} characters (${words.size.toLocaleString("en-US")} distinct words): ${bpe.vocab.length} tokens, ${bpe.merges.length} merges in ${seconds.toFixed(1)} s → ${out}`,
+  );
 
   // Check: our Tokenizer (through @huggingface/tokenizers) round-trips text exactly.
   const tokenizer = Tokenizer.fromDirectory(out);
@@ -209,8 +224,18 @@ function main(): void {
   }
   const perChar = (t: string) => t.length / tokenizer.encode(t, { specialTokens: false }).length;
   console.log(`round trips exact; characters per token: train ${perChar(train).toFixed(2)}, validation ${perChar(validation).toFixed(2)}`);
-  console.log(`first merges: ${bpe.merges.slice(0, 12).map((m) => m.join("+")).join("  ")}`);
-  console.log(`last tokens: ${bpe.vocab.slice(-12).map((t) => JSON.stringify(t)).join(" ")}`);
+  console.log(
+    `first merges: ${bpe.merges
+      .slice(0, 12)
+      .map((m) => m.join("+"))
+      .join("  ")}`,
+  );
+  console.log(
+    `last tokens: ${bpe.vocab
+      .slice(-12)
+      .map((t) => JSON.stringify(t))
+      .join(" ")}`,
+  );
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) main();

@@ -27,7 +27,8 @@ const SPECS: Record<BackendName, BackendSpec> = {
   "tensorflow-gpu": {
     pkg: "@tensorflow/tfjs-node-gpu",
     tfName: "tensorflow",
-    install: "npm install @tensorflow/tfjs-node-gpu (Linux x86_64 with an NVIDIA GPU, CUDA 11.2 and cuDNN 8.1; " +
+    install:
+      "npm install @tensorflow/tfjs-node-gpu (Linux x86_64 with an NVIDIA GPU, CUDA 11.2 and cuDNN 8.1; " +
       "its install step downloads libtensorflow, so it needs internet access)",
   },
   tensorflow: {
@@ -117,7 +118,14 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     } catch (e) {
       throw new UserError(`${source}: backend "${choice}" (${spec.pkg}) failed to initialise: ${(e as Error).message}`);
     }
-    current = { name: choice, reason: source, skipped: [], tfjsVersion, packageVersion: packageVersion(spec.pkg), threads: threadCount(choice) };
+    current = {
+      name: choice,
+      reason: source,
+      skipped: [],
+      tfjsVersion,
+      packageVersion: packageVersion(spec.pkg),
+      threads: threadCount(choice),
+    };
     return current;
   }
 

@@ -71,7 +71,10 @@ export async function writeDirectoryAtomic(dir: string, files: Record<string, Ui
         await fh.close();
       }
     }
-    const exists = await stat(dir).then(() => true, () => false);
+    const exists = await stat(dir).then(
+      () => true,
+      () => false,
+    );
     if (exists) await rename(dir, old);
     await rename(tmp, dir);
     if (exists) await rm(old, { recursive: true, force: true });

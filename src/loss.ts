@@ -20,12 +20,21 @@ export function tokenNll(logits: tf.Tensor3D, labels: tf.Tensor2D): TokenLoss {
     const [b, t, v] = logits.shape;
     const n = b * (t - 1);
     const predicting = logits.slice([0, 0, 0], [b, t - 1, v]).reshape([n, v]); // [N, V]
-    const targets = labels.slice([0, 1], [b, t - 1]).reshape([n]).toInt(); // [N]
+    const targets = labels
+      .slice([0, 1], [b, t - 1])
+      .reshape([n])
+      .toInt(); // [N]
     const mask = targets.notEqual(IGNORE_INDEX).toFloat(); // [N]
     const safeTargets = tf.where(mask.cast("bool"), targets, tf.zerosLike(targets)); // [N]
     const logProbs = tf.logSoftmax(predicting).reshape([n * v]); // [N·V]
     const picked = tf.gather(logProbs, tf.range(0, n, 1, "int32").mul(tf.scalar(v, "int32")).add(safeTargets)); // [N]
-    return { nll: picked.neg().mul(mask).reshape([b, t - 1]) as tf.Tensor2D, mask: mask.reshape([b, t - 1]) as tf.Tensor2D };
+    return {
+      nll: picked
+        .neg()
+        .mul(mask)
+        .reshape([b, t - 1]) as tf.Tensor2D,
+      mask: mask.reshape([b, t - 1]) as tf.Tensor2D,
+    };
   });
 }
 

@@ -38,7 +38,11 @@ export class Tokenizer {
   private readonly addBos: boolean | undefined;
   private readonly addEos: boolean | undefined;
 
-  private constructor(private readonly hf: HfTokenizer, readonly config: Json, readonly vocabSize: number) {
+  private constructor(
+    private readonly hf: HfTokenizer,
+    readonly config: Json,
+    readonly vocabSize: number,
+  ) {
     const id = (field: string) => {
       const content = tokenContent(config[field]);
       return content === undefined ? undefined : hf.token_to_id(content);
@@ -54,7 +58,10 @@ export class Tokenizer {
   static fromDirectory(dir: string): Tokenizer {
     const tokenizerFile = path.join(dir, "tokenizer.json");
     const json = readJson(tokenizerFile, true)!;
-    const config = { ...readJson(path.join(dir, "special_tokens_map.json"), false), ...readJson(path.join(dir, "tokenizer_config.json"), false) };
+    const config = {
+      ...readJson(path.join(dir, "special_tokens_map.json"), false),
+      ...readJson(path.join(dir, "tokenizer_config.json"), false),
+    };
     let hf: HfTokenizer;
     try {
       hf = new HfTokenizer(json, config);

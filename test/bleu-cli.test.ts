@@ -24,7 +24,12 @@ const HYP = "The dog bit the man.\nIt wasn't surprising.\nThe man had just bitte
 
 async function run(argv: string[], stdin = HYP): Promise<{ code: number; out: string }> {
   let out = "";
-  const code = await bleu(argv, { readStdin: async () => stdin, write: (text) => { out += text; } });
+  const code = await bleu(argv, {
+    readStdin: async () => stdin,
+    write: (text) => {
+      out += text;
+    },
+  });
   return { code, out };
 }
 
@@ -57,7 +62,10 @@ test("--sentence prints one line per hypothesis, with effective order", async ()
     "BLEU = 29.07 85.7/33.3/20.0/12.5 (BP = 1.000 ratio = 1.000 hyp_len = 7 ref_len = 7)",
     "",
   ]);
-  const json = (await run(["--ref", ref1, "--sentence", "--json", "--no-effective-order"])).out.trim().split("\n").map((l) => JSON.parse(l));
+  const json = (await run(["--ref", ref1, "--sentence", "--json", "--no-effective-order"])).out
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   assert.equal(json.length, 3);
   assert.equal(json[0].signature, "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0");
 });
@@ -66,17 +74,29 @@ test("BLEU options reach the metric and its signature", async () => {
   const { out } = await run(["--ref", ref1, "--ref", ref2, "--smooth-method", "add-k", "--smooth-value", "2", "--json"]);
   assert.equal(JSON.parse(out).score, 56.03183545640216);
   assert.equal(JSON.parse(out).signature, "nrefs:2|case:mixed|eff:no|tok:13a|smooth:add-k[2.00]|version:2.6.0");
-  const char = JSON.parse((await run(["--ref", ref1, "--ref", ref2, "--tokenize", "char", "--lowercase", "--effective-order", "--json"])).out);
+  const char = JSON.parse(
+    (await run(["--ref", ref1, "--ref", ref2, "--tokenize", "char", "--lowercase", "--effective-order", "--json"])).out,
+  );
   assert.equal(char.signature, "nrefs:2|case:lc|eff:yes|tok:char|smooth:exp|version:2.6.0");
 });
 
 test("--metric chrf, corpus and sentence level", async () => {
   assert.equal((await run(["--ref", ref1, "--ref", ref2, "--metric", "chrf"])).out, "chrF2 = 59.73\n");
   const { out } = await run(["--ref", ref1, "--ref", ref2, "--metric", "chrf", "--chrf-word-order", "2", "--sentence", "--json"]);
-  const lines = out.trim().split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(lines.map((l) => l.score), [100, 29.14513880802484, 52.00714394858371]);
+  const lines = out
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.map((l) => l.score),
+    [100, 29.14513880802484, 52.00714394858371],
+  );
   assert.deepEqual(lines[0], {
-    name: "chrF2++", score: 100, char_order: 6, word_order: 2, beta: 2,
+    name: "chrF2++",
+    score: 100,
+    char_order: 6,
+    word_order: 2,
+    beta: 2,
     signature: "nrefs:2|case:mixed|eff:yes|nc:6|nw:2|space:no|version:2.6.0",
   });
 });
@@ -101,7 +121,10 @@ test("user errors are one line and name the file", async () => {
 const root = fileURLToPath(new URL("..", import.meta.url));
 const built = existsSync(join(root, "dist/src/cli/bleu.js"));
 test("bin/loralab.js bleu end to end", { skip: built ? false : "dist/ not built (npm run build)" }, () => {
-  const ok = spawnSync(process.execPath, [join(root, "bin/loralab.js"), "bleu", "--ref", ref1, "--ref", ref2], { input: HYP, encoding: "utf8" });
+  const ok = spawnSync(process.execPath, [join(root, "bin/loralab.js"), "bleu", "--ref", ref1, "--ref", ref2], {
+    input: HYP,
+    encoding: "utf8",
+  });
   assert.equal(ok.stderr, "");
   assert.equal(ok.status, 0);
   assert.equal(ok.stdout, "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)\n");

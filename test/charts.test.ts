@@ -29,7 +29,8 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 function decodePng(png: Uint8Array): { width: number; height: number; rgba: Uint8Array } {
   assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE, "PNG signature");
   const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
-  let width = 0, height = 0;
+  let width = 0,
+    height = 0;
   const idat: Uint8Array[] = [];
   for (let at = 8; at < png.length;) {
     const length = view.getUint32(at);
@@ -52,7 +53,10 @@ function decodePng(png: Uint8Array): { width: number; height: number; rgba: Uint
       const a = x >= 4 ? rgba[y * stride + x - 4]! : 0;
       const b = y > 0 ? rgba[(y - 1) * stride + x]! : 0;
       const c = x >= 4 && y > 0 ? rgba[(y - 1) * stride + x - 4]! : 0;
-      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+      const p = a + b - c,
+        pa = Math.abs(p - a),
+        pb = Math.abs(p - b),
+        pc = Math.abs(p - c);
       const predictor = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][filter]!;
       rgba[y * stride + x] = (line[x]! + predictor) & 0xff;
     }
@@ -115,18 +119,34 @@ test("a loss chart renders to a PNG of the expected size that is not blank", asy
 
 test("text renders in the PNG (a system font is found)", async () => {
   // Only a text mark: no axes, no frame, so every dark pixel is a glyph.
-  const textOnly = { width: 200, height: 60, config: { view: { stroke: null } }, data: { values: [{}] }, mark: { type: "text", fontSize: 40 }, encoding: { text: { value: "loss" } } };
+  const textOnly = {
+    width: 200,
+    height: 60,
+    config: { view: { stroke: null } },
+    data: { values: [{}] },
+    mark: { type: "text", fontSize: 40 },
+    encoding: { text: { value: "loss" } },
+  };
   const svg = await chartToSvg(textOnly);
   assert.match(svg, />loss<\/text>/);
   const image = decodePng(await chartToPng(textOnly, { scale: 1 }));
   const dark = darkPixels(image);
-  assert.ok(dark > 300, `the word "loss" at 40px should darken hundreds of pixels, got ${dark}: no font? (apt-get install fonts-dejavu-core)`);
+  assert.ok(
+    dark > 300,
+    `the word "loss" at 40px should darken hundreds of pixels, got ${dark}: no font? (apt-get install fonts-dejavu-core)`,
+  );
 });
 
 test("a sweep's metric chart (log scale x) renders", async () => {
   const trial = (r: number, perplexity: number): TrialRecord => ({
-    trial: `t${r}`, config: { r }, trainableParams: r * 1000, finalLoss: 2, metrics: { perplexity } as TrialRecord["metrics"],
-    wallSeconds: 1, peakTensorMiB: 1, history: [],
+    trial: `t${r}`,
+    config: { r },
+    trainableParams: r * 1000,
+    finalLoss: 2,
+    metrics: { perplexity } as TrialRecord["metrics"],
+    wallSeconds: 1,
+    peakTensorMiB: 1,
+    history: [],
   });
   const result = new SweepResult("s", [trial(2, 9), trial(4, 7.5), trial(8, 7), trial(16, 6.8)], "perplexity");
   const svg = await chartToSvg(result.metricChart());

@@ -21,10 +21,16 @@ test("published: chrF with epsilon smoothing (beta 3)", () => {
     [["a"], ["a"], 16.6667],
     [["a b c"], ["a b c"], 50.0],
     [["a b c"], ["abc"], 50.0],
-    [[" risk assessment must be made of those who are qualified and expertise in the sector - these are the scientists ."],
-      ["risk assessment has to be undertaken by those who are qualified and expert in that area - that is the scientists ."], 63.361730],
-    [[" Die    Beziehung zwischen  Obama und Netanjahu ist nicht gerade  freundlich. "],
-      ["Das Verhältnis zwischen Obama und Netanyahu ist nicht gerade freundschaftlich."], 64.1302698],
+    [
+      [" risk assessment must be made of those who are qualified and expertise in the sector - these are the scientists ."],
+      ["risk assessment has to be undertaken by those who are qualified and expert in that area - that is the scientists ."],
+      63.36173,
+    ],
+    [
+      [" Die    Beziehung zwischen  Obama und Netanjahu ist nicht gerade  freundlich. "],
+      ["Das Verhältnis zwischen Obama und Netanyahu ist nicht gerade freundschaftlich."],
+      64.1302698,
+    ],
     [["Niemand hat die Absicht, eine Mauer zu errichten"], ["Niemand hat die Absicht, eine Mauer zu errichten"], 100.0],
   ];
   for (const [hyps, refs, expected] of cases) {
@@ -46,22 +52,41 @@ test("published: chrF with effective-order averaging (sacrebleu's default)", () 
 });
 
 test("published: chrF keeping whitespace", () => {
-  near(corpusChrf(["Die Beziehung zwischen Obama und Netanjahu ist nicht gerade freundlich."],
-    [["Das Verhältnis zwischen Obama und Netanyahu ist nicht gerade freundschaftlich."]],
-    { beta: 3, whitespace: true }).score, 67.3481606);
-  near(corpusChrf(["risk assessment must be made of those who are qualified and expertise in the sector - these are the scientists ."],
-    [["risk assessment has to be undertaken by those who are qualified and expert in that area - that is the scientists ."]],
-    { beta: 3, whitespace: true }).score, 65.2414427);
+  near(
+    corpusChrf(
+      ["Die Beziehung zwischen Obama und Netanjahu ist nicht gerade freundlich."],
+      [["Das Verhältnis zwischen Obama und Netanyahu ist nicht gerade freundschaftlich."]],
+      { beta: 3, whitespace: true },
+    ).score,
+    67.3481606,
+  );
+  near(
+    corpusChrf(
+      ["risk assessment must be made of those who are qualified and expertise in the sector - these are the scientists ."],
+      [["risk assessment has to be undertaken by those who are qualified and expert in that area - that is the scientists ."]],
+      { beta: 3, whitespace: true },
+    ).score,
+    65.2414427,
+  );
 });
 
 test("published: sentence-level chrF with epsilon smoothing", () => {
   const cases: [string, string, number][] = [
-    ["Co nás nejvíc trápí, protože lékaři si vybírají, kdo bude žít a kdo zemře.",
-      "Nejvíce smutní jsme z toho, že musíme rozhodovat o tom, kdo bude žít a kdo zemře.", 39.14078509],
-    ["Nebo prostě nemají vybavení, které by jim pomohlo, uvedli lékaři.",
-      "A někdy nemáme ani potřebný materiál, abychom jim pomohli, popsali lékaři.", 31.22557079],
-    ["Lapali po dechu, jejich životy skončily dřív, než skutečně začaly.",
-      "Lapali po dechu a pak jejich život skončil - dřív, než skutečně mohl začít, připomněli.", 57.15704367],
+    [
+      "Co nás nejvíc trápí, protože lékaři si vybírají, kdo bude žít a kdo zemře.",
+      "Nejvíce smutní jsme z toho, že musíme rozhodovat o tom, kdo bude žít a kdo zemře.",
+      39.14078509,
+    ],
+    [
+      "Nebo prostě nemají vybavení, které by jim pomohlo, uvedli lékaři.",
+      "A někdy nemáme ani potřebný materiál, abychom jim pomohli, popsali lékaři.",
+      31.22557079,
+    ],
+    [
+      "Lapali po dechu, jejich životy skončily dřív, než skutečně začaly.",
+      "Lapali po dechu a pak jejich život skončil - dřív, než skutečně mohl začít, připomněli.",
+      57.15704367,
+    ],
   ];
   for (const [hyp, ref, expected] of cases) near(sentenceChrf(hyp, [ref], { epsSmoothing: true }).score, expected);
 });

@@ -23,7 +23,9 @@ interface Run {
 
 function cli(args: string[], env: Record<string, string> = {}): Run {
   const run = spawnSync(process.execPath, [CLI, ...args], {
-    cwd: REPO, encoding: "utf8", env: { ...process.env, LORALAB_BACKEND: "", ...env },
+    cwd: REPO,
+    encoding: "utf8",
+    env: { ...process.env, LORALAB_BACKEND: "", ...env },
   });
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
@@ -110,7 +112,8 @@ describe("loralab eval", () => {
 
 describe("loralab generate", () => {
   type GenerateJson = { ids: number[]; text: string | null; stopped_by: string };
-  const generateJson = (...args: string[]) => cliJson<GenerateJson>(["generate", "--model", STORIES, "--max-new-tokens", "30", "--json", ...args]);
+  const generateJson = (...args: string[]) =>
+    cliJson<GenerateJson>(["generate", "--model", STORIES, "--max-new-tokens", "30", "--json", ...args]);
   const greedy = () => generateJson("--ids", PROMPT_IDS, "--temperature", "0");
   const sampled = (...args: string[]) => generateJson("--ids", PROMPT_IDS, "--temperature", "0.8", "--top-k", "20", ...args).ids;
 

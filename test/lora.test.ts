@@ -30,20 +30,33 @@ describe("targeting (PEFT rules)", () => {
       const c = resolveLoraConfig(input);
       return findTargets(model, c, targetSpec(c, config, model));
     };
-    assert.deepEqual(pick({}), ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]);
+    assert.deepEqual(pick({}), [
+      "model.layers.0.self_attn.q_proj",
+      "model.layers.0.self_attn.v_proj",
+      "model.layers.1.self_attn.q_proj",
+      "model.layers.1.self_attn.v_proj",
+    ]);
     assert.deepEqual(pick({ targets: ".*\\.1\\.mlp\\.(gate|up)_proj" }), ["model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj"]);
     assert.equal(pick({ targets: "all-linear" }).length, 14, "7 linears × 2 layers, lm_head excluded");
     assert.ok(!pick({ targets: "all-linear" }).includes("lm_head"));
     assert.deepEqual(pick({ targets: ["o_proj"], layersToTransform: [1] }), ["model.layers.1.self_attn.o_proj"]);
-    assert.deepEqual(pick({ targets: ["q_proj", "k_proj"], excludeModules: ["model.layers.0.self_attn.k_proj"] }),
-      ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.k_proj"]);
+    assert.deepEqual(pick({ targets: ["q_proj", "k_proj"], excludeModules: ["model.layers.0.self_attn.k_proj"] }), [
+      "model.layers.0.self_attn.q_proj",
+      "model.layers.1.self_attn.q_proj",
+      "model.layers.1.self_attn.k_proj",
+    ]);
     assert.throws(() => pick({ targets: ["nope_proj"] }), /match no layer.*q_proj/);
     model.dispose();
   });
 
   test("rankPattern and alphaPattern apply by module-name suffix", async () => {
     const { model } = await tinyModel("llama");
-    const peft = PeftModel.create(model, { r: 4, targets: ["q_proj", "v_proj"], rankPattern: { "layers\\.1\\.self_attn\\.q_proj": 2 }, alphaPattern: { v_proj: 16 } });
+    const peft = PeftModel.create(model, {
+      r: 4,
+      targets: ["q_proj", "v_proj"],
+      rankPattern: { "layers\\.1\\.self_attn\\.q_proj": 2 },
+      alphaPattern: { v_proj: 16 },
+    });
     const params = new Map(peft.base.namedParameters());
     assert.deepEqual(params.get("model.layers.1.self_attn.q_proj.lora_A.default.weight")!.shape, [2, 32]);
     assert.deepEqual(params.get("model.layers.0.self_attn.q_proj.lora_A.default.weight")!.shape, [4, 32]);
@@ -67,7 +80,10 @@ describe("LoRA forward, merge, adapters", () => {
   });
 
   test("merged eval = unmerged eval (LoRA and DoRA, Linear and GPT-2 Conv1D); unmerge restores the base weights", async () => {
-    for (const [kind, targets] of [["llama", ["q_proj", "v_proj", "down_proj"]], ["gpt2", ["c_attn", "c_fc"]]] as const) {
+    for (const [kind, targets] of [
+      ["llama", ["q_proj", "v_proj", "down_proj"]],
+      ["gpt2", ["c_attn", "c_fc"]],
+    ] as const) {
       for (const useDora of [false, true]) {
         const { model } = await tinyModel(kind);
         const before = new Map([...model.namedParameters()].map(([n, p]) => [n, p.dataSync().slice()]));
@@ -135,7 +151,10 @@ describe("LoRA forward, merge, adapters", () => {
     const s = peft.trainableSummary();
     assert.equal(s.trainable, lora);
     assert.equal(s.all, all + lora);
-    assert.equal(s.text, `trainable params: ${lora.toLocaleString("en-US")} || all params: ${(all + lora).toLocaleString("en-US")} || trainable%: ${((100 * lora) / (all + lora)).toFixed(4)}`);
+    assert.equal(
+      s.text,
+      `trainable params: ${lora.toLocaleString("en-US")} || all params: ${(all + lora).toLocaleString("en-US")} || trainable%: ${((100 * lora) / (all + lora)).toFixed(4)}`,
+    );
     peft.dispose();
   });
 });
@@ -206,12 +225,16 @@ describe("gradients", () => {
     const { model } = await tinyModel("qwen2");
     const peft = PeftModel.create(model, { r: 2, alpha: 4, targets: ["q_proj", "up_proj"], initLoraWeights: false });
     const batch = collate(tinyData(3, 11));
-    const loss = () => tf.tidy(() => {
-      const { nll, mask } = tokenNll(peft.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
-      return nll.sum().div(mask.sum()) as tf.Scalar;
-    });
+    const loss = () =>
+      tf.tidy(() => {
+        const { nll, mask } = tokenNll(peft.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
+        return nll.sum().div(mask.sum()) as tf.Scalar;
+      });
     const params = peft.trainableParameters();
-    const { grads } = tf.variableGrads(loss, params.map(([, p]) => p));
+    const { grads } = tf.variableGrads(
+      loss,
+      params.map(([, p]) => p),
+    );
     const eps = 1e-2;
     for (const [name, p] of params.slice(0, 4)) {
       const g = grads[p.name]!.dataSync();

@@ -28,7 +28,8 @@ const model = (name: "stories" | TinyKind): CausalLM => models.get(name)!.model;
 before(async () => {
   await initBackend();
   models.set("stories", await loadModel(STORIES));
-  for (const [i, kind] of TINY_KINDS.entries()) models.set(kind, await loadModel(await writeTinyCheckpoint(path.join(work, kind), kind, 500 + i)));
+  for (const [i, kind] of TINY_KINDS.entries())
+    models.set(kind, await loadModel(await writeTinyCheckpoint(path.join(work, kind), kind, 500 + i)));
 });
 
 after(() => {
@@ -87,7 +88,11 @@ describe("KV cache", () => {
       const m = model(name);
       const ids = sequence(length, vocab, length + vocab);
       const full = fullLogits(m, ids);
-      const byToken = cachedLogits(m, ids, ids.map(() => 1));
+      const byToken = cachedLogits(
+        m,
+        ids,
+        ids.map(() => 1),
+      );
       const prefilled = cachedLogits(m, ids, [5, 3, ...Array(length - 8).fill(1)]); // prompt, then a chunk, then tokens
       for (let t = 0; t < length; t++) {
         const d1 = maxAbsDiff(byToken[t]!, full[t]!);
@@ -116,12 +121,17 @@ describe("padding", () => {
       const m = model(kind);
       const examples = [11, 4, 7, 2].map((len, i) => ({ inputIds: sequence(len, TINY_VOCAB, 40 + i) }));
       const alone = examples.map((e) => perplexity(m, [e]).loss);
-      for (const padId of [0, 17]) { // the pad token's identity must not matter either
+      for (const padId of [0, 17]) {
+        // the pad token's identity must not matter either
         const batched = batchedRowLosses(m, examples, padId);
-        batched.forEach((loss, i) => assert.ok(Math.abs(loss - alone[i]!) < 1e-5, `${kind} row ${i}, pad ${padId}: ${loss} vs ${alone[i]} alone`));
+        batched.forEach((loss, i) =>
+          assert.ok(Math.abs(loss - alone[i]!) < 1e-5, `${kind} row ${i}, pad ${padId}: ${loss} vs ${alone[i]} alone`),
+        );
       }
       const viaPerplexity = perplexity(m, examples, { batchSize: examples.length }).perExample;
-      viaPerplexity.forEach((r, i) => assert.ok(Math.abs(r.loss - alone[i]!) < 1e-5, `${kind} row ${i} via perplexity(): ${r.loss} vs ${alone[i]}`));
+      viaPerplexity.forEach((r, i) =>
+        assert.ok(Math.abs(r.loss - alone[i]!) < 1e-5, `${kind} row ${i} via perplexity(): ${r.loss} vs ${alone[i]}`),
+      );
     });
   }
 });
@@ -145,7 +155,14 @@ describe("memory", () => {
 });
 
 describe("config parsing", () => {
-  const LLAMA = { model_type: "llama", vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 8 };
+  const LLAMA = {
+    model_type: "llama",
+    vocab_size: 100,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 8,
+  };
   const llama = (extra: Record<string, unknown> = {}) => parseModelConfig({ ...LLAMA, ...extra }, "config.json") as LlamaConfig;
 
   test("tie_word_embeddings defaults: llama untied, gpt2 tied", () => {

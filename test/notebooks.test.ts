@@ -15,8 +15,15 @@ const NOTEBOOKS = path.join(REPO, "notebooks");
 const canRun = fs.existsSync("/usr/bin/jupyter-nbconvert") && spawnSync(PYTHON, ["-c", "import nbformat, nbclient"]).status === 0;
 const skip = canRun ? false : "needs Debian's jupyter-nbconvert and python3-nbclient (CI installs them)";
 
-interface Output { output_type: string; data?: Record<string, unknown>; ename?: string; evalue?: string }
-interface Notebook { cells: { cell_type: string; outputs?: Output[] }[] }
+interface Output {
+  output_type: string;
+  data?: Record<string, unknown>;
+  ename?: string;
+  evalue?: string;
+}
+interface Notebook {
+  cells: { cell_type: string; outputs?: Output[] }[];
+}
 
 let env: NodeJS.ProcessEnv;
 const name = `loralab-nb-${process.pid}`;
@@ -26,22 +33,49 @@ before(() => {
   const prefix = tempDir("nb-kernel");
   const install = spawnSync(process.execPath, [CLI, "kernel", "install", "--prefix", prefix, "--name", name], { encoding: "utf8" });
   assert.equal(install.status, 0, install.stderr);
-  env = { ...process.env, JUPYTER_PATH: path.join(prefix, "share", "jupyter"), JUPYTER_RUNTIME_DIR: tempDir("nb-runtime"), LORALAB_RUNS_DIR: tempDir("nb-runs"), PYTHONWARNINGS: "ignore" };
+  env = {
+    ...process.env,
+    JUPYTER_PATH: path.join(prefix, "share", "jupyter"),
+    JUPYTER_RUNTIME_DIR: tempDir("nb-runtime"),
+    LORALAB_RUNS_DIR: tempDir("nb-runs"),
+    PYTHONWARNINGS: "ignore",
+  };
 });
 
 describe("example notebooks", () => {
-  for (const file of fs.readdirSync(NOTEBOOKS).filter((f) => f.endsWith(".ipynb")).sort()) {
+  for (const file of fs
+    .readdirSync(NOTEBOOKS)
+    .filter((f) => f.endsWith(".ipynb"))
+    .sort()) {
     test(`${file} executes with the loralab kernel and stores valid, renderable outputs`, { skip, timeout: 600_000 }, () => {
       const dir = tempDir("nb");
       const out = path.join(dir, file);
-      const run = spawnSync("/usr/bin/jupyter", ["nbconvert", "--to", "notebook", "--execute", `--ExecutePreprocessor.kernel_name=${name}`,
-        "--ExecutePreprocessor.timeout=600", "--output", out, path.join(NOTEBOOKS, file)], { cwd: dir, env, encoding: "utf8", timeout: 590_000 });
+      const run = spawnSync(
+        "/usr/bin/jupyter",
+        [
+          "nbconvert",
+          "--to",
+          "notebook",
+          "--execute",
+          `--ExecutePreprocessor.kernel_name=${name}`,
+          "--ExecutePreprocessor.timeout=600",
+          "--output",
+          out,
+          path.join(NOTEBOOKS, file),
+        ],
+        { cwd: dir, env, encoding: "utf8", timeout: 590_000 },
+      );
       assert.equal(run.status, 0, `${run.stdout}${run.stderr}`.slice(-4000));
-      const validate = spawnSync(PYTHON, ["-c", "import nbformat, sys; nbformat.validate(nbformat.read(sys.argv[1], as_version=4))", out], { encoding: "utf8" });
+      const validate = spawnSync(PYTHON, ["-c", "import nbformat, sys; nbformat.validate(nbformat.read(sys.argv[1], as_version=4))", out], {
+        encoding: "utf8",
+      });
       assert.equal(validate.status, 0, validate.stderr);
       const notebook = JSON.parse(fs.readFileSync(out, "utf8")) as Notebook;
       const outputs = notebook.cells.flatMap((c) => c.outputs ?? []);
-      assert.deepEqual(outputs.filter((o) => o.output_type === "error").map((o) => `${o.ename}: ${o.evalue}`), []);
+      assert.deepEqual(
+        outputs.filter((o) => o.output_type === "error").map((o) => `${o.ename}: ${o.evalue}`),
+        [],
+      );
       const charts = outputs.filter((o) => o.data?.["application/vnd.vegalite.v5+json"] !== undefined);
       assert.ok(charts.length >= 1, "the notebook shows at least one chart");
       for (const o of charts) {

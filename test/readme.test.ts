@@ -22,10 +22,21 @@ test("README DSL examples type-check", () => {
       fs.writeFileSync(file, `${code}\nexport {};\n`);
       return file;
     });
-    fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({
-      compilerOptions: { target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", strict: true, noEmit: true, skipLibCheck: true, types: ["node"] },
-      files: files.map((f) => path.basename(f)),
-    }));
+    fs.writeFileSync(
+      path.join(dir, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: ["node"],
+        },
+        files: files.map((f) => path.basename(f)),
+      }),
+    );
     const tsc = spawnSync(process.execPath, [path.join(REPO, "node_modules/typescript/bin/tsc"), "-p", dir], { encoding: "utf8" });
     assert.equal(tsc.status, 0, `README examples do not type-check:\n${tsc.stdout}${tsc.stderr}`);
   } finally {

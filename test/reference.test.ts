@@ -52,7 +52,12 @@ describe("engine vs PyTorch reference", () => {
       assert.equal(ref.error, undefined, `${c.name}: reference failed: ${ref.error}`);
       const { model: m } = await model(c.model);
       const masks = c.attention_mask ?? c.input_ids.map((row) => row.map(() => 1));
-      const examples = c.input_ids.map((row, i) => ({ inputIds: row.slice(0, masks[i]!.reduce((a, b) => a + b, 0)) }));
+      const examples = c.input_ids.map((row, i) => ({
+        inputIds: row.slice(
+          0,
+          masks[i]!.reduce((a, b) => a + b, 0),
+        ),
+      }));
       const ours = perplexity(m, examples, { batchSize: examples.length });
       assert.equal(ours.tokens, ref.tokens, `${c.name}: token count`);
       assert.ok(Math.abs(ours.loss - ref.loss!) < 1e-4, `${c.name}: loss ${ours.loss} vs reference ${ref.loss}`);
@@ -60,12 +65,16 @@ describe("engine vs PyTorch reference", () => {
         const ids = tf.tensor2d(c.input_ids, undefined, "int32");
         const mask = tf.tensor2d(masks, undefined, "int32");
         const labels = tf.tidy(() => tf.where(mask.cast("bool"), ids, tf.fill(ids.shape, -100, "int32")));
-        const { nll } = tf.tidy(() => tokenNll(m.forward(ids as tf.Tensor2D, { attentionMask: mask as tf.Tensor2D }), labels as tf.Tensor2D));
+        const { nll } = tf.tidy(() =>
+          tokenNll(m.forward(ids as tf.Tensor2D, { attentionMask: mask as tf.Tensor2D }), labels as tf.Tensor2D),
+        );
         const got = nll.arraySync();
         tf.dispose([ids, mask, labels, nll]);
-        ref.nll.forEach((row, b) => row.forEach((v, t) => {
-          if (v !== null) assert.ok(Math.abs(got[b]![t]! - v) < 1e-4, `${c.name}: nll[${b}][${t}] ${got[b]![t]} vs ${v}`);
-        }));
+        ref.nll.forEach((row, b) =>
+          row.forEach((v, t) => {
+            if (v !== null) assert.ok(Math.abs(got[b]![t]! - v) < 1e-4, `${c.name}: nll[${b}][${t}] ${got[b]![t]} vs ${v}`);
+          }),
+        );
       }
     }
   });
@@ -90,7 +99,11 @@ describe("engine vs PyTorch reference", () => {
     for (const c of cases.filter((c) => c.kind === "greedy")) {
       const ref = results[c.name]!;
       const loaded = await model(c.model);
-      const out = generate(loaded.model, c.input_ids, { maxNewTokens: c.max_new_tokens, temperature: 0, eosTokenIds: c.eos ? loaded.eosTokenIds : [] });
+      const out = generate(loaded.model, c.input_ids, {
+        maxNewTokens: c.max_new_tokens,
+        temperature: 0,
+        eosTokenIds: c.eos ? loaded.eosTokenIds : [],
+      });
       assert.deepEqual(out.ids, ref.new_ids, c.name);
     }
   });

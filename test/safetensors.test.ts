@@ -7,7 +7,11 @@ import { fileURLToPath } from "node:url";
 import { UserError } from "../src/errors.js";
 import { writeFileAtomic, writeFileAtomicSync } from "../src/fsutil.js";
 import {
-  decodeTensor, parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors,
+  decodeTensor,
+  parseSafetensors,
+  readSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
   type TensorsToWrite,
 } from "../src/checkpoint/safetensors.js";
 import { INDEX_FILE, readCheckpointTensors, writeShardedCheckpoint } from "../src/checkpoint/sharded.js";
@@ -17,8 +21,7 @@ const F = "model.safetensors";
 
 /** Raw safetensors bytes: prefix + header (object → JSON, or literal string/bytes) + data. */
 function raw(header: unknown, data: Uint8Array | number = 0, headerLen?: bigint): Uint8Array {
-  const h = header instanceof Uint8Array ? header
-    : new TextEncoder().encode(typeof header === "string" ? header : JSON.stringify(header));
+  const h = header instanceof Uint8Array ? header : new TextEncoder().encode(typeof header === "string" ? header : JSON.stringify(header));
   const d = typeof data === "number" ? new Uint8Array(data) : data;
   const out = new Uint8Array(8 + h.length + d.length);
   new DataView(out.buffer).setBigUint64(0, headerLen ?? BigInt(h.length), true);
@@ -29,13 +32,16 @@ function raw(header: unknown, data: Uint8Array | number = 0, headerLen?: bigint)
 
 /** Assert parsing fails with a UserError whose one-line message names the file and matches `re`. */
 function rejects(bytes: Uint8Array, re: RegExp) {
-  assert.throws(() => parseSafetensors(bytes, F), (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected UserError, got ${e}`);
-    assert.ok(e.message.startsWith(`${F}: `), e.message);
-    assert.ok(!e.message.includes("\n"), e.message);
-    assert.match(e.message, re);
-    return true;
-  });
+  assert.throws(
+    () => parseSafetensors(bytes, F),
+    (e: unknown) => {
+      assert.ok(e instanceof UserError, `expected UserError, got ${e}`);
+      assert.ok(e.message.startsWith(`${F}: `), e.message);
+      assert.ok(!e.message.includes("\n"), e.message);
+      assert.match(e.message, re);
+      return true;
+    },
+  );
 }
 
 const t = (dtype: string, shape: number[], begin: number, end: number) => ({ dtype, shape, data_offsets: [begin, end] });
@@ -55,9 +61,12 @@ test("rejects a header that is not an object", () => {
   rejects(raw("[1,2]"), /header is an array; expected a JSON object/);
   rejects(raw("null"), /header is null; expected a JSON object/);
 });
-test("rejects __metadata__ that is not an object", () => rejects(raw({ __metadata__: "pt" }), /"__metadata__" is "pt"; expected an object/));
-test("rejects __metadata__ with a non-string value", () => rejects(raw({ __metadata__: { n: 1 } }), /"__metadata__" key "n" is 1; expected a string value/));
-test("rejects an entry that is not an object", () => rejects(raw({ a: 3 }), /tensor "a": entry is 3; expected \{dtype, shape, data_offsets\}/));
+test("rejects __metadata__ that is not an object", () =>
+  rejects(raw({ __metadata__: "pt" }), /"__metadata__" is "pt"; expected an object/));
+test("rejects __metadata__ with a non-string value", () =>
+  rejects(raw({ __metadata__: { n: 1 } }), /"__metadata__" key "n" is 1; expected a string value/));
+test("rejects an entry that is not an object", () =>
+  rejects(raw({ a: 3 }), /tensor "a": entry is 3; expected \{dtype, shape, data_offsets\}/));
 test("rejects an unknown or missing dtype", () => {
   rejects(raw({ a: t("F8_E4M3", [1], 0, 1) }, 1), /tensor "a": unknown dtype "F8_E4M3"; expected one of F64, F32/);
   rejects(raw({ a: { shape: [1], data_offsets: [0, 1] } }, 1), /tensor "a": unknown dtype undefined/);
@@ -74,19 +83,28 @@ test("rejects bad data_offsets", () => {
   rejects(raw({ a: { dtype: "U8", shape: [1], data_offsets: [0, "1"] } }, 1), /data_offsets \[0,"1"\]/);
   rejects(raw({ a: { dtype: "U8", shape: [1] } }, 1), /data_offsets undefined/);
 });
-test("rejects data_offsets past the data section", () => rejects(raw({ a: t("U8", [8], 0, 8) }, 4), /tensor "a": data_offsets \[0,8\] extend past the end of the 4-byte data section/));
+test("rejects data_offsets past the data section", () =>
+  rejects(raw({ a: t("U8", [8], 0, 8) }, 4), /tensor "a": data_offsets \[0,8\] extend past the end of the 4-byte data section/));
 test("rejects a shape × dtype size that disagrees with data_offsets", () => {
   assert.throws(() => parseSafetensors(raw({ "a.weight": t("F32", [2, 3], 0, 20) }, 20), F), {
     message: 'model.safetensors: tensor "a.weight": shape [2,3] × F32 = 24 bytes but data_offsets span 20 bytes',
   });
 });
-test("rejects a gap before the first tensor", () => rejects(raw({ a: t("U8", [2], 2, 4) }, 4), /data bytes \[0,2\) before tensor "a" belong to no tensor/));
-test("rejects a gap between tensors", () => rejects(raw({ a: t("U8", [2], 0, 2), b: t("U8", [1], 3, 4) }, 4), /data bytes \[2,3\) before tensor "b" belong to no tensor/));
-test("rejects overlapping tensors", () => rejects(raw({ a: t("U8", [3], 0, 3), b: t("U8", [2], 2, 4) }, 4), /tensor "b" \(data_offsets \[2,4\]\) overlaps tensor "a"/));
-test("rejects trailing bytes after the last tensor", () => rejects(raw({ a: t("U8", [2], 0, 2) }, 3), /tensors cover 2 of the 3-byte data section; expected the last tensor to end at the end of the file/));
+test("rejects a gap before the first tensor", () =>
+  rejects(raw({ a: t("U8", [2], 2, 4) }, 4), /data bytes \[0,2\) before tensor "a" belong to no tensor/));
+test("rejects a gap between tensors", () =>
+  rejects(raw({ a: t("U8", [2], 0, 2), b: t("U8", [1], 3, 4) }, 4), /data bytes \[2,3\) before tensor "b" belong to no tensor/));
+test("rejects overlapping tensors", () =>
+  rejects(raw({ a: t("U8", [3], 0, 3), b: t("U8", [2], 2, 4) }, 4), /tensor "b" \(data_offsets \[2,4\]\) overlaps tensor "a"/));
+test("rejects trailing bytes after the last tensor", () =>
+  rejects(
+    raw({ a: t("U8", [2], 0, 2) }, 3),
+    /tensors cover 2 of the 3-byte data section; expected the last tensor to end at the end of the file/,
+  ));
 
 test("accepts space padding, out-of-order entries, zero-size and scalar tensors, and an empty file", () => {
-  const header = JSON.stringify({ b: t("U8", [2], 1, 3), z: t("F32", [0, 4], 3, 3), a: t("U8", [], 0, 1), __metadata__: { k: "v" } }) + "     ";
+  const header =
+    JSON.stringify({ b: t("U8", [2], 1, 3), z: t("F32", [0, 4], 3, 3), a: t("U8", [], 0, 1), __metadata__: { k: "v" } }) + "     ";
   const bytes = raw(header, new Uint8Array([7, 8, 9]));
   const f = parseSafetensors(bytes, F);
   assert.deepEqual(f.metadata, { k: "v" });
@@ -106,14 +124,25 @@ test("decodes integer, bool, F64, F16 and BF16 tensors to float32", () => {
   dv.setFloat64(0, 0.1, true);
   dv.setBigInt64(8, -5n, true);
   dv.setInt32(16, -7, true);
-  dv.setUint8(20, 255); dv.setUint8(21, 3); // BOOL [true, true]
-  dv.setInt8(22, -128); dv.setUint8(23, 200); // I8, U8
+  dv.setUint8(20, 255);
+  dv.setUint8(21, 3); // BOOL [true, true]
+  dv.setInt8(22, -128);
+  dv.setUint8(23, 200); // I8, U8
   dv.setUint16(24, 0xc100, true); // F16 -2.5
   dv.setUint16(26, 0x3f80, true); // BF16 1.0
-  const bytes = raw({
-    f64: t("F64", [1], 0, 8), i64: t("I64", [1], 8, 16), i32: t("I32", [1], 16, 20), b: t("BOOL", [2], 20, 22),
-    i8: t("I8", [1], 22, 23), u8: t("U8", [1], 23, 24), f16: t("F16", [1], 24, 26), bf16: t("BF16", [1], 26, 28),
-  }, data);
+  const bytes = raw(
+    {
+      f64: t("F64", [1], 0, 8),
+      i64: t("I64", [1], 8, 16),
+      i32: t("I32", [1], 16, 20),
+      b: t("BOOL", [2], 20, 22),
+      i8: t("I8", [1], 22, 23),
+      u8: t("U8", [1], 23, 24),
+      f16: t("F16", [1], 24, 26),
+      bf16: t("BF16", [1], 26, 28),
+    },
+    data,
+  );
   const f = parseSafetensors(bytes, F);
   const get = (n: string) => Array.from(decodeTensor(bytes, f.tensors.get(n)!));
   assert.deepEqual(get("f64"), [Math.fround(0.1)]);
@@ -148,13 +177,34 @@ function halfBits(values: number[], dtype: "F16" | "BF16"): number[] {
 
 test("F16 encoding rounds to nearest even and handles specials", () => {
   const cases: [number, number][] = [
-    [1, 0x3c00], [-2.5, 0xc100], [65504, 0x7bff], [65519, 0x7bff], [65520, 0x7c00], [1e6, 0x7c00],
-    [Infinity, 0x7c00], [-Infinity, 0xfc00], [0, 0x0000], [-0, 0x8000],
-    [2 ** -24, 0x0001], [2 ** -25, 0x0000], [1.5 * 2 ** -25, 0x0001], [3 * 2 ** -25, 0x0002], [2 ** -30, 0x0000],
-    [2 ** -14, 0x0400], [1023.5 * 2 ** -24, 0x0400],
-    [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -11 + 2 ** -20, 0x3c01],
+    [1, 0x3c00],
+    [-2.5, 0xc100],
+    [65504, 0x7bff],
+    [65519, 0x7bff],
+    [65520, 0x7c00],
+    [1e6, 0x7c00],
+    [Infinity, 0x7c00],
+    [-Infinity, 0xfc00],
+    [0, 0x0000],
+    [-0, 0x8000],
+    [2 ** -24, 0x0001],
+    [2 ** -25, 0x0000],
+    [1.5 * 2 ** -25, 0x0001],
+    [3 * 2 ** -25, 0x0002],
+    [2 ** -30, 0x0000],
+    [2 ** -14, 0x0400],
+    [1023.5 * 2 ** -24, 0x0400],
+    [1 + 2 ** -11, 0x3c00],
+    [1 + 3 * 2 ** -11, 0x3c02],
+    [1 + 2 ** -11 + 2 ** -20, 0x3c01],
   ];
-  assert.deepEqual(halfBits(cases.map((c) => c[0]), "F16").map((b) => b.toString(16)), cases.map((c) => c[1].toString(16)));
+  assert.deepEqual(
+    halfBits(
+      cases.map((c) => c[0]),
+      "F16",
+    ).map((b) => b.toString(16)),
+    cases.map((c) => c[1].toString(16)),
+  );
   const [nan] = halfBits([NaN], "F16");
   assert.equal(nan! & 0x7c00, 0x7c00);
   assert.notEqual(nan! & 0x3ff, 0);
@@ -162,10 +212,24 @@ test("F16 encoding rounds to nearest even and handles specials", () => {
 
 test("BF16 encoding rounds to nearest even and handles specials", () => {
   const cases: [number, number][] = [
-    [1, 0x3f80], [-2.5, 0xc020], [1 + 2 ** -8, 0x3f80], [1 + 3 * 2 ** -8, 0x3f82], [1 + 2 ** -8 + 2 ** -20, 0x3f81],
-    [3.4028234663852886e38, 0x7f80], [Infinity, 0x7f80], [-Infinity, 0xff80], [-0, 0x8000], [2 ** -133, 0x0001],
+    [1, 0x3f80],
+    [-2.5, 0xc020],
+    [1 + 2 ** -8, 0x3f80],
+    [1 + 3 * 2 ** -8, 0x3f82],
+    [1 + 2 ** -8 + 2 ** -20, 0x3f81],
+    [3.4028234663852886e38, 0x7f80],
+    [Infinity, 0x7f80],
+    [-Infinity, 0xff80],
+    [-0, 0x8000],
+    [2 ** -133, 0x0001],
   ];
-  assert.deepEqual(halfBits(cases.map((c) => c[0]), "BF16").map((b) => b.toString(16)), cases.map((c) => c[1].toString(16)));
+  assert.deepEqual(
+    halfBits(
+      cases.map((c) => c[0]),
+      "BF16",
+    ).map((b) => b.toString(16)),
+    cases.map((c) => c[1].toString(16)),
+  );
   const [nan] = halfBits([NaN], "BF16");
   assert.equal(nan! & 0x7f80, 0x7f80);
   assert.notEqual(nan! & 0x7f, 0);
@@ -177,11 +241,15 @@ test("round trips F32 exactly and F16/BF16 to their representable values", async
   const dir = await tempDir();
   try {
     const file = path.join(dir, "x.safetensors");
-    await writeSafetensors(file, {
-      f32: { shape: [7], data: f32 },
-      f16: { dtype: "F16", shape: [2, 4], data: half },
-      bf16: { dtype: "BF16", shape: [8], data: half },
-    }, { format: "pt" });
+    await writeSafetensors(
+      file,
+      {
+        f32: { shape: [7], data: f32 },
+        f16: { dtype: "F16", shape: [2, 4], data: half },
+        bf16: { dtype: "BF16", shape: [8], data: half },
+      },
+      { format: "pt" },
+    );
     const m = await readSafetensors(file);
     assert.deepEqual(m.get("f32")!.data, f32);
     assert.equal(m.get("f32")!.dtype, "F32");
@@ -199,7 +267,13 @@ test("serialization is deterministic, sorted, and space-padded to a multiple of 
   const a = { shape: [2], data: new Float32Array([1, 2]) };
   const b = { dtype: "F16" as const, shape: [1], data: new Float32Array([3]) };
   const x = serializeSafetensors({ b, a }, { z: "1", y: "2" });
-  const y = serializeSafetensors(new Map([["a", a], ["b", b]]), { y: "2", z: "1" });
+  const y = serializeSafetensors(
+    new Map([
+      ["a", a],
+      ["b", b],
+    ]),
+    { y: "2", z: "1" },
+  );
   assert.deepEqual(x, y);
   const n = Number(new DataView(x.buffer).getBigUint64(0, true));
   assert.equal(n % 8, 0);
@@ -211,11 +285,17 @@ test("serialization is deterministic, sorted, and space-padded to a multiple of 
 });
 
 test("serialization rejects a shape that does not match the data", () => {
-  assert.throws(() => serializeSafetensors({ a: { shape: [2, 2], data: new Float32Array(3) } }), /tensor "a": shape \[2,2\] has 4 elements but data has 3/);
+  assert.throws(
+    () => serializeSafetensors({ a: { shape: [2, 2], data: new Float32Array(3) } }),
+    /tensor "a": shape \[2,2\] has 4 elements but data has 3/,
+  );
 });
 
 test("readSafetensors reports a missing file as a UserError", async () => {
-  await assert.rejects(readSafetensors("/nonexistent/x.safetensors"), (e: unknown) => e instanceof UserError && /does not exist/.test(e.message));
+  await assert.rejects(
+    readSafetensors("/nonexistent/x.safetensors"),
+    (e: unknown) => e instanceof UserError && /does not exist/.test(e.message),
+  );
 });
 
 // ---- atomic writes ----
@@ -251,7 +331,12 @@ test("sharded write/read round trip, and single-file when it fits", async () => 
   const dir = await tempDir();
   try {
     const files = await writeShardedCheckpoint(dir, someTensors(), 150); // 64 bytes each → 2 per shard
-    assert.deepEqual(files, ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors", INDEX_FILE]);
+    assert.deepEqual(files, [
+      "model-00001-of-00003.safetensors",
+      "model-00002-of-00003.safetensors",
+      "model-00003-of-00003.safetensors",
+      INDEX_FILE,
+    ]);
     const index = JSON.parse(await readFile(path.join(dir, INDEX_FILE), "utf8"));
     assert.equal(index.metadata.total_size, 5 * 64);
     assert.equal(index.weight_map["layer.4.weight"], "model-00003-of-00003.safetensors");
@@ -274,7 +359,11 @@ test("sharded write/read round trip, and single-file when it fits", async () => 
 async function indexRejects(mutate: (dir: string, index: any) => Promise<unknown>, re: RegExp) {
   const dir = await tempDir();
   try {
-    await writeShardedCheckpoint(dir, { a: { shape: [1], data: new Float32Array([1]) }, b: { shape: [1], data: new Float32Array([2]) } }, 4);
+    await writeShardedCheckpoint(
+      dir,
+      { a: { shape: [1], data: new Float32Array([1]) }, b: { shape: [1], data: new Float32Array([2]) } },
+      4,
+    );
     const indexPath = path.join(dir, INDEX_FILE);
     const result = await mutate(dir, JSON.parse(await readFile(indexPath, "utf8")));
     if (result !== undefined) await writeFile(indexPath, typeof result === "string" ? result : JSON.stringify(result));
@@ -296,24 +385,48 @@ test("index: not JSON", () => indexRejects(async () => "{oops", /not valid JSON/
 test("index: no weight_map", () => indexRejects(async () => ({ metadata: {} }), /no "weight_map" object/));
 test("index: empty weight_map", () => indexRejects(async () => ({ weight_map: {} }), /weight_map is empty/));
 test("index: shard name that is not a plain file name", () =>
-  indexRejects(async (_d, ix) => ({ weight_map: { ...ix.weight_map, b: "../x.safetensors" } }), /weight_map\["b"\] is "\.\.\/x\.safetensors"; expected a shard file name/));
-test("index: shard file missing", () => indexRejects((d) => rm(path.join(d, S2)), /lists shard "model-00002-of-00002\.safetensors" but .* does not exist/));
+  indexRejects(
+    async (_d, ix) => ({ weight_map: { ...ix.weight_map, b: "../x.safetensors" } }),
+    /weight_map\["b"\] is "\.\.\/x\.safetensors"; expected a shard file name/,
+  ));
+test("index: shard file missing", () =>
+  indexRejects((d) => rm(path.join(d, S2)), /lists shard "model-00002-of-00002\.safetensors" but .* does not exist/));
 test("index: shard holds a tensor the weight_map does not list", () =>
-  indexRejects(async () => ({ weight_map: { a: S1, c: S2 } }), /shard "model-00002-of-00002\.safetensors" contains tensor "b", which weight_map does not list/));
+  indexRejects(
+    async () => ({ weight_map: { a: S1, c: S2 } }),
+    /shard "model-00002-of-00002\.safetensors" contains tensor "b", which weight_map does not list/,
+  ));
 test("index: weight_map puts a tensor in the wrong shard", () =>
-  indexRejects(async () => ({ weight_map: { a: S1, b: S1 } }), /weight_map puts tensor "b" in "model-00001-of-00002\.safetensors" but that shard does not contain it/));
+  indexRejects(
+    async () => ({ weight_map: { a: S1, b: S1 } }),
+    /weight_map puts tensor "b" in "model-00001-of-00002\.safetensors" but that shard does not contain it/,
+  ));
 test("index: shard holds a tensor listed under another shard", () =>
-  indexRejects(async () => ({ weight_map: { b: S1, a: S2 } }), /contains tensor "a" but weight_map puts it in "model-00002-of-00002\.safetensors"/));
+  indexRejects(
+    async () => ({ weight_map: { b: S1, a: S2 } }),
+    /contains tensor "a" but weight_map puts it in "model-00002-of-00002\.safetensors"/,
+  ));
 test("index: tensor in two shards", () =>
-  indexRejects((d) => writeSafetensors(path.join(d, S2), { a: { shape: [1], data: new Float32Array([9]) }, b: { shape: [1], data: new Float32Array([2]) } }),
-    /tensor "a" is in two shards, "model-00001-of-00002\.safetensors" and "model-00002-of-00002\.safetensors"/));
+  indexRejects(
+    (d) =>
+      writeSafetensors(path.join(d, S2), {
+        a: { shape: [1], data: new Float32Array([9]) },
+        b: { shape: [1], data: new Float32Array([2]) },
+      }),
+    /tensor "a" is in two shards, "model-00001-of-00002\.safetensors" and "model-00002-of-00002\.safetensors"/,
+  ));
 
 test("a directory without model.safetensors or an index is a clear UserError", async () => {
   const dir = await tempDir();
   try {
     await writeFile(path.join(dir, "pytorch_model.bin"), "x");
-    await assert.rejects(readCheckpointTensors(dir), (e: unknown) =>
-      e instanceof UserError && e.message.startsWith(`${dir}: no model.safetensors or model.safetensors.index.json`) && /\.bin.*not supported.*convert/.test(e.message));
+    await assert.rejects(
+      readCheckpointTensors(dir),
+      (e: unknown) =>
+        e instanceof UserError &&
+        e.message.startsWith(`${dir}: no model.safetensors or model.safetensors.index.json`) &&
+        /\.bin.*not supported.*convert/.test(e.message),
+    );
     await assert.rejects(readCheckpointTensors(path.join(dir, "nope")), /not a directory/);
   } finally {
     await rm(dir, { recursive: true, force: true });

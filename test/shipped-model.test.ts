@@ -52,7 +52,15 @@ describe("shipped model tiny-moby", () => {
     } finally {
       process.chdir(cwd);
     }
-    for (const f of ["config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "README.md"]) {
+    for (const f of [
+      "config.json",
+      "model.safetensors",
+      "generation_config.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "README.md",
+    ]) {
       assert.ok(fs.existsSync(path.join(DIR, f)), `models/tiny-moby/${f}`);
     }
     assert.ok(fs.statSync(path.join(DIR, "model.safetensors")).size < 5_000_000, "the weights stay small");
@@ -109,7 +117,7 @@ describe("shipped model tiny-moby", () => {
     }
   });
 
-  test("greedy generation from \"Call me\" is deterministic, in the library, the DSL and the CLI (run from elsewhere)", async () => {
+  test('greedy generation from "Call me" is deterministic, in the library, the DSL and the CLI (run from elsewhere)', async () => {
     const prompt = tokenizer().encode("Call me");
     const first = generate(shipped.model, prompt, { maxNewTokens: 24, eosTokenIds: shipped.eosTokenIds });
     const second = generate(shipped.model, prompt, { maxNewTokens: 24, eosTokenIds: shipped.eosTokenIds });
@@ -125,9 +133,15 @@ describe("shipped model tiny-moby", () => {
     assert.equal(viaDsl.text, text);
     dsl.loaded.model.dispose();
 
-    const run = spawnSync(process.execPath, [CLI, "generate", "--model", "tiny-moby", "--prompt", "Call me", "--max-new-tokens", "24", "--json"], {
-      cwd: work, encoding: "utf8", env: { ...process.env, LORALAB_BACKEND: "" },
-    });
+    const run = spawnSync(
+      process.execPath,
+      [CLI, "generate", "--model", "tiny-moby", "--prompt", "Call me", "--max-new-tokens", "24", "--json"],
+      {
+        cwd: work,
+        encoding: "utf8",
+        env: { ...process.env, LORALAB_BACKEND: "" },
+      },
+    );
     assert.equal(run.status, 0, run.stderr);
     const out = JSON.parse(run.stdout) as { ids: number[]; text: string };
     assert.deepEqual(out.ids, first.ids);
@@ -139,7 +153,10 @@ describe("shipped model tiny-moby", () => {
     delete env.LORALAB_MODEL;
     const run = spawnSync(process.execPath, [CLI, "quickstart"], { cwd: work, encoding: "utf8", env });
     assert.equal(run.status, 0, run.stderr);
-    assert.match(run.stdout, new RegExp(`^model: ${DIR.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(llama, 4 layers, hidden 128, vocab 1024\\)$`, "m"));
+    assert.match(
+      run.stdout,
+      new RegExp(`^model: ${DIR.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(llama, 4 layers, hidden 128, vocab 1024\\)$`, "m"),
+    );
     assert.match(run.stdout, /perplexity of "Call me Ishmael\./);
     assert.match(run.stdout, /greedy continuation of "Call me Ishmael\.":\n {2}Call me Ishmael\./);
   });

@@ -15,7 +15,16 @@ before(async () => {
   await initBackend();
 });
 
-const ARGS: TrainingArguments = { lr: 5e-3, batchSize: 3, gradAccum: 2, maxSteps: 6, schedule: "cosine", warmupSteps: 2, maxGradNorm: 1, seed: 5 };
+const ARGS: TrainingArguments = {
+  lr: 5e-3,
+  batchSize: 3,
+  gradAccum: 2,
+  maxSteps: 6,
+  schedule: "cosine",
+  warmupSteps: 2,
+  maxGradNorm: 1,
+  seed: 5,
+};
 
 async function loraTrainer(args: TrainingArguments = ARGS, dropout = 0.1) {
   const { model } = await tinyModel("llama");
@@ -56,7 +65,9 @@ describe("trainer", () => {
   test("cancellation stops at a step boundary, keeps the history, and train() again finishes the run", async () => {
     const controller = new AbortController();
     const t = await loraTrainer({ ...ARGS, signal: controller.signal });
-    t.on((e) => { if (e.type === "step" && e.log.step === 2) controller.abort(); });
+    t.on((e) => {
+      if (e.type === "step" && e.log.step === 2) controller.abort();
+    });
     const partial = await t.train();
     assert.equal(partial.reason, "cancelled");
     assert.equal(partial.steps, 2);
@@ -75,7 +86,9 @@ describe("trainer", () => {
       }
     });
     let snapshot: Float32Array[] = [];
-    t.on((e) => { if (e.type === "step" && e.log.step === 3) snapshot = params.map(([, p]) => p.dataSync().slice() as Float32Array); });
+    t.on((e) => {
+      if (e.type === "step" && e.log.step === 3) snapshot = params.map(([, p]) => p.dataSync().slice() as Float32Array);
+    });
     const result = await t.train();
     assert.equal(result.reason, "diverged");
     assert.match(result.message!, /^step 4: loss is NaN/);
@@ -89,7 +102,9 @@ describe("trainer", () => {
     const full = new Trainer(new FullTrainable((await tinyModel("gpt2")).model), tinyData(10), { ...ARGS, maxSteps: 40 });
     for (const t of [lora, full]) {
       const counts: number[] = [];
-      t.on((e) => { if (e.type === "step") counts.push(tf.memory().numTensors); });
+      t.on((e) => {
+        if (e.type === "step") counts.push(tf.memory().numTensors);
+      });
       await t.train();
       assert.equal(counts[39], counts[2], `tensors grew from ${counts[2]} to ${counts[39]}`);
     }

@@ -22,7 +22,14 @@ import type * as TS from "@tslab/typescript-for-tslab";
 import { CELL_GLOBALS_DTS, createDisplayApi, NO_RESULT, normalizeBundle, plainText, toBundle, type MimeBundle } from "../display.js";
 import { rewriteConfigLiterals } from "../sugar.js";
 import { InterruptedError, KERNEL_RUNTIME, type KernelRuntime } from "../runtime.js";
-import { addTypesFromExports, dslGlobals, loralabRoot, mapLoralabForTypeScript, preloadEsmImports, resolveLoralabToSelf } from "./preload.js";
+import {
+  addTypesFromExports,
+  dslGlobals,
+  loralabRoot,
+  mapLoralabForTypeScript,
+  preloadEsmImports,
+  resolveLoralabToSelf,
+} from "./preload.js";
 import { INTERRUPT_FD, PHASE, SLOT, SLOTS, packState, type ErrorInfo, type FromExecutor, type ToExecutor } from "./messages.js";
 
 const require = createRequire(import.meta.url);
@@ -63,7 +70,10 @@ const outputCell = () => current?.id ?? lastCellId;
 
 function writer(name: "stdout" | "stderr") {
   return function write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
-    const text = typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString(typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8");
+    const text =
+      typeof chunk === "string"
+        ? chunk
+        : Buffer.from(chunk as Uint8Array).toString(typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8");
     if (text.length > 0) send({ type: "stream", cell: outputCell(), name, text });
     const cb = typeof encoding === "function" ? encoding : callback;
     if (typeof cb === "function") process.nextTick(cb as () => void);
@@ -76,7 +86,13 @@ process.stderr.write = writer("stderr") as typeof process.stderr.write;
 const { display, clearOutput } = createDisplayApi(
   (event) => {
     if (event.kind === "clear") send({ type: "clear_output", cell: outputCell(), wait: event.wait });
-    else send({ type: "display", cell: outputCell(), update: event.update, content: { data: event.data, metadata: event.metadata, transient: { display_id: event.displayId } } });
+    else
+      send({
+        type: "display",
+        cell: outputCell(),
+        update: event.update,
+        content: { data: event.data, metadata: event.metadata, transient: { display_id: event.displayId } },
+      });
   },
   (e) => console.error("display failed:", e),
   (p) => current?.pending.push(p),
@@ -139,8 +155,16 @@ const { createExecutor } = require("tslab/dist/executor.js") as typeof ExecutorM
 const { printQuickInfo } = require("tslab/dist/inspect.js") as typeof InspectModule;
 // tslab's own display API (import { display } from "tslab") writes through this hook.
 const tslabJupyter = require("tslab/dist/jupyter.js") as { lastWriteDisplayData: unknown };
-tslabJupyter.lastWriteDisplayData = (content: { data: MimeBundle; metadata?: Record<string, unknown>; transient?: { display_id?: string } }, update: boolean) => {
-  send({ type: "display", cell: outputCell(), update, content: { data: normalizeBundle(content.data), metadata: content.metadata ?? {}, transient: content.transient ?? {} } });
+tslabJupyter.lastWriteDisplayData = (
+  content: { data: MimeBundle; metadata?: Record<string, unknown>; transient?: { display_id?: string } },
+  update: boolean,
+) => {
+  send({
+    type: "display",
+    cell: outputCell(),
+    update,
+    content: { data: normalizeBundle(content.data), metadata: content.metadata ?? {}, transient: content.transient ?? {} },
+  });
 };
 
 // "loralab" for cells: the runtime module, its types, and the DSL's values as globals (preload.ts).
@@ -186,7 +210,8 @@ const executor = createExecutor(process.cwd(), converters, {
     const publish = (data: MimeBundle) => send({ type: "execute_result", cell: cell.id, data, metadata: {} });
     try {
       const bundle = toBundle(value);
-      if (bundle instanceof Promise) cell.pending.push(bundle.then(publish, (e) => publish({ "text/plain": `${plainText(value)} (display failed: ${e})` })));
+      if (bundle instanceof Promise)
+        cell.pending.push(bundle.then(publish, (e) => publish({ "text/plain": `${plainText(value)} (display failed: ${e})` })));
       else publish(bundle);
     } catch (e) {
       publish({ "text/plain": `${plainText(value)} (display failed: ${e})` });
@@ -237,14 +262,28 @@ function interruptedError(how: string): ErrorInfo {
 }
 
 const isInterrupt = (e: unknown) =>
-  e instanceof Error && (e.name === "Interrupted" || e.name === "TrainingInterrupted" || (e as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" || e.message === "Interrupted asynchronously");
+  e instanceof Error &&
+  (e.name === "Interrupted" ||
+    e.name === "TrainingInterrupted" ||
+    (e as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" ||
+    e.message === "Interrupted asynchronously");
 
 // ---- cells ------------------------------------------------------------------------------------------------
 
 function execute(id: number, code: string): void {
   let resolve!: (o: Outcome) => void;
   const outcome = new Promise<Outcome>((r) => (resolve = r));
-  const cell: Cell = { id, code, controller: new AbortController(), diagnostics: [], errors: [], pending: [], interruptAsked: false, done: false, resolve };
+  const cell: Cell = {
+    id,
+    code,
+    controller: new AbortController(),
+    diagnostics: [],
+    errors: [],
+    pending: [],
+    interruptAsked: false,
+    done: false,
+    resolve,
+  };
   current = cell;
   lastCellId = id;
   lastController = cell.controller;
@@ -292,20 +331,34 @@ function report(cell: Cell, outcome: Outcome): void {
     if (cell.diagnostics.length > 0) send({ type: "stream", cell: cell.id, name: "stderr", text: `${cell.diagnostics.join("\n")}\n` });
     return send({ type: "executed", id: cell.id });
   }
-  if (outcome.kind === "interrupted") return send({ type: "executed", id: cell.id, error: interruptedError(outcome.how), interrupted: true });
+  if (outcome.kind === "interrupted")
+    return send({ type: "executed", id: cell.id, error: interruptedError(outcome.how), interrupted: true });
   if (cell.diagnostics.length > 0) {
     const evalue = cell.diagnostics.length === 1 ? cell.diagnostics[0]!.split("\n")[0]! : `${cell.diagnostics.length} errors`;
-    return send({ type: "executed", id: cell.id, error: { ename: "TypeScriptError", evalue, traceback: cell.diagnostics.map((d) => `${RED}error${RESET} ${d}`) } });
+    return send({
+      type: "executed",
+      id: cell.id,
+      error: { ename: "TypeScriptError", evalue, traceback: cell.diagnostics.map((d) => `${RED}error${RESET} ${d}`) },
+    });
   }
   const e = cell.errors[0];
   if (isInterrupt(e) || (cell.interruptAsked && e instanceof Error && e.name === "AbortError")) {
     const err = e as Error & { code?: string };
-    const how = err.name === "Interrupted" ? err.message : err.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" ? "stopped by SIGINT" : "stopped by the cell's AbortSignal";
+    const how =
+      err.name === "Interrupted"
+        ? err.message
+        : err.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED"
+          ? "stopped by SIGINT"
+          : "stopped by the cell's AbortSignal";
     // The DSL's TrainingInterrupted says which step the run reached and how to resume it: keep its words.
     const info = err.name === "TrainingInterrupted" ? describeError(e) : interruptedError(how);
     return send({ type: "executed", id: cell.id, error: info, interrupted: true });
   }
-  send({ type: "executed", id: cell.id, error: cell.errors.length > 0 ? describeError(e) : { ename: "Error", evalue: "the cell failed", traceback: [] } });
+  send({
+    type: "executed",
+    id: cell.id,
+    error: cell.errors.length > 0 ? describeError(e) : { ename: "Error", evalue: "the cell failed", traceback: [] },
+  });
 }
 
 function complete(code: string, pos: number): { start: number; end: number; matches: string[] } {

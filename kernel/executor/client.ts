@@ -77,7 +77,10 @@ export class ExecutorClient {
     });
     this.ready.catch(() => {});
     child.on("message", (m: FromExecutor) => this.onMessage(m));
-    for (const [stream, name] of [[child.stdout, "stdout"], [child.stderr, "stderr"]] as const) {
+    for (const [stream, name] of [
+      [child.stdout, "stdout"],
+      [child.stderr, "stderr"],
+    ] as const) {
       stream!.setEncoding("utf8");
       stream!.on("data", (text: string) => this.options.onOutput({ type: "stream", cell: this.lastCell, name, text }));
     }

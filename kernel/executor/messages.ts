@@ -19,7 +19,12 @@ export type ToExecutor =
 export type FromExecutor =
   | { type: "ready"; typescript: string; tslab: string }
   | { type: "stream"; cell: number; name: "stdout" | "stderr"; text: string }
-  | { type: "display"; cell: number; update: boolean; content: { data: MimeBundle; metadata: Record<string, unknown>; transient: { display_id?: string } } }
+  | {
+      type: "display";
+      cell: number;
+      update: boolean;
+      content: { data: MimeBundle; metadata: Record<string, unknown>; transient: { display_id?: string } };
+    }
   | { type: "clear_output"; cell: number; wait: boolean }
   | { type: "execute_result"; cell: number; data: MimeBundle; metadata: Record<string, unknown> }
   | { type: "executed"; id: number; error?: ErrorInfo; interrupted?: boolean }

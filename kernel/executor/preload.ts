@@ -51,7 +51,16 @@ export function mapLoralabForTypeScript(ts: typeof TS, cwd: string, root: string
   const real = root.replace(/\\/g, "/");
   const map = (p: string): string => (p === virtual || p.startsWith(`${virtual}/`) ? real + p.slice(virtual.length) : p);
   const sys = ts.sys as unknown as Record<string, unknown>;
-  for (const name of ["fileExists", "readFile", "directoryExists", "getDirectories", "readDirectory", "getModifiedTime", "watchFile", "watchDirectory"]) {
+  for (const name of [
+    "fileExists",
+    "readFile",
+    "directoryExists",
+    "getDirectories",
+    "readDirectory",
+    "getModifiedTime",
+    "watchFile",
+    "watchDirectory",
+  ]) {
     const original = sys[name];
     if (typeof original !== "function") continue;
     sys[name] = function (this: unknown, p: unknown, ...rest: unknown[]) {
@@ -103,7 +112,8 @@ export function addTypesFromExports(ts: typeof TS): void {
 export function dslGlobals(entry: string): { names: string[]; dts: string } {
   const dsl = require(entry) as Record<string, unknown>;
   const names = Object.keys(dsl).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n) && !(n in globalThis));
-  for (const name of names) Object.defineProperty(globalThis, name, { value: dsl[name], writable: true, configurable: true, enumerable: false });
+  for (const name of names)
+    Object.defineProperty(globalThis, name, { value: dsl[name], writable: true, configurable: true, enumerable: false });
   const dts = `declare global {\n${names.map((n) => `  const ${n}: typeof import("loralab")["${n}"];`).join("\n")}\n}\n`;
   return { names, dts };
 }

@@ -28,10 +28,12 @@ export function readConnectionFile(file: string): ConnectionInfo {
   if (raw === null || typeof raw !== "object") throw new UserError(`${file}: the connection file is not a JSON object`);
   const o = raw as Record<string, unknown>;
   const transport = o.transport ?? "tcp";
-  if (transport !== "tcp" && transport !== "ipc") throw new UserError(`${file}: transport must be "tcp" or "ipc", got ${JSON.stringify(transport)}`);
+  if (transport !== "tcp" && transport !== "ipc")
+    throw new UserError(`${file}: transport must be "tcp" or "ipc", got ${JSON.stringify(transport)}`);
   for (const channel of CHANNELS) {
     const port = o[`${channel}_port`];
-    if (typeof port !== "number" || !Number.isInteger(port) || port < 0) throw new UserError(`${file}: ${channel}_port must be a port number`);
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 0)
+      throw new UserError(`${file}: ${channel}_port must be a port number`);
   }
   return {
     transport,

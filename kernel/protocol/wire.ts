@@ -42,7 +42,11 @@ export class Signer {
   private readonly seen = new Set<string>();
   private readonly order: string[] = [];
 
-  constructor(key: string, scheme = "hmac-sha256", private readonly memory = 1 << 16) {
+  constructor(
+    key: string,
+    scheme = "hmac-sha256",
+    private readonly memory = 1 << 16,
+  ) {
     if (scheme !== "hmac-sha256") throw new WireError(`unsupported signature_scheme "${scheme}" (only hmac-sha256)`);
     this.key = Buffer.from(key, "utf8");
   }
@@ -100,7 +104,9 @@ export function decode(frames: Buffer[], signer: Signer): Message {
 
 /** The frames of a signed message. */
 export function encode(message: Omit<Message, "buffers"> & { buffers?: Buffer[] }, signer: Signer): Buffer[] {
-  const parts = [message.header, message.parent_header, message.metadata, message.content].map((p) => Buffer.from(JSON.stringify(p), "utf8"));
+  const parts = [message.header, message.parent_header, message.metadata, message.content].map((p) =>
+    Buffer.from(JSON.stringify(p), "utf8"),
+  );
   return [...message.identities, Buffer.from(DELIMITER), Buffer.from(signer.sign(parts)), ...parts, ...(message.buffers ?? [])];
 }
 
@@ -109,7 +115,14 @@ export function newHeader(msgType: string, session: string, username = "loralab"
 }
 
 /** A message replying to (or caused by) `parent`; shell/control replies go back to the parent's identities. */
-export function child(parent: Message | undefined, msgType: string, content: Content, session: string, identities?: Buffer[], metadata: Record<string, unknown> = {}): Message {
+export function child(
+  parent: Message | undefined,
+  msgType: string,
+  content: Content,
+  session: string,
+  identities?: Buffer[],
+  metadata: Record<string, unknown> = {},
+): Message {
   return {
     identities: identities ?? [],
     header: newHeader(msgType, session, typeof parent?.header.username === "string" ? parent.header.username : "loralab"),

@@ -10,7 +10,15 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Float32Array): tf.TensorInfo;
 }
 
-function unsortedSegmentSum({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: unknown }): tf.TensorInfo {
+function unsortedSegmentSum({
+  inputs,
+  attrs,
+  backend,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  attrs?: tf.NamedAttrMap;
+  backend: unknown;
+}): tf.TensorInfo {
   const wasm = backend as WasmBackendLike;
   const x = inputs.x!;
   const segmentIds = inputs.segmentIds!;
@@ -37,7 +45,11 @@ export function registerMissingWasmKernels(): void {
   registered = true;
   registerFastMatMulGradient();
   if (!tf.getKernel("UnsortedSegmentSum", "wasm")) {
-    tf.registerKernel({ kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
+    tf.registerKernel({
+      kernelName: "UnsortedSegmentSum",
+      backendName: "wasm",
+      kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc,
+    });
   }
 }
 

@@ -85,17 +85,23 @@ function isVegaSpec(spec: object): boolean {
 
 /** Sans-serif fonts resvg can use, by family, with where their regular face lives on common systems. */
 const SANS_FONTS: [family: string, files: string[]][] = [
-  ["DejaVu Sans", [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", // Debian, Ubuntu (fonts-dejavu-core)
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf", // Fedora
-    "/usr/share/fonts/TTF/DejaVuSans.ttf", // Arch
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf", // Alpine
-  ]],
-  ["Liberation Sans", [
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-  ]],
+  [
+    "DejaVu Sans",
+    [
+      "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", // Debian, Ubuntu (fonts-dejavu-core)
+      "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf", // Fedora
+      "/usr/share/fonts/TTF/DejaVuSans.ttf", // Arch
+      "/usr/share/fonts/dejavu/DejaVuSans.ttf", // Alpine
+    ],
+  ],
+  [
+    "Liberation Sans",
+    [
+      "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+      "/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf",
+      "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+    ],
+  ],
   ["Arial", ["/System/Library/Fonts/Supplemental/Arial.ttf", "/Library/Fonts/Arial.ttf", "C:\\Windows\\Fonts\\arial.ttf"]],
   ["Helvetica", ["/System/Library/Fonts/Helvetica.ttc"]],
 ];

@@ -204,14 +204,14 @@ export async function resolveModel(ref: string, options: ResolveModelOptions = {
   if (isShippedModel(trimmed)) {
     const dir = shippedModelDir(trimmed);
     if (!(await isFile(join(dir, "config.json")))) {
-      throw new UserError(`the shipped model "${trimmed}" is missing from the loralab package (${dir} has no config.json); reinstall loralab`);
+      throw new UserError(
+        `the shipped model "${trimmed}" is missing from the loralab package (${dir} has no config.json); reinstall loralab`,
+      );
     }
     return dir;
   }
   if (!isHubModelId(trimmed)) {
-    throw new UserError(
-      `"${trimmed}" is neither an existing directory nor a valid Hugging Face model id (expected "org/name")`,
-    );
+    throw new UserError(`"${trimmed}" is neither an existing directory nor a valid Hugging Face model id (expected "org/name")`);
   }
   return resolveHubModel(trimmed, options);
 }
@@ -307,8 +307,7 @@ async function resolveHubModel(id: string, options: ResolveModelOptions): Promis
   const cached = await lookupCache(storage, revision, extra);
   if (cached.snapshot !== undefined && cached.missing.length === 0) return cached.snapshot;
   // Offline, extra files are best effort: config + weights are enough.
-  const essentialsCached =
-    cached.snapshot !== undefined && (await missingEssentials(cached.snapshot)).length === 0;
+  const essentialsCached = cached.snapshot !== undefined && (await missingEssentials(cached.snapshot)).length === 0;
 
   if (offline) {
     if (essentialsCached) return cached.snapshot!;
@@ -331,10 +330,9 @@ async function resolveHubModel(id: string, options: ResolveModelOptions): Promis
     if (e instanceof UserError) throw e;
     // A connection problem should not hide a usable cached snapshot (huggingface_hub falls back too).
     if (essentialsCached && !(e instanceof HubApiError)) return cached.snapshot!;
-    throw new UserError(
-      oneLine(`could not download ${label} from ${hubUrl} into the Hugging Face cache (${cacheDir}): ${describe(e)}`),
-      { cause: e },
-    );
+    throw new UserError(oneLine(`could not download ${label} from ${hubUrl} into the Hugging Face cache (${cacheDir}): ${describe(e)}`), {
+      cause: e,
+    });
   }
 }
 
@@ -440,11 +438,7 @@ class HubTimeoutError extends Error {
  * no response headers, no body bytes) for `timeoutMs`. The returned promise settles by then even if
  * something inside ignores the abort signal.
  */
-async function withInactivityTimeout<T>(
-  timeoutMs: number,
-  hubUrl: string,
-  work: (fetchFn: typeof fetch) => Promise<T>,
-): Promise<T> {
+async function withInactivityTimeout<T>(timeoutMs: number, hubUrl: string, work: (fetchFn: typeof fetch) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let rejectTimeout: (e: Error) => void = () => {};

@@ -13,21 +13,46 @@ import { writeFileAtomic } from "../fsutil.js";
 
 /** Bytes per element of each safetensors dtype. (F8 types are not supported.) */
 export const DTYPE_SIZES = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
   BOOL: 1,
 } as const;
 export type DType = keyof typeof DTYPE_SIZES;
 
 /** One header entry; `begin`/`end` are absolute byte offsets into the parsed file's bytes. */
-export interface TensorInfo { dtype: DType; shape: number[]; begin: number; end: number }
-export interface SafetensorsFile { metadata: Record<string, string> | undefined; tensors: Map<string, TensorInfo> }
+export interface TensorInfo {
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+export interface SafetensorsFile {
+  metadata: Record<string, string> | undefined;
+  tensors: Map<string, TensorInfo>;
+}
 /** A tensor decoded to float32; `dtype` is the dtype it had in the file. */
-export interface DecodedTensor { shape: number[]; data: Float32Array; dtype: DType }
+export interface DecodedTensor {
+  shape: number[];
+  data: Float32Array;
+  dtype: DType;
+}
 
 export type WritableDType = "F32" | "F16" | "BF16";
-export interface TensorToWrite { dtype?: WritableDType; shape: number[]; data: Float32Array }
+export interface TensorToWrite {
+  dtype?: WritableDType;
+  shape: number[];
+  data: Float32Array;
+}
 export type TensorsToWrite = Record<string, TensorToWrite> | Map<string, TensorToWrite>;
 
 /** Same cap as the reference implementation: a larger header means a corrupt or hostile file. */
@@ -36,8 +61,7 @@ export const MAX_HEADER_BYTES = 100_000_000;
 // Typed arrays use host byte order; safetensors is little-endian. Take the fast paths only when they agree.
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const showShape = (shape: readonly number[]) => `[${shape.join(",")}]`;
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -51,7 +75,10 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
     throw inputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit; expected a safetensors file`);
   }
   if (headerLen > BigInt(bytes.length - 8)) {
-    throw inputError(file, `header length ${headerLen} is larger than the ${bytes.length - 8} bytes after the prefix; file truncated or not safetensors`);
+    throw inputError(
+      file,
+      `header length ${headerLen} is larger than the ${bytes.length - 8} bytes after the prefix; file truncated or not safetensors`,
+    );
   }
   const dataStart = 8 + Number(headerLen);
   const dataLen = bytes.length - dataStart;
@@ -93,7 +120,10 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
       throw inputError(file, `${where}: shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
-      throw inputError(file, `${where}: data_offsets ${JSON.stringify(offsets)}; expected [begin, end], non-negative integers with begin <= end`);
+      throw inputError(
+        file,
+        `${where}: data_offsets ${JSON.stringify(offsets)}; expected [begin, end], non-negative integers with begin <= end`,
+      );
     }
     const [begin, end] = offsets as [number, number];
     if (end > dataLen) {
@@ -113,16 +143,25 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   let prev = "";
   for (const [name, t] of sorted) {
     if (t.begin > pos) {
-      throw inputError(file, `data bytes [${pos - dataStart},${t.begin - dataStart}) before tensor "${name}" belong to no tensor; expected tensors to be contiguous`);
+      throw inputError(
+        file,
+        `data bytes [${pos - dataStart},${t.begin - dataStart}) before tensor "${name}" belong to no tensor; expected tensors to be contiguous`,
+      );
     }
     if (t.begin < pos) {
-      throw inputError(file, `tensor "${name}" (data_offsets [${t.begin - dataStart},${t.end - dataStart}]) overlaps tensor "${prev}"; expected non-overlapping tensors`);
+      throw inputError(
+        file,
+        `tensor "${name}" (data_offsets [${t.begin - dataStart},${t.end - dataStart}]) overlaps tensor "${prev}"; expected non-overlapping tensors`,
+      );
     }
     pos = t.end;
     prev = name;
   }
   if (pos !== bytes.length) {
-    throw inputError(file, `tensors cover ${pos - dataStart} of the ${dataLen}-byte data section; expected the last tensor to end at the end of the file`);
+    throw inputError(
+      file,
+      `tensors cover ${pos - dataStart} of the ${dataLen}-byte data section; expected the last tensor to end at the end of the file`,
+    );
   }
   return { metadata, tensors };
 }
@@ -137,9 +176,13 @@ function getHalfTable(): Float32Array {
     const exp = (h >> 10) & 0x1f;
     const mant = h & 0x3ff;
     halfTable[h] =
-      exp === 0 ? sign * mant * 2 ** -24 // subnormal (and ±0)
-      : exp === 31 ? (mant ? NaN : sign * Infinity)
-      : sign * (1024 + mant) * 2 ** (exp - 25);
+      exp === 0
+        ? sign * mant * 2 ** -24 // subnormal (and ±0)
+        : exp === 31
+          ? mant
+            ? NaN
+            : sign * Infinity
+          : sign * (1024 + mant) * 2 ** (exp - 25);
   }
   return halfTable;
 }
@@ -161,8 +204,12 @@ export function decodeTensor(bytes: Uint8Array, info: TensorInfo): Float32Array 
   }
   const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
   switch (info.dtype) {
-    case "F32": for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true); break;
-    case "F64": for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true); break;
+    case "F32":
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
+      break;
+    case "F64":
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true);
+      break;
     case "F16": {
       const table = getHalfTable();
       for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(2 * i, true)]!;
@@ -174,15 +221,33 @@ export function decodeTensor(bytes: Uint8Array, info: TensorInfo): Float32Array 
       for (let i = 0; i < n; i++) bits[i] = dv.getUint16(2 * i, true) << 16;
       break;
     }
-    case "I64": for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true)); break;
-    case "U64": for (let i = 0; i < n; i++) out[i] = Number(dv.getBigUint64(8 * i, true)); break;
-    case "I32": for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true); break;
-    case "U32": for (let i = 0; i < n; i++) out[i] = dv.getUint32(4 * i, true); break;
-    case "I16": for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true); break;
-    case "U16": for (let i = 0; i < n; i++) out[i] = dv.getUint16(2 * i, true); break;
-    case "I8": for (let i = 0; i < n; i++) out[i] = dv.getInt8(i); break;
-    case "U8": for (let i = 0; i < n; i++) out[i] = dv.getUint8(i); break;
-    case "BOOL": for (let i = 0; i < n; i++) out[i] = dv.getUint8(i) ? 1 : 0; break;
+    case "I64":
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true));
+      break;
+    case "U64":
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigUint64(8 * i, true));
+      break;
+    case "I32":
+      for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true);
+      break;
+    case "U32":
+      for (let i = 0; i < n; i++) out[i] = dv.getUint32(4 * i, true);
+      break;
+    case "I16":
+      for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true);
+      break;
+    case "U16":
+      for (let i = 0; i < n; i++) out[i] = dv.getUint16(2 * i, true);
+      break;
+    case "I8":
+      for (let i = 0; i < n; i++) out[i] = dv.getInt8(i);
+      break;
+    case "U8":
+      for (let i = 0; i < n; i++) out[i] = dv.getUint8(i);
+      break;
+    case "BOOL":
+      for (let i = 0; i < n; i++) out[i] = dv.getUint8(i) ? 1 : 0;
+      break;
   }
   return out;
 }
@@ -216,7 +281,7 @@ function f32BitsToF16(x: number): number {
     let h = (e << 10) | (mant >>> 13);
     const rest = mant & 0x1fff;
     // A carry out of the mantissa bumps the exponent, possibly to Inf (0x7c00) — both correct.
-    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+    if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
     return sign | h;
   }
   // f16 subnormal: value / 2^-24 = (mant | implicit 1) >> shift.
@@ -226,7 +291,7 @@ function f32BitsToF16(x: number): number {
   let h = m >>> shift;
   const rest = m & ((1 << shift) - 1);
   const half = 1 << (shift - 1);
-  if (rest > half || (rest === half && (h & 1))) h++;
+  if (rest > half || (rest === half && h & 1)) h++;
   return sign | h;
 }
 
@@ -299,7 +364,10 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<
   out.set(json, 8);
   out.fill(0x20, 8 + json.length, 8 + headerLen);
   let pos = 8 + headerLen;
-  for (const c of chunks) { out.set(c, pos); pos += c.length; }
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
   return out;
 }
 

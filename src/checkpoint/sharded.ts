@@ -8,8 +8,13 @@ import { basename, join } from "node:path";
 import { inputError } from "../errors.js";
 import { writeFileAtomic } from "../fsutil.js";
 import {
-  readSafetensors, serializeSafetensors, sortedEntries, tensorByteLength,
-  type DecodedTensor, type TensorsToWrite, type TensorToWrite,
+  readSafetensors,
+  serializeSafetensors,
+  sortedEntries,
+  tensorByteLength,
+  type DecodedTensor,
+  type TensorsToWrite,
+  type TensorToWrite,
 } from "./safetensors.js";
 
 export const SINGLE_FILE = "model.safetensors";
@@ -26,8 +31,7 @@ async function kind(path: string): Promise<"file" | "dir" | undefined> {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Read every tensor of the checkpoint in `dir`, decoded to float32. */
 export async function readCheckpointTensors(dir: string): Promise<Map<string, DecodedTensor>> {
@@ -36,7 +40,10 @@ export async function readCheckpointTensors(dir: string): Promise<Map<string, De
   if ((await kind(single)) === "file") return readSafetensors(single);
   const index = join(dir, INDEX_FILE);
   if ((await kind(index)) === "file") return readSharded(dir, index);
-  throw inputError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory; PyTorch .bin (pickle) checkpoints are not supported — convert them to safetensors first`);
+  throw inputError(
+    dir,
+    `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory; PyTorch .bin (pickle) checkpoints are not supported — convert them to safetensors first`,
+  );
 }
 
 async function readSharded(dir: string, indexPath: string): Promise<Map<string, DecodedTensor>> {
@@ -75,19 +82,26 @@ async function readSharded(dir: string, indexPath: string): Promise<Map<string, 
     for (const [name, t] of tensors) {
       const other = foundIn.get(name);
       if (other !== undefined) {
-        throw inputError(indexPath, `tensor "${name}" is in two shards, "${other}" and "${shard}"; expected each tensor in exactly one shard`);
+        throw inputError(
+          indexPath,
+          `tensor "${name}" is in two shards, "${other}" and "${shard}"; expected each tensor in exactly one shard`,
+        );
       }
       if (!listed.has(name)) {
         const listedIn = shardOf.get(name);
-        throw inputError(indexPath, listedIn === undefined
-          ? `shard "${shard}" contains tensor "${name}", which weight_map does not list; expected every tensor listed`
-          : `shard "${shard}" contains tensor "${name}" but weight_map puts it in "${listedIn}"`);
+        throw inputError(
+          indexPath,
+          listedIn === undefined
+            ? `shard "${shard}" contains tensor "${name}", which weight_map does not list; expected every tensor listed`
+            : `shard "${shard}" contains tensor "${name}" but weight_map puts it in "${listedIn}"`,
+        );
       }
       foundIn.set(name, shard);
       out.set(name, t);
     }
     for (const name of listed) {
-      if (!tensors.has(name)) throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
+      if (!tensors.has(name))
+        throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
     }
   }
   return out;

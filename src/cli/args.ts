@@ -11,7 +11,13 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O):
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
     // Some of node's messages span lines (e.g. a value starting with "-"); a user error is one line.
-    throw new UserError((e as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).join(" "));
+    throw new UserError(
+      (e as Error).message
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .join(" "),
+    );
   }
 }
 
@@ -20,8 +26,13 @@ export function requireOption(value: string | undefined, flag: string): string {
   return value;
 }
 
-export function parseNumberOption(flag: string, value: string | undefined, fallback: number,
-  check: (n: number) => boolean = Number.isFinite, expected = "a number"): number {
+export function parseNumberOption(
+  flag: string,
+  value: string | undefined,
+  fallback: number,
+  check: (n: number) => boolean = Number.isFinite,
+  expected = "a number",
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (value.trim() === "" || !check(n)) throw new UserError(`${flag} expects ${expected}, got "${value}"`);

@@ -16,8 +16,15 @@ import { printJson } from "./common.js";
 
 /** A mid-sized Llama (≈5M parameters) used when no --model is given: big enough that matmuls dominate. */
 const SYNTHETIC_CONFIG = {
-  model_type: "llama", vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4,
-  num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 512, tie_word_embeddings: true,
+  model_type: "llama",
+  vocab_size: 4096,
+  hidden_size: 256,
+  intermediate_size: 688,
+  num_hidden_layers: 4,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  max_position_embeddings: 512,
+  tie_word_embeddings: true,
 };
 
 export function syntheticModel(): CausalLM {
@@ -44,7 +51,11 @@ async function worker(backend: string, modelRef: string | undefined, batch: numb
   await initBackend(backend);
   const model = modelRef ? (await loadModel(modelRef)).model : syntheticModel();
   const length = Math.min(seq, model.config.maxPositions);
-  const ids = tf.tensor2d(Array.from({ length: batch * length }, (_, i) => (i * 7919) % model.config.vocabSize), [batch, length], "int32");
+  const ids = tf.tensor2d(
+    Array.from({ length: batch * length }, (_, i) => (i * 7919) % model.config.vocabSize),
+    [batch, length],
+    "int32",
+  );
   const times: number[] = [];
   for (let r = 0; r < repeats + 1; r++) {
     const started = performance.now();
@@ -54,7 +65,15 @@ async function worker(backend: string, modelRef: string | undefined, batch: numb
     if (r > 0) times.push(performance.now() - started); // the first pass warms up kernels
   }
   const medianMs = median(times);
-  return { backend, model: modelRef ?? "synthetic llama 4×256", batch, seq: length, repeats, medianMs, tokensPerSecond: (batch * length) / (medianMs / 1000) };
+  return {
+    backend,
+    model: modelRef ?? "synthetic llama 4×256",
+    batch,
+    seq: length,
+    repeats,
+    medianMs,
+    tokensPerSecond: (batch * length) / (medianMs / 1000),
+  };
 }
 
 /**
@@ -75,8 +94,14 @@ export async function bench(argv: string[]): Promise<number> {
   if (mode === "train") return (await import("./bench-train.js")).trainBench(argv);
   if (mode !== "forward") throw new UserError(`--mode: expected forward or train, got "${mode}"`);
   const { values } = parseCommandArgs(argv, {
-    model: { type: "string" }, backends: { type: "string", default: "wasm,cpu" }, batch: { type: "string" }, seq: { type: "string" },
-    repeats: { type: "string" }, json: { type: "boolean" }, worker: { type: "string" }, mode: { type: "string" },
+    model: { type: "string" },
+    backends: { type: "string", default: "wasm,cpu" },
+    batch: { type: "string" },
+    seq: { type: "string" },
+    repeats: { type: "string" },
+    json: { type: "boolean" },
+    worker: { type: "string" },
+    mode: { type: "string" },
   });
   const batch = parseNumberOption("--batch", values.batch, 4, isPositiveInt, "a positive integer");
   const seq = parseNumberOption("--seq", values.seq, 128, isPositiveInt, "a positive integer");
@@ -85,16 +110,30 @@ export async function bench(argv: string[]): Promise<number> {
     printJson(await worker(values.worker, values.model, batch, seq, repeats));
     return 0;
   }
-  const results = runWorkers<WorkerResult>(values.backends.split(","), (backend) => [
-    "--worker", backend, "--batch", String(batch), "--seq", String(seq), "--repeats", String(repeats), ...(values.model ? ["--model", values.model] : []),
-  ], (backend) => `backend ${backend}`);
+  const results = runWorkers<WorkerResult>(
+    values.backends.split(","),
+    (backend) => [
+      "--worker",
+      backend,
+      "--batch",
+      String(batch),
+      "--seq",
+      String(seq),
+      "--repeats",
+      String(repeats),
+      ...(values.model ? ["--model", values.model] : []),
+    ],
+    (backend) => `backend ${backend}`,
+  );
   const cpu = results.find((r) => r.backend === "cpu");
   const rows = results.map((r) => ({ ...r, vsCpu: cpu ? r.tokensPerSecond / cpu.tokensPerSecond : null }));
   if (values.json) printJson(rows);
   else {
     console.log(`forward pass, ${rows[0]?.model}, batch ${batch} × ${rows[0]?.seq} tokens, median of ${repeats}`);
     for (const r of rows) {
-      console.log(`  ${r.backend.padEnd(16)} ${r.medianMs.toFixed(1).padStart(9)} ms  ${r.tokensPerSecond.toFixed(0).padStart(8)} tokens/s${r.vsCpu === null ? "" : `  ${r.vsCpu.toFixed(1)}× cpu`}`);
+      console.log(
+        `  ${r.backend.padEnd(16)} ${r.medianMs.toFixed(1).padStart(9)} ms  ${r.tokensPerSecond.toFixed(0).padStart(8)} tokens/s${r.vsCpu === null ? "" : `  ${r.vsCpu.toFixed(1)}× cpu`}`,
+      );
     }
   }
   return 0;

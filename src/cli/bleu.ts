@@ -2,8 +2,14 @@
 import { readFile } from "node:fs/promises";
 import { inputError, UserError } from "../errors.js";
 import {
-  corpusBleu, formatBleuScore, sentenceBleu, SMOOTH_DEFAULTS, SMOOTH_METHODS,
-  type BleuOptions, type BleuScore, type SmoothMethod,
+  corpusBleu,
+  formatBleuScore,
+  sentenceBleu,
+  SMOOTH_DEFAULTS,
+  SMOOTH_METHODS,
+  type BleuOptions,
+  type BleuScore,
+  type SmoothMethod,
 } from "../metrics/bleu.js";
 import { corpusChrf, formatChrfScore, sentenceChrf, type ChrfOptions, type ChrfScore } from "../metrics/chrf.js";
 import { pyRstrip } from "../metrics/pycompat.js";
@@ -62,22 +68,32 @@ async function readReference(file: string): Promise<string[]> {
     return toLines((await readFile(file)).toString("utf8"));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const what = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : `cannot read (${code ?? (e as Error).message})`;
+    const what =
+      code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : `cannot read (${code ?? (e as Error).message})`;
     throw inputError(file, what);
   }
 }
 
 function bleuJson(s: BleuScore) {
   return {
-    score: s.score, precisions: s.precisions, bp: s.bp, ratio: s.ratio,
-    sys_len: s.sysLen, ref_len: s.refLen, signature: s.signature,
+    score: s.score,
+    precisions: s.precisions,
+    bp: s.bp,
+    ratio: s.ratio,
+    sys_len: s.sysLen,
+    ref_len: s.refLen,
+    signature: s.signature,
   };
 }
 
 function chrfJson(s: ChrfScore) {
   return {
-    name: s.name, score: s.score, char_order: s.charOrder, word_order: s.wordOrder,
-    beta: s.beta, signature: s.signature,
+    name: s.name,
+    score: s.score,
+    char_order: s.charOrder,
+    word_order: s.wordOrder,
+    beta: s.beta,
+    signature: s.signature,
   };
 }
 
@@ -129,14 +145,22 @@ export async function bleu(argv: string[], io: BleuIO = processIO): Promise<numb
     if (v["smooth-value"] !== undefined && SMOOTH_DEFAULTS[smoothMethod] === null) {
       throw new UserError(`--smooth-value applies to --smooth-method floor or add-k, not ${smoothMethod}`);
     }
-    const smoothValue = parseNumberOption("--smooth-value", v["smooth-value"], SMOOTH_DEFAULTS[smoothMethod] ?? 0,
-      (n) => Number.isFinite(n) && n >= 0, "a non-negative number");
+    const smoothValue = parseNumberOption(
+      "--smooth-value",
+      v["smooth-value"],
+      SMOOTH_DEFAULTS[smoothMethod] ?? 0,
+      (n) => Number.isFinite(n) && n >= 0,
+      "a non-negative number",
+    );
     if (v["effective-order"] && v["no-effective-order"]) {
       throw new UserError("--effective-order and --no-effective-order are mutually exclusive");
     }
     const effectiveOrder = v["effective-order"] ? true : v["no-effective-order"] ? false : undefined;
     bleuOptions = {
-      tokenize, smoothMethod, lowercase: v.lowercase ?? false, effectiveOrder,
+      tokenize,
+      smoothMethod,
+      lowercase: v.lowercase ?? false,
+      effectiveOrder,
       smoothValue: SMOOTH_DEFAULTS[smoothMethod] === null ? null : smoothValue,
     };
   } else {
@@ -159,7 +183,11 @@ export async function bleu(argv: string[], io: BleuIO = processIO): Promise<numb
   if (metric === "bleu") {
     if (v.sentence) {
       hyps.forEach((hyp, i) => {
-        const s = sentenceBleu(hyp, refs.map((stream) => stream[i]!), bleuOptions);
+        const s = sentenceBleu(
+          hyp,
+          refs.map((stream) => stream[i]!),
+          bleuOptions,
+        );
         emit(formatBleuScore(s), bleuJson(s));
       });
     } else {
@@ -168,7 +196,11 @@ export async function bleu(argv: string[], io: BleuIO = processIO): Promise<numb
     }
   } else if (v.sentence) {
     hyps.forEach((hyp, i) => {
-      const s = sentenceChrf(hyp, refs.map((stream) => stream[i]!), chrfOptions);
+      const s = sentenceChrf(
+        hyp,
+        refs.map((stream) => stream[i]!),
+        chrfOptions,
+      );
       emit(formatChrfScore(s), chrfJson(s));
     });
   } else {

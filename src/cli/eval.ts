@@ -14,8 +14,15 @@ const METRICS = ["perplexity", ...GENERATION_METRICS];
  */
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption, ...adapterOption, model: { type: "string" }, data: { type: "string" }, metrics: { type: "string", default: "perplexity" },
-    batch: { type: "string" }, stride: { type: "string" }, "max-new-tokens": { type: "string" }, json: { type: "boolean" },
+    ...backendOption,
+    ...adapterOption,
+    model: { type: "string" },
+    data: { type: "string" },
+    metrics: { type: "string", default: "perplexity" },
+    batch: { type: "string" },
+    stride: { type: "string" },
+    "max-new-tokens": { type: "string" },
+    json: { type: "boolean" },
   });
   const modelRef = requireOption(values.model, "--model");
   const dataFile = requireOption(values.data, "--data");
@@ -23,14 +30,20 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const unknown = metrics.filter((m) => !METRICS.includes(m));
   if (unknown.length) throw new UserError(`--metrics: unknown metric "${unknown[0]}"; available: ${METRICS.join(", ")}`);
   const batchSize = parseNumberOption("--batch", values.batch, 8, isPositiveInt, "a positive integer");
-  const stride = values.stride === undefined ? undefined : parseNumberOption("--stride", values.stride, 0, isPositiveInt, "a positive integer");
-  const maxNewTokens = values["max-new-tokens"] === undefined ? undefined : parseNumberOption("--max-new-tokens", values["max-new-tokens"], 0, isPositiveInt, "a positive integer");
+  const stride =
+    values.stride === undefined ? undefined : parseNumberOption("--stride", values.stride, 0, isPositiveInt, "a positive integer");
+  const maxNewTokens =
+    values["max-new-tokens"] === undefined
+      ? undefined
+      : parseNumberOption("--max-new-tokens", values["max-new-tokens"], 0, isPositiveInt, "a positive integer");
   const generative = metrics.filter((m): m is GenerationMetric => m !== "perplexity");
   const rows = readJsonl(dataFile); // validate the data before the (slower) model load
   const pairs = rows.map((row) => {
     const { prompt, completion } = row.value;
     if (generative.length && (typeof prompt !== "string" || typeof completion !== "string")) {
-      throw new UserError(`${dataFile}:${row.line}: --metrics ${generative.join(",")} needs "prompt" and "completion" strings in every row`);
+      throw new UserError(
+        `${dataFile}:${row.line}: --metrics ${generative.join(",")} needs "prompt" and "completion" strings in every row`,
+      );
     }
     return { prompt: prompt as string, completion: completion as string };
   });
@@ -45,13 +58,19 @@ export async function evalCommand(argv: string[]): Promise<number> {
   }
   if (generative.length) {
     if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: generation metrics need tokenizer.json`);
-    const { examples: _generated, ...scores } = generationScores(model, loaded.tokenizer, pairs, generative, { maxNewTokens, eosTokenIds: loaded.eosTokenIds });
+    const { examples: _generated, ...scores } = generationScores(model, loaded.tokenizer, pairs, generative, {
+      maxNewTokens,
+      eosTokenIds: loaded.eosTokenIds,
+    });
     Object.assign(report, scores);
   }
   reportBackend(Boolean(values.json));
   if (values.json) printJson(report);
   else {
-    if (report.perplexity !== undefined) console.log(`perplexity ${report.perplexity.toFixed(4)} (loss ${report.loss!.toFixed(6)} over ${report.tokens} tokens, ${examples.length} rows)`);
+    if (report.perplexity !== undefined)
+      console.log(
+        `perplexity ${report.perplexity.toFixed(4)} (loss ${report.loss!.toFixed(6)} over ${report.tokens} tokens, ${examples.length} rows)`,
+      );
     for (const m of generative) console.log(`${m} ${report[m]!.toFixed(2)}`);
   }
   return 0;

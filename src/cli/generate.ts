@@ -17,9 +17,17 @@ function parseIds(text: string, vocabSize: number): number[] {
 /** `loralab generate --model M (--prompt TEXT | --ids 1,2,3) --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]` */
 export async function generate(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption, ...adapterOption, model: { type: "string" }, prompt: { type: "string" }, ids: { type: "string" },
-    "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" }, "top-p": { type: "string" },
-    seed: { type: "string" }, json: { type: "boolean" },
+    ...backendOption,
+    ...adapterOption,
+    model: { type: "string" },
+    prompt: { type: "string" },
+    ids: { type: "string" },
+    "max-new-tokens": { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    seed: { type: "string" },
+    json: { type: "boolean" },
   });
   const modelRef = requireOption(values.model, "--model");
   if ((values.prompt === undefined) === (values.ids === undefined)) throw new UserError("give exactly one of --prompt TEXT or --ids 1,2,3");
@@ -35,7 +43,8 @@ export async function generate(argv: string[]): Promise<number> {
     if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: no tokenizer.json, so --prompt cannot be encoded; use --ids`);
     prompt = loaded.tokenizer.encode(values.prompt!);
   }
-  if (prompt.length >= loaded.config.maxPositions) throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${loaded.config.maxPositions}`);
+  if (prompt.length >= loaded.config.maxPositions)
+    throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${loaded.config.maxPositions}`);
   const model = await withAdapter(loaded, values.adapter);
   const out = generateTokens(model, prompt, { maxNewTokens, temperature, topK, topP, seed, eosTokenIds: loaded.eosTokenIds });
   const text = loaded.tokenizer ? loaded.tokenizer.decode(out.ids) : undefined;

@@ -21,7 +21,12 @@ export async function info(argv: string[]): Promise<number> {
     tfjs: backend.tfjsVersion,
     threads: backend.threads,
     cpus: os.availableParallelism(),
-    memory: { totalMiB: Math.round(os.totalmem() / MiB), freeMiB: Math.round(os.freemem() / MiB), rssMiB: Math.round(process.memoryUsage().rss / MiB), tensorBytes: memory.numBytes },
+    memory: {
+      totalMiB: Math.round(os.totalmem() / MiB),
+      freeMiB: Math.round(os.freemem() / MiB),
+      rssMiB: Math.round(process.memoryUsage().rss / MiB),
+      tensorBytes: memory.numBytes,
+    },
     available: BACKENDS,
   };
   if (values.json) {

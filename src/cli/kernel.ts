@@ -29,7 +29,8 @@ async function install(argv: string[]): Promise<number> {
   });
   if (positionals.length > 0) throw new UserError(`unexpected argument "${positionals[0]}"`);
   const mode = values["interrupt-mode"];
-  if (mode !== undefined && mode !== "message" && mode !== "signal") throw new UserError(`--interrupt-mode expects message or signal, got "${mode}"`);
+  if (mode !== undefined && mode !== "message" && mode !== "signal")
+    throw new UserError(`--interrupt-mode expects message or signal, got "${mode}"`);
   const { installKernelSpec } = await import("../../kernel/install.js");
   const dir = installKernelSpec({
     user: values.user,

@@ -42,7 +42,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await (await load())(rest);
+    return await (
+      await load()
+    )(rest);
   } catch (e) {
     if (isUserError(e)) {
       console.error(`loralab ${name}: ${e.message}`);

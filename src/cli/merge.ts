@@ -5,7 +5,12 @@ import { backendOption, prepareModel, reportBackend } from "./common.js";
 
 /** `loralab merge --model DIR --adapter DIR --out DIR`: fold the adapter into the weights, write a plain HF checkpoint. */
 export async function merge(argv: string[]): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...backendOption, model: { type: "string" }, adapter: { type: "string" }, out: { type: "string" } });
+  const { values } = parseCommandArgs(argv, {
+    ...backendOption,
+    model: { type: "string" },
+    adapter: { type: "string" },
+    out: { type: "string" },
+  });
   const modelRef = requireOption(values.model, "--model");
   const adapterDir = requireOption(values.adapter, "--adapter");
   const out = requireOption(values.out, "--out");

@@ -17,7 +17,8 @@ export async function quickstart(argv: string[]): Promise<number> {
   const c = loaded.config;
   console.log(`model: ${loaded.dir} (${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize})`);
   if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: the quickstart needs tokenizer.json`);
-  const sentence = "Call me Ishmael. Some years ago—never mind how long precisely—I thought I would sail about a little and see the watery part of the world.";
+  const sentence =
+    "Call me Ishmael. Some years ago—never mind how long precisely—I thought I would sail about a little and see the watery part of the world.";
   const scored = perplexity(loaded.model, [{ inputIds: loaded.tokenizer.encode(sentence) }]);
   console.log(`perplexity of "${sentence}": ${scored.perplexity.toFixed(3)} over ${scored.tokens} tokens`);
   const prompt = "Call me Ishmael.";

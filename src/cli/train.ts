@@ -19,7 +19,10 @@ import { backendOption, prepareModel, printJson, reportBackend } from "./common.
 /** "r=8,alpha=16,targets=q_proj+v_proj,dropout=0.05" → a LoRA config. */
 export function parseLoraSpec(spec: string): LoraConfigInput {
   const config: LoraConfigInput = {};
-  for (const part of spec.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [key, value] = part.split("=", 2) as [string, string | undefined];
     if (value === undefined || value === "") throw new UserError(`--lora: "${part}" is not key=value`);
     const num = (what: string) => {
@@ -32,14 +35,29 @@ export function parseLoraSpec(spec: string): LoraConfigInput {
       return value === "true";
     };
     switch (key) {
-      case "r": config.r = num("a positive integer"); break;
-      case "alpha": config.loraAlpha = num("a number"); break;
-      case "dropout": config.loraDropout = num("a number in [0, 1)"); break;
-      case "targets": config.targetModules = value === "all-linear" ? "all-linear" : value.split("+"); break;
-      case "bias": config.bias = value as LoraConfigInput["bias"]; break;
-      case "dora": config.useDora = bool(); break;
-      case "rslora": config.useRslora = bool(); break;
-      default: throw new UserError(`--lora: unknown key "${key}" (known: r, alpha, dropout, targets, bias, dora, rslora)`);
+      case "r":
+        config.r = num("a positive integer");
+        break;
+      case "alpha":
+        config.loraAlpha = num("a number");
+        break;
+      case "dropout":
+        config.loraDropout = num("a number in [0, 1)");
+        break;
+      case "targets":
+        config.targetModules = value === "all-linear" ? "all-linear" : value.split("+");
+        break;
+      case "bias":
+        config.bias = value as LoraConfigInput["bias"];
+        break;
+      case "dora":
+        config.useDora = bool();
+        break;
+      case "rslora":
+        config.useRslora = bool();
+        break;
+      default:
+        throw new UserError(`--lora: unknown key "${key}" (known: r, alpha, dropout, targets, bias, dora, rslora)`);
     }
   }
   return config;
@@ -53,15 +71,31 @@ function progressLine(log: StepLog, total: number): string {
 
 export async function train(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption, model: { type: "string" }, adapter: { type: "string" }, data: { type: "string" }, lora: { type: "string" },
-    full: { type: "boolean" }, steps: { type: "string" }, epochs: { type: "string" }, lr: { type: "string" }, batch: { type: "string" },
-    "grad-accum": { type: "string" }, warmup: { type: "string" }, schedule: { type: "string" }, "weight-decay": { type: "string" },
-    "max-grad-norm": { type: "string" }, seq: { type: "string" }, seed: { type: "string" }, "no-shuffle": { type: "boolean" },
-    out: { type: "string" }, json: { type: "boolean" },
+    ...backendOption,
+    model: { type: "string" },
+    adapter: { type: "string" },
+    data: { type: "string" },
+    lora: { type: "string" },
+    full: { type: "boolean" },
+    steps: { type: "string" },
+    epochs: { type: "string" },
+    lr: { type: "string" },
+    batch: { type: "string" },
+    "grad-accum": { type: "string" },
+    warmup: { type: "string" },
+    schedule: { type: "string" },
+    "weight-decay": { type: "string" },
+    "max-grad-norm": { type: "string" },
+    seq: { type: "string" },
+    seed: { type: "string" },
+    "no-shuffle": { type: "boolean" },
+    out: { type: "string" },
+    json: { type: "boolean" },
   });
   const modelRef = requireOption(values.model, "--model");
   const dataFile = requireOption(values.data, "--data");
-  if (values.full && (values.lora || values.adapter)) throw new UserError("--full trains every weight; it cannot be combined with --lora or --adapter");
+  if (values.full && (values.lora || values.adapter))
+    throw new UserError("--full trains every weight; it cannot be combined with --lora or --adapter");
   if (values.adapter && values.lora) throw new UserError("--adapter continues a saved adapter with its own config; drop --lora");
   if (values.steps && values.epochs) throw new UserError("give --steps or --epochs, not both");
   const schedule = (values.schedule ?? "linear") as ScheduleName;
@@ -101,7 +135,10 @@ export async function train(argv: string[]): Promise<number> {
   const trainer = new Trainer(trainable, examples, { ...args, signal: abort.signal });
   const trainableCount = trainable.trainableParameters().reduce((s, [, p]) => s + p.size, 0);
   const allCount = countParameters(trainable.model);
-  if (!quiet) console.error(`trainable params: ${trainableCount.toLocaleString("en-US")} || all params: ${allCount.toLocaleString("en-US")} || trainable%: ${((100 * trainableCount) / allCount).toFixed(4)}`);
+  if (!quiet)
+    console.error(
+      `trainable params: ${trainableCount.toLocaleString("en-US")} || all params: ${allCount.toLocaleString("en-US")} || trainable%: ${((100 * trainableCount) / allCount).toFixed(4)}`,
+    );
   const tty = process.stderr.isTTY && !quiet;
   trainer.on((e) => {
     if (e.type !== "step" || quiet) return;
@@ -120,11 +157,16 @@ export async function train(argv: string[]): Promise<number> {
   if (values.json) {
     printJson({
       steps: result.history.map((s) => ({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm })),
-      trainable_params: trainableCount, all_params: allCount, adapter_dir: values.out ?? null, stopped: result.reason,
+      trainable_params: trainableCount,
+      all_params: allCount,
+      adapter_dir: values.out ?? null,
+      stopped: result.reason,
       ...(result.message ? { message: result.message } : {}),
     });
   } else {
-    console.log(`${result.reason}: ${result.steps}/${result.totalSteps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? "n/a"}${values.out ? `, saved to ${values.out}` : ""}`);
+    console.log(
+      `${result.reason}: ${result.steps}/${result.totalSteps} steps, final loss ${result.history.at(-1)?.loss.toFixed(4) ?? "n/a"}${values.out ? `, saved to ${values.out}` : ""}`,
+    );
   }
   if (result.reason === "diverged") {
     console.error(`loralab train: training diverged: ${result.message}`);

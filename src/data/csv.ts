@@ -62,7 +62,9 @@ function scanRecords(text: string, delimiter: string, file: string): RecordInfo[
           record.fields++;
           continue;
         }
-        throw new UserError(`${file}:${line}: malformed quoted value: a closing " must be followed by the delimiter or the end of the line`);
+        throw new UserError(
+          `${file}:${line}: malformed quoted value: a closing " must be followed by the delimiter or the end of the line`,
+        );
       }
       while (i < n && text[i] !== delimiter && text[i] !== "\n" && text[i] !== "\r") i++;
       if (i >= n || newline()) break;
@@ -88,7 +90,10 @@ export function parseDelimited(text: string, file: string, delimiter = ","): Csv
   }
   const names = table.columnNames();
   if (new Set(names).size !== header.fields) {
-    const raw = text.slice(0, text.search(/\r|\n|$/)).split(delimiter).map((s) => s.replace(/^"|"$/g, ""));
+    const raw = text
+      .slice(0, text.search(/\r|\n|$/))
+      .split(delimiter)
+      .map((s) => s.replace(/^"|"$/g, ""));
     const dup = raw.find((name, k) => raw.indexOf(name) !== k);
     throw new UserError(`${file}:1: duplicate column name${dup === undefined ? "" : ` "${dup}"`}`);
   }
@@ -101,7 +106,9 @@ export function parseDelimited(text: string, file: string, delimiter = ","): Csv
     const rec = records[r + 1]!;
     if (rec.blank) return;
     if (rec.fields !== header.fields) {
-      throw new UserError(`${file}:${rec.line}: ${rec.fields} value${rec.fields === 1 ? "" : "s"}, but the header has ${header.fields} columns (quote values that contain "${delimiter === "\t" ? "\\t" : delimiter}")`);
+      throw new UserError(
+        `${file}:${rec.line}: ${rec.fields} value${rec.fields === 1 ? "" : "s"}, but the header has ${header.fields} columns (quote values that contain "${delimiter === "\t" ? "\\t" : delimiter}")`,
+      );
     }
     const value: Record<string, string> = {};
     for (const name of names) {

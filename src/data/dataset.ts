@@ -81,16 +81,24 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function describe(v: unknown): string {
-  return v === null ? "null" : Array.isArray(v) ? "an array" : typeof v === "object" ? `a ${(v as object).constructor?.name ?? "object"}` : JSON.stringify(v) ?? typeof v;
+  return v === null
+    ? "null"
+    : Array.isArray(v)
+      ? "an array"
+      : typeof v === "object"
+        ? `a ${(v as object).constructor?.name ?? "object"}`
+        : (JSON.stringify(v) ?? typeof v);
 }
 
 function checkCount(n: unknown, what: string): number {
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 0) throw new UserError(`${what} must be a non-negative integer, got ${JSON.stringify(n)}`);
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0)
+    throw new UserError(`${what} must be a non-negative integer, got ${JSON.stringify(n)}`);
   return n;
 }
 
 function checkSeed(seed: unknown, what: string): number {
-  if (typeof seed !== "number" || !Number.isInteger(seed)) throw new UserError(`${what}: the seed must be an integer, got ${JSON.stringify(seed)}`);
+  if (typeof seed !== "number" || !Number.isInteger(seed))
+    throw new UserError(`${what}: the seed must be an integer, got ${JSON.stringify(seed)}`);
   return seed;
 }
 
@@ -108,22 +116,28 @@ export class Dataset implements Iterable<Row> {
   /** Rows written in code; they are deep-copied (structuredClone) and frozen. Errors name them `name:index` (1-based). */
   static fromRows(rows: readonly Record<string, unknown>[], name = "rows"): Dataset {
     if (!Array.isArray(rows)) throw new UserError(`${name}: expected an array of row objects, got ${describe(rows)}`);
-    return new Dataset(name, rows.map((row, i) => {
-      const where = `${name}:${i + 1}`;
-      if (!isPlainObject(row)) throw new UserError(`${where}: a row must be a plain object, got ${describe(row)}`);
-      let copy: Record<string, unknown>;
-      try {
-        copy = structuredClone(row);
-      } catch (e) {
-        throw new UserError(`${where}: a row must hold plain data (strings, numbers, arrays, objects): ${(e as Error).message}`);
-      }
-      return { row: deepFreeze(copy), where };
-    }));
+    return new Dataset(
+      name,
+      rows.map((row, i) => {
+        const where = `${name}:${i + 1}`;
+        if (!isPlainObject(row)) throw new UserError(`${where}: a row must be a plain object, got ${describe(row)}`);
+        let copy: Record<string, unknown>;
+        try {
+          copy = structuredClone(row);
+        } catch (e) {
+          throw new UserError(`${where}: a row must hold plain data (strings, numbers, arrays, objects): ${(e as Error).message}`);
+        }
+        return { row: deepFreeze(copy), where };
+      }),
+    );
   }
 
   /** JSON Lines: one object per line; blank lines are skipped; rows keep their line numbers. */
   static fromJsonl(file: string): Dataset {
-    return new Dataset(file, readJsonl(file).map(({ line, value }) => ({ row: deepFreeze(value), where: `${file}:${line}` })));
+    return new Dataset(
+      file,
+      readJsonl(file).map(({ line, value }) => ({ row: deepFreeze(value), where: `${file}:${line}` })),
+    );
   }
 
   /**
@@ -132,7 +146,10 @@ export class Dataset implements Iterable<Row> {
    */
   static fromCsv(file: string, { delimiter = "," }: { delimiter?: string } = {}): Dataset {
     if (delimiter.length !== 1) throw new UserError(`${file}: the delimiter must be one character, got ${JSON.stringify(delimiter)}`);
-    return new Dataset(file, readDelimited(file, delimiter).map(({ line, value }) => ({ row: Object.freeze(value), where: `${file}:${line}` })));
+    return new Dataset(
+      file,
+      readDelimited(file, delimiter).map(({ line, value }) => ({ row: Object.freeze(value), where: `${file}:${line}` })),
+    );
   }
 
   static fromTsv(file: string): Dataset {
@@ -157,19 +174,28 @@ export class Dataset implements Iterable<Row> {
    * tokenizer). moby-dick with { blockSize, tokenizer } is packed like a .txt file (sections joined by "\n\n").
    */
   static load(nameOrPath: string, options: LoadOptions = {}): Dataset {
-    if (typeof nameOrPath !== "string" || nameOrPath === "") throw new UserError(`Dataset.load: expected a corpus name or a file path, got ${JSON.stringify(nameOrPath)}`);
+    if (typeof nameOrPath !== "string" || nameOrPath === "")
+      throw new UserError(`Dataset.load: expected a corpus name or a file path, got ${JSON.stringify(nameOrPath)}`);
     if (isCorpusName(nameOrPath)) {
       const rows = corpusRows(nameOrPath, options);
-      const ds = new Dataset(describeCorpus(nameOrPath, options), rows.map((row, i) => ({ row: deepFreeze(row), where: corpusWhere(nameOrPath, row, i) })));
+      const ds = new Dataset(
+        describeCorpus(nameOrPath, options),
+        rows.map((row, i) => ({ row: deepFreeze(row), where: corpusWhere(nameOrPath, row, i) })),
+      );
       if (options.blockSize === undefined && options.tokenizer === undefined) return ds;
-      if (nameOrPath !== "moby-dick") throw new UserError(`${nameOrPath}: blockSize/tokenizer pack plain text; only moby-dick (and .txt files) are packed — tokenize the others with toExamples()`);
+      if (nameOrPath !== "moby-dick")
+        throw new UserError(
+          `${nameOrPath}: blockSize/tokenizer pack plain text; only moby-dick (and .txt files) are packed — tokenize the others with toExamples()`,
+        );
       return ds.pack(packOptions(options, nameOrPath));
     }
     const ext = path.extname(nameOrPath).toLowerCase();
     switch (ext) {
       case ".json":
         if (/^\s*\[/.test(readUtf8(nameOrPath, "a .json file").slice(0, 1000))) {
-          throw new UserError(`${nameOrPath}: holds a JSON array; loralab reads JSON Lines (one object per line) — write one row per line, or load the array and use Dataset.fromRows()`);
+          throw new UserError(
+            `${nameOrPath}: holds a JSON array; loralab reads JSON Lines (one object per line) — write one row per line, or load the array and use Dataset.fromRows()`,
+          );
         }
         return Dataset.fromJsonl(nameOrPath);
       case ".jsonl":
@@ -181,7 +207,9 @@ export class Dataset implements Iterable<Row> {
       case ".txt":
         return Dataset.fromText(nameOrPath, packOptions(options, nameOrPath));
       default:
-        throw new UserError(`${nameOrPath}: ${ext ? `unknown file type "${ext}"` : "not a built-in corpus"}; load a file ending in .jsonl, .json (JSON Lines), .csv, .tsv or .txt, or a built-in corpus: ${CORPORA.join(", ")}`);
+        throw new UserError(
+          `${nameOrPath}: ${ext ? `unknown file type "${ext}"` : "not a built-in corpus"}; load a file ending in .jsonl, .json (JSON Lines), .csv, .tsv or .txt, or a built-in corpus: ${CORPORA.join(", ")}`,
+        );
     }
   }
 
@@ -217,15 +245,21 @@ export class Dataset implements Iterable<Row> {
 
   /** A new row per row; `fn` must return a plain object (it is frozen). The row keeps its provenance. */
   map(fn: (row: Row, index: number) => Record<string, unknown>): Dataset {
-    return new Dataset(this.source, this.entries.map((e, i) => {
-      const out = fn(e.row, i);
-      if (!isPlainObject(out)) throw new UserError(`${e.where}: map() must return a plain object per row, got ${describe(out)}`);
-      return { row: deepFreeze(out), where: e.where };
-    }));
+    return new Dataset(
+      this.source,
+      this.entries.map((e, i) => {
+        const out = fn(e.row, i);
+        if (!isPlainObject(out)) throw new UserError(`${e.where}: map() must return a plain object per row, got ${describe(out)}`);
+        return { row: deepFreeze(out), where: e.where };
+      }),
+    );
   }
 
   filter(fn: (row: Row, index: number) => boolean): Dataset {
-    return new Dataset(this.source, this.entries.filter((e, i) => fn(e.row, i)));
+    return new Dataset(
+      this.source,
+      this.entries.filter((e, i) => fn(e.row, i)),
+    );
   }
 
   /** The first n rows (all of them if there are fewer). */
@@ -250,14 +284,18 @@ export class Dataset implements Iterable<Row> {
    * n and its own fraction (and those before it): changing the train fraction never moves test rows.
    */
   split(fractions: SplitFractions, seed = 0): Splits {
-    if (typeof fractions !== "object" || fractions === null) throw new UserError(`split: expected fractions like { train: 0.8, validation: 0.1, test: 0.1 }`);
+    if (typeof fractions !== "object" || fractions === null)
+      throw new UserError(`split: expected fractions like { train: 0.8, validation: 0.1, test: 0.1 }`);
     for (const [k, v] of Object.entries(fractions)) {
-      if (!["train", "validation", "test"].includes(k)) throw new UserError(`split: unknown split "${k}"; the splits are train, validation, test`);
-      if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 1) throw new UserError(`split: ${k} must be a fraction in [0, 1], got ${JSON.stringify(v)}`);
+      if (!["train", "validation", "test"].includes(k))
+        throw new UserError(`split: unknown split "${k}"; the splits are train, validation, test`);
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 1)
+        throw new UserError(`split: ${k} must be a fraction in [0, 1], got ${JSON.stringify(v)}`);
     }
     const { train = 0, validation = 0, test = 0 } = fractions;
     const sum = train + validation + test;
-    if (Math.abs(sum - 1) > 1e-9) throw new UserError(`split: the fractions must sum to 1, got ${+sum.toFixed(6)}; subsample first with take() or filter()`);
+    if (Math.abs(sum - 1) > 1e-9)
+      throw new UserError(`split: the fractions must sum to 1, got ${+sum.toFixed(6)}; subsample first with take() or filter()`);
     const n = this.length;
     const nTest = Math.floor(n * test + 1e-9);
     const nValidation = Math.floor(n * validation + 1e-9);
@@ -276,7 +314,10 @@ export class Dataset implements Iterable<Row> {
     all.forEach((d, i) => {
       if (!(d instanceof Dataset)) throw new UserError(`concat: argument ${i} is not a Dataset`);
     });
-    return new Dataset(all.map((d) => d.source).join(" + "), all.flatMap((d) => d.entries));
+    return new Dataset(
+      all.map((d) => d.source).join(" + "),
+      all.flatMap((d) => d.entries),
+    );
   }
 
   /**
@@ -302,9 +343,11 @@ export class Dataset implements Iterable<Row> {
    */
   toExamples(tokenizer: Tokenizer | undefined, options: ToExamplesOptions = {}): SourcedExample[] {
     const vocabSize = options.vocabSize ?? tokenizer?.vocabSize;
-    if (vocabSize === undefined) throw new UserError(`${this.source}: toExamples() needs a tokenizer or { vocabSize } to check the ids against`);
+    if (vocabSize === undefined)
+      throw new UserError(`${this.source}: toExamples() needs a tokenizer or { vocabSize } to check the ids against`);
     const { maxLength } = options;
-    if (maxLength !== undefined && !(Number.isInteger(maxLength) && maxLength > 0)) throw new UserError(`toExamples: maxLength must be a positive integer, got ${JSON.stringify(maxLength)}`);
+    if (maxLength !== undefined && !(Number.isInteger(maxLength) && maxLength > 0))
+      throw new UserError(`toExamples: maxLength must be a positive integer, got ${JSON.stringify(maxLength)}`);
     return this.entries.map((e) => ({ ...convertRow(e.row, e.where, { tokenizer, vocabSize, maxLength }), source: e.where }));
   }
 }
@@ -317,7 +360,8 @@ function packOptions(options: Partial<PackOptions>, what: string): PackOptions {
 }
 
 function packText(text: string, name: string, { tokenizer, blockSize }: PackOptions): Entry[] {
-  if (!(Number.isInteger(blockSize) && blockSize >= 2)) throw new UserError(`${name}: blockSize must be an integer ≥ 2, got ${JSON.stringify(blockSize)}`);
+  if (!(Number.isInteger(blockSize) && blockSize >= 2))
+    throw new UserError(`${name}: blockSize must be an integer ≥ 2, got ${JSON.stringify(blockSize)}`);
   if (!tokenizer || typeof tokenizer.encode !== "function") throw new UserError(`${name}: packing text needs a tokenizer`);
   if (text.trim() === "") throw new UserError(`${name}: no text (the file is empty)`);
   const ids = tokenizer.encode(text, { specialTokens: false });

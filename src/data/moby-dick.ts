@@ -10,7 +10,9 @@ export const MOBY_DICK_VALIDATION_FRACTION = 0.05;
 
 /** The whole book: its 139 sections joined by "\n\n" (as Dataset.pack joins rows). */
 export function mobyDickText(): string {
-  return corpusRows("moby-dick").map((row) => String(row.text)).join("\n\n");
+  return corpusRows("moby-dick")
+    .map((row) => String(row.text))
+    .join("\n\n");
 }
 
 export interface TextSplit {
@@ -24,7 +26,8 @@ export interface TextSplit {
  * the Epilogue for the default 5 %). Deterministic: the same text and fraction give the same split.
  */
 export function mobyDickSplit(validationFraction = MOBY_DICK_VALIDATION_FRACTION, text = mobyDickText()): TextSplit {
-  if (!(validationFraction > 0 && validationFraction < 1)) throw new RangeError(`validationFraction must lie in (0, 1), got ${validationFraction}`);
+  if (!(validationFraction > 0 && validationFraction < 1))
+    throw new RangeError(`validationFraction must lie in (0, 1), got ${validationFraction}`);
   const cut = text.indexOf("\n\n", Math.floor(text.length * (1 - validationFraction)));
   if (cut === -1) throw new RangeError("no paragraph break after the split point");
   return { train: text.slice(0, cut), validation: text.slice(cut + 2) };
@@ -48,6 +51,7 @@ export function packBlocks(text: string, tokenizer: BlockTokenizer, blockSize: n
   if (bos === undefined) throw new Error("packBlocks: the tokenizer has no BOS token");
   const ids = tokenizer.encode(text, { specialTokens: false });
   const blocks: { inputIds: number[] }[] = [];
-  for (let start = 0; start < ids.length; start += blockSize - 1) blocks.push({ inputIds: [bos, ...ids.slice(start, start + blockSize - 1)] });
+  for (let start = 0; start < ids.length; start += blockSize - 1)
+    blocks.push({ inputIds: [bos, ...ids.slice(start, start + blockSize - 1)] });
   return blocks;
 }

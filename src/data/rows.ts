@@ -88,19 +88,30 @@ export function convertRow(value: RowValue, where: string, opts: ConvertOptions)
       break;
     }
     default:
-      return fail(`expected a "text", "prompt"+"completion", "messages" or "input_ids" field, found ${Object.keys(value).map((k) => `"${k}"`).join(", ") || "no fields"}`);
+      return fail(
+        `expected a "text", "prompt"+"completion", "messages" or "input_ids" field, found ${
+          Object.keys(value)
+            .map((k) => `"${k}"`)
+            .join(", ") || "no fields"
+        }`,
+      );
   }
   if (format !== "input_ids") checkVocab(example.inputIds, opts.vocabSize, fail);
   if (example.inputIds.length === 0) fail("encodes to no tokens");
   const full = example.inputIds.length;
   if (opts.maxLength !== undefined && full > opts.maxLength) {
-    example = { inputIds: example.inputIds.slice(0, opts.maxLength), ...(example.labels ? { labels: example.labels.slice(0, opts.maxLength) } : {}) };
+    example = {
+      inputIds: example.inputIds.slice(0, opts.maxLength),
+      ...(example.labels ? { labels: example.labels.slice(0, opts.maxLength) } : {}),
+    };
   }
   // The loss shifts by one (token t predicts t+1), so labels[0] never counts.
   if (masked && example.labels && !example.labels.some((l, t) => t > 0 && l !== IGNORED)) {
-    fail(example.inputIds.length < full
-      ? `no token is scored after truncation to maxLength ${opts.maxLength} (the row is ${full} tokens; the scored part starts later) — raise maxLength or shorten the prompt`
-      : "no token is scored (every label is -100)");
+    fail(
+      example.inputIds.length < full
+        ? `no token is scored after truncation to maxLength ${opts.maxLength} (the row is ${full} tokens; the scored part starts later) — raise maxLength or shorten the prompt`
+        : "no token is scored (every label is -100)",
+    );
   }
   return example;
 }
@@ -142,7 +153,8 @@ function idsField(value: RowValue, field: string, vocabSize: number, fail: (what
   v.forEach((id: unknown, i: number) => {
     if (typeof id !== "number" || !Number.isInteger(id)) fail(`"${field}"[${i}] = ${describe(id)} is not an integer token id`);
     if (isLabels && id === IGNORED) return;
-    if (id < 0 || id >= vocabSize) fail(`"${field}"[${i}] = ${id} is outside the vocabulary (0…${vocabSize - 1}${isLabels ? ", or -100 for not scored" : ""})`);
+    if (id < 0 || id >= vocabSize)
+      fail(`"${field}"[${i}] = ${id} is outside the vocabulary (0…${vocabSize - 1}${isLabels ? ", or -100 for not scored" : ""})`);
   });
   return v as number[];
 }
@@ -178,7 +190,8 @@ export function promptCompletionExample(prompt: string, completion: string, toke
 function specialToken(config: Record<string, unknown>, field: string): string {
   const v = config[field];
   if (typeof v === "string") return v;
-  if (v && typeof v === "object" && typeof (v as Record<string, unknown>).content === "string") return (v as Record<string, unknown>).content as string;
+  if (v && typeof v === "object" && typeof (v as Record<string, unknown>).content === "string")
+    return (v as Record<string, unknown>).content as string;
   return "";
 }
 
@@ -189,8 +202,10 @@ function chatTemplate(tokenizer: Tokenizer, fail: (what: string) => never): Temp
   if (t === undefined) {
     const source = tokenizer.chatTemplate;
     if (source === undefined) {
-      fail(`"messages" rows need a chat template, but the tokenizer has none (tokenizer_config.json has no "chat_template"); `
-        + `add one there, or write the rows as "prompt"/"completion" or "text"`);
+      fail(
+        `"messages" rows need a chat template, but the tokenizer has none (tokenizer_config.json has no "chat_template"); ` +
+          `add one there, or write the rows as "prompt"/"completion" or "text"`,
+      );
     }
     try {
       t = new Template(source);
@@ -214,16 +229,19 @@ function chatMessages(value: RowValue, fail: (what: string) => never): Record<st
   }
   if (!Array.isArray(v) || v.length === 0) fail(`"messages" must be a non-empty array of {"role", "content"} objects, got ${describe(v)}`);
   v.forEach((m: unknown, i: number) => {
-    if (typeof m !== "object" || m === null || Array.isArray(m)) fail(`"messages"[${i}] must be an object with "role" and "content", got ${describe(m)}`);
+    if (typeof m !== "object" || m === null || Array.isArray(m))
+      fail(`"messages"[${i}] must be an object with "role" and "content", got ${describe(m)}`);
     const { role, content } = m as Record<string, unknown>;
     if (typeof role !== "string") fail(`"messages"[${i}].role must be a string, got ${describe(role)}`);
-    if (!(CHAT_ROLES as readonly string[]).includes(role)) fail(`"messages"[${i}].role "${role}" is unknown; expected one of ${CHAT_ROLES.join(", ")}`);
+    if (!(CHAT_ROLES as readonly string[]).includes(role))
+      fail(`"messages"[${i}].role "${role}" is unknown; expected one of ${CHAT_ROLES.join(", ")}`);
     if (content === undefined) fail(`"messages"[${i}].content is missing`);
     if (typeof content !== "string") fail(`"messages"[${i}].content must be a string, got ${describe(content)}`);
     if (content.trim() === "") fail(`"messages"[${i}].content is empty`);
     if (isIllFormed(content)) fail(`"messages"[${i}].content is not valid Unicode (it holds a lone UTF-16 surrogate)`);
   });
-  if (!v.some((m) => (m as Record<string, unknown>).role === "assistant")) fail(`"messages" has no "assistant" message, so nothing would be scored`);
+  if (!v.some((m) => (m as Record<string, unknown>).role === "assistant"))
+    fail(`"messages" has no "assistant" message, so nothing would be scored`);
   return v as Record<string, unknown>[];
 }
 
@@ -238,7 +256,12 @@ function chatExample(value: RowValue, tokenizer: Tokenizer, fail: (what: string)
   const messages = chatMessages(value, fail);
   const template = chatTemplate(tokenizer, fail);
   const cfg = tokenizer.config;
-  const vars = { bos_token: specialToken(cfg, "bos_token"), eos_token: specialToken(cfg, "eos_token"), unk_token: specialToken(cfg, "unk_token"), pad_token: specialToken(cfg, "pad_token") };
+  const vars = {
+    bos_token: specialToken(cfg, "bos_token"),
+    eos_token: specialToken(cfg, "eos_token"),
+    unk_token: specialToken(cfg, "unk_token"),
+    pad_token: specialToken(cfg, "pad_token"),
+  };
   const render = (upTo: number, addGenerationPrompt: boolean): string => {
     try {
       return template.render({ ...vars, messages: messages.slice(0, upTo), add_generation_prompt: addGenerationPrompt });
@@ -255,7 +278,9 @@ function chatExample(value: RowValue, tokenizer: Tokenizer, fail: (what: string)
     const before = render(i, true);
     const through = render(i + 1, false);
     if (!whole.startsWith(before) || !whole.startsWith(through)) {
-      fail(`chat_template renders the conversation up to message ${i} differently from the start of the whole conversation, so the assistant turn cannot be located`);
+      fail(
+        `chat_template renders the conversation up to message ${i} differently from the start of the whole conversation, so the assistant turn cannot be located`,
+      );
     }
     const start = commonPrefix(encode(before), inputIds);
     const end = commonPrefix(encode(through), inputIds);

@@ -44,7 +44,8 @@ export async function saveAdapter(model: PeftModel, dir: string, name = model.ac
     const key = savedKey(param, name);
     if (key) tensors[key] = { shape: p.shape, data: p.dataSync() as Float32Array };
     // Biases trained per the config's `bias` setting belong to the adapter too.
-    else if (p.trainable && !modules.has(param) && model.activeAdapters.includes(name)) tensors[`${PREFIX}${param}`] = { shape: p.shape, data: p.dataSync() as Float32Array };
+    else if (p.trainable && !modules.has(param) && model.activeAdapters.includes(name))
+      tensors[`${PREFIX}${param}`] = { shape: p.shape, data: p.dataSync() as Float32Array };
   }
   for (const [param, t] of modules) tensors[`${PREFIX}${param}`] = { shape: t.shape, data: t.dataSync() as Float32Array };
   const config = toAdapterConfigJson(info.config, info.targets);
@@ -83,7 +84,8 @@ export async function loadAdapter(model: CausalLM | PeftModel, dir: string, opti
   const name = options.name ?? "default";
   const config = readAdapterConfig(dir);
   const file = path.join(dir, ADAPTER_WEIGHTS);
-  if (!fs.existsSync(file)) throw new UserError(`${file}: not found (adapter_model.bin pickles are not supported; save adapters with safe_serialization)`);
+  if (!fs.existsSync(file))
+    throw new UserError(`${file}: not found (adapter_model.bin pickles are not supported; save adapters with safe_serialization)`);
   const peft = model instanceof PeftModel ? model : PeftModel.create(model, config, { adapterName: name, seed: options.seed });
   if (model instanceof PeftModel) {
     model.addAdapter(name, config);
@@ -102,14 +104,18 @@ export async function loadAdapterWeights(peft: PeftModel, dir: string, name: str
   for (const [key, t] of tensors) {
     const target = paramPath(key, name);
     const p = params.get(target) ?? params.get(target.replace(/\.bias$/, ".base_layer.bias"));
-    if (!p) throw new UserError(`${file}: tensor "${key}" does not belong to any module of the model (is the adapter for another base model?)`);
+    if (!p)
+      throw new UserError(`${file}: tensor "${key}" does not belong to any module of the model (is the adapter for another base model?)`);
     if (p.shape.join() !== t.shape.join()) {
-      throw new UserError(`${file}: tensor "${key}" has shape [${t.shape.join(", ")}] but the model expects [${p.shape.join(", ")}] (r or target modules differ from adapter_config.json?)`);
+      throw new UserError(
+        `${file}: tensor "${key}" has shape [${t.shape.join(", ")}] but the model expects [${p.shape.join(", ")}] (r or target modules differ from adapter_config.json?)`,
+      );
     }
     tf.tidy(() => p.assign(tf.tensor(t.data, t.shape)));
   }
   const expected = [...params.keys()].filter((k) => k.includes(`.lora_A.${name}.`) || k.includes(`.lora_B.${name}.`));
   const loaded = new Set([...tensors.keys()].map((k) => paramPath(k, name)));
   const missing = expected.filter((k) => !loaded.has(k));
-  if (missing.length) throw new UserError(`${file}: missing ${missing.length} adapter tensor(s), e.g. "${PREFIX}${missing[0]!.replace(`.${name}.`, ".")}"`);
+  if (missing.length)
+    throw new UserError(`${file}: missing ${missing.length} adapter tensor(s), e.g. "${PREFIX}${missing[0]!.replace(`.${name}.`, ".")}"`);
 }

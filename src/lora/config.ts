@@ -43,9 +43,22 @@ export type LoraConfigInput = Partial<LoraConfig> & {
 };
 
 export const LORA_DEFAULTS: LoraConfig = {
-  r: 8, loraAlpha: 8, targetModules: null, excludeModules: null, loraDropout: 0, bias: "none", modulesToSave: null,
-  useRslora: false, initLoraWeights: true, layersToTransform: null, layersPattern: null, rankPattern: {}, alphaPattern: {},
-  useDora: false, fanInFanOut: false, baseModelNameOrPath: null,
+  r: 8,
+  loraAlpha: 8,
+  targetModules: null,
+  excludeModules: null,
+  loraDropout: 0,
+  bias: "none",
+  modulesToSave: null,
+  useRslora: false,
+  initLoraWeights: true,
+  layersToTransform: null,
+  layersPattern: null,
+  rankPattern: {},
+  alphaPattern: {},
+  useDora: false,
+  fanInFanOut: false,
+  baseModelNameOrPath: null,
 };
 
 /** PEFT's per-architecture default targets (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
@@ -72,24 +85,80 @@ export function resolveLoraConfig(input: LoraConfigInput | number = {}, where = 
     ...(dropout !== undefined ? { loraDropout: dropout } : {}),
   };
   const unknown = Object.keys(rest).filter((k) => !(k in LORA_DEFAULTS));
-  if (unknown.length) throw new UserError(`${where}: unknown option "${unknown[0]}"; known: ${[...Object.keys(LORA_DEFAULTS), "alpha", "targets", "dropout"].join(", ")}`);
+  if (unknown.length)
+    throw new UserError(
+      `${where}: unknown option "${unknown[0]}"; known: ${[...Object.keys(LORA_DEFAULTS), "alpha", "targets", "dropout"].join(", ")}`,
+    );
   check(isPositiveInt(c.r), where, "r", "a positive integer", c.r);
-  check(typeof c.loraAlpha === "number" && Number.isFinite(c.loraAlpha) && c.loraAlpha > 0, where, "loraAlpha", "a positive number", c.loraAlpha);
-  check(typeof c.loraDropout === "number" && c.loraDropout >= 0 && c.loraDropout < 1, where, "loraDropout", "a number in [0, 1)", c.loraDropout);
+  check(
+    typeof c.loraAlpha === "number" && Number.isFinite(c.loraAlpha) && c.loraAlpha > 0,
+    where,
+    "loraAlpha",
+    "a positive number",
+    c.loraAlpha,
+  );
+  check(
+    typeof c.loraDropout === "number" && c.loraDropout >= 0 && c.loraDropout < 1,
+    where,
+    "loraDropout",
+    "a number in [0, 1)",
+    c.loraDropout,
+  );
   check(["none", "all", "lora_only"].includes(c.bias), where, "bias", '"none", "all" or "lora_only"', c.bias);
-  check(c.targetModules === null || typeof c.targetModules === "string" || isStringList(c.targetModules), where, "targetModules", "a list of module names, a regex string or \"all-linear\"", c.targetModules);
-  check(c.excludeModules === null || typeof c.excludeModules === "string" || isStringList(c.excludeModules), where, "excludeModules", "a list of module names or a regex string", c.excludeModules);
+  check(
+    c.targetModules === null || typeof c.targetModules === "string" || isStringList(c.targetModules),
+    where,
+    "targetModules",
+    'a list of module names, a regex string or "all-linear"',
+    c.targetModules,
+  );
+  check(
+    c.excludeModules === null || typeof c.excludeModules === "string" || isStringList(c.excludeModules),
+    where,
+    "excludeModules",
+    "a list of module names or a regex string",
+    c.excludeModules,
+  );
   check(c.modulesToSave === null || isStringList(c.modulesToSave), where, "modulesToSave", "a list of module names", c.modulesToSave);
-  check([true, false, "gaussian"].includes(c.initLoraWeights as never), where, "initLoraWeights", 'true, false or "gaussian"', c.initLoraWeights);
+  check(
+    [true, false, "gaussian"].includes(c.initLoraWeights as never),
+    where,
+    "initLoraWeights",
+    'true, false or "gaussian"',
+    c.initLoraWeights,
+  );
   if (typeof c.layersToTransform === "number") c.layersToTransform = [c.layersToTransform];
-  check(c.layersToTransform === null || (Array.isArray(c.layersToTransform) && c.layersToTransform.every((n) => Number.isInteger(n) && n >= 0)), where, "layersToTransform", "a layer index or a list of them", c.layersToTransform);
+  check(
+    c.layersToTransform === null || (Array.isArray(c.layersToTransform) && c.layersToTransform.every((n) => Number.isInteger(n) && n >= 0)),
+    where,
+    "layersToTransform",
+    "a layer index or a list of them",
+    c.layersToTransform,
+  );
   if (typeof c.layersPattern === "string") c.layersPattern = [c.layersPattern];
-  check(c.layersPattern === null || isStringList(c.layersPattern), where, "layersPattern", "a string or a list of strings", c.layersPattern);
+  check(
+    c.layersPattern === null || isStringList(c.layersPattern),
+    where,
+    "layersPattern",
+    "a string or a list of strings",
+    c.layersPattern,
+  );
   if (c.layersToTransform !== null && typeof c.targetModules === "string") {
-    throw new UserError(`${where}: "layersToTransform" cannot be combined with a regex "targetModules" (as in PEFT): put the layer restriction into the regex`);
+    throw new UserError(
+      `${where}: "layersToTransform" cannot be combined with a regex "targetModules" (as in PEFT): put the layer restriction into the regex`,
+    );
   }
-  for (const [field, pattern] of [["rankPattern", c.rankPattern], ["alphaPattern", c.alphaPattern]] as const) {
-    check(typeof pattern === "object" && pattern !== null && Object.values(pattern).every((v) => typeof v === "number" && v > 0), where, field, "an object of module-name pattern → positive number", pattern);
+  for (const [field, pattern] of [
+    ["rankPattern", c.rankPattern],
+    ["alphaPattern", c.alphaPattern],
+  ] as const) {
+    check(
+      typeof pattern === "object" && pattern !== null && Object.values(pattern).every((v) => typeof v === "number" && v > 0),
+      where,
+      field,
+      "an object of module-name pattern → positive number",
+      pattern,
+    );
   }
   return c;
 }
@@ -143,22 +212,25 @@ export function fromAdapterConfigJson(json: Record<string, unknown>, file: strin
     if (!ok(json[key])) throw new UserError(`${file}: "${key}" = ${JSON.stringify(json[key])} is not supported`);
   }
   const init = json.init_lora_weights;
-  return resolveLoraConfig({
-    r: json.r as number | undefined,
-    loraAlpha: json.lora_alpha as number | undefined,
-    targetModules: (json.target_modules ?? null) as string[] | string | null,
-    excludeModules: (json.exclude_modules ?? null) as string[] | string | null,
-    loraDropout: (json.lora_dropout ?? 0) as number,
-    bias: (json.bias ?? "none") as LoraBias,
-    modulesToSave: (json.modules_to_save ?? null) as string[] | null,
-    useRslora: Boolean(json.use_rslora),
-    initLoraWeights: init === "gaussian" ? "gaussian" : init === false ? false : true,
-    layersToTransform: (json.layers_to_transform ?? null) as number[] | null,
-    layersPattern: (json.layers_pattern ?? null) as string[] | null,
-    rankPattern: (json.rank_pattern ?? {}) as Record<string, number>,
-    alphaPattern: (json.alpha_pattern ?? {}) as Record<string, number>,
-    useDora: Boolean(json.use_dora),
-    fanInFanOut: Boolean(json.fan_in_fan_out),
-    baseModelNameOrPath: (json.base_model_name_or_path ?? null) as string | null,
-  }, file);
+  return resolveLoraConfig(
+    {
+      r: json.r as number | undefined,
+      loraAlpha: json.lora_alpha as number | undefined,
+      targetModules: (json.target_modules ?? null) as string[] | string | null,
+      excludeModules: (json.exclude_modules ?? null) as string[] | string | null,
+      loraDropout: (json.lora_dropout ?? 0) as number,
+      bias: (json.bias ?? "none") as LoraBias,
+      modulesToSave: (json.modules_to_save ?? null) as string[] | null,
+      useRslora: Boolean(json.use_rslora),
+      initLoraWeights: init === "gaussian" ? "gaussian" : init === false ? false : true,
+      layersToTransform: (json.layers_to_transform ?? null) as number[] | null,
+      layersPattern: (json.layers_pattern ?? null) as string[] | null,
+      rankPattern: (json.rank_pattern ?? {}) as Record<string, number>,
+      alphaPattern: (json.alpha_pattern ?? {}) as Record<string, number>,
+      useDora: Boolean(json.use_dora),
+      fanInFanOut: Boolean(json.fan_in_fan_out),
+      baseModelNameOrPath: (json.base_model_name_or_path ?? null) as string | null,
+    },
+    file,
+  );
 }

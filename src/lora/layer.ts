@@ -54,7 +54,9 @@ export class DoraMagnitude extends Module {
 }
 
 /** Identity forward, zero gradient: PEFT detaches DoRA's weight norm (§4.3 of the DoRA paper). */
-const detach = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as never) as (x: tf.Tensor) => tf.Tensor;
+const detach = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as never) as (
+  x: tf.Tensor,
+) => tf.Tensor;
 
 function uniform(shape: [number, number], bound: number, random: Random): tf.Tensor2D {
   const values = Float32Array.from({ length: shape[0] * shape[1] }, () => (random.next() * 2 - 1) * bound);
@@ -80,7 +82,10 @@ export class LoraLayer extends Module implements LinearLike {
   private readonly loraB = new ModuleDict<Linear>();
   private readonly magnitude = new ModuleDict<DoraMagnitude>();
 
-  constructor(readonly base: Linear | Conv1D, private readonly state: LoraState) {
+  constructor(
+    readonly base: Linear | Conv1D,
+    private readonly state: LoraState,
+  ) {
     super();
     this.inFeatures = base.inFeatures;
     this.outFeatures = base.outFeatures;

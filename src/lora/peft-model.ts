@@ -41,7 +41,10 @@ export class PeftModel extends Module implements CausalLM {
   private readonly moduleCopies = new Map<string, Map<string, tf.Tensor>>();
   private readonly liveOwner = new Map<string, string>();
 
-  private constructor(readonly base: CausalLM, seed: number) {
+  private constructor(
+    readonly base: CausalLM,
+    seed: number,
+  ) {
     super();
     this.addModule("base_model", base);
     this.state = { active: [], disabled: false, training: false, random: new Random(seed) };
@@ -88,23 +91,35 @@ export class PeftModel extends Module implements CausalLM {
   /** Adds a new adapter (inactive until setAdapter); its weights are initialised per `initLoraWeights`. */
   addAdapter(name: string, input: LoraConfigInput | number | LoraConfig = {}): AdapterInfo {
     if (this.adapters.has(name)) throw new UserError(`adapter "${name}" already exists; delete it first or choose another name`);
-    if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new UserError(`adapter name "${name}": use letters, digits, "_" or "-" (it becomes part of parameter names)`);
+    if (!/^[A-Za-z0-9_-]+$/.test(name))
+      throw new UserError(`adapter name "${name}": use letters, digits, "_" or "-" (it becomes part of parameter names)`);
     const config = resolveLoraConfig(input as LoraConfigInput);
     const targets = targetSpec(config, this.config, this.base);
     const unique = findTargets(this.base, config, targets);
     for (const path of unique) {
       let layer = getModule(this.base, path);
       if (!(layer instanceof LoraLayer)) {
-        if (!(layer instanceof Linear || layer instanceof Conv1D)) throw new UserError(`lora config: "${path}" cannot carry a LoRA adapter`);
+        if (!(layer instanceof Linear || layer instanceof Conv1D))
+          throw new UserError(`lora config: "${path}" cannot carry a LoRA adapter`);
         const [parent, childName] = parentAndName(this.base, path);
         layer = new LoraLayer(layer, this.state);
         parent.replaceChild(childName, layer);
       }
       const { r, alpha } = rankAndAlpha(config, path);
       const scaling = config.useRslora ? alpha / Math.sqrt(r) : alpha / r;
-      (layer as LoraLayer).addAdapter(name, { r, alpha, scaling, dropout: config.loraDropout, useDora: config.useDora }, config.initLoraWeights, this.state.random);
+      (layer as LoraLayer).addAdapter(
+        name,
+        { r, alpha, scaling, dropout: config.loraDropout, useDora: config.useDora },
+        config.initLoraWeights,
+        this.state.random,
+      );
     }
-    const info = { config: { ...config, fanInFanOut: unique.some((p) => (getModule(this.base, p) as LoraLayer).fanInFanOut) }, targets, modules: unique, frozen: false };
+    const info = {
+      config: { ...config, fanInFanOut: unique.some((p) => (getModule(this.base, p) as LoraLayer).fanInFanOut) },
+      targets,
+      modules: unique,
+      frozen: false,
+    };
     this.adapters.set(name, info);
     this.copyModulesToSave(name);
     this.applyTrainability();
@@ -138,7 +153,7 @@ export class PeftModel extends Module implements CausalLM {
   private syncModulesToSave(): void {
     const params = new Map(this.base.namedParameters());
     for (const [param, copies] of this.moduleCopies) {
-      const wanted = this.state.disabled ? "" : this.state.active.find((a) => copies.has(a)) ?? "";
+      const wanted = this.state.disabled ? "" : (this.state.active.find((a) => copies.has(a)) ?? "");
       const live = this.liveOwner.get(param)!;
       if (wanted === live) continue;
       const variable = params.get(param)!;
@@ -153,7 +168,10 @@ export class PeftModel extends Module implements CausalLM {
   /** The values an adapter saves for its modules_to_save (whether or not it is active). */
   modulesToSaveValues(name: string): [string, tf.Tensor][] {
     const params = new Map(this.base.namedParameters());
-    return this.modulesToSaveParams(name).map((param) => [param, this.liveOwner.get(param) === name ? params.get(param)! : this.moduleCopies.get(param)!.get(name)!]);
+    return this.modulesToSaveParams(name).map((param) => [
+      param,
+      this.liveOwner.get(param) === name ? params.get(param)! : this.moduleCopies.get(param)!.get(name)!,
+    ]);
   }
 
   /** Marks an adapter as trainable or frozen (inference only). */
@@ -167,7 +185,8 @@ export class PeftModel extends Module implements CausalLM {
   /** Makes `names` the active adapters (their updates add up). */
   setAdapter(names: string | string[]): void {
     const list = Array.isArray(names) ? names : [names];
-    for (const n of list) if (!this.adapters.has(n)) throw new UserError(`no adapter "${n}"; adapters: ${[...this.adapters.keys()].join(", ") || "none"}`);
+    for (const n of list)
+      if (!this.adapters.has(n)) throw new UserError(`no adapter "${n}"; adapters: ${[...this.adapters.keys()].join(", ") || "none"}`);
     this.state.active = list;
     this.syncModulesToSave();
     this.applyTrainability();
@@ -226,7 +245,8 @@ export class PeftModel extends Module implements CausalLM {
    * "linear" needs equal ranks and mixes A and B separately (A = Σ √wᵢ·scalingᵢ·Aᵢ, B = Σ √wᵢ·Bᵢ), as PEFT does.
    */
   addWeightedAdapter(adapters: string[], weights: number[], newName: string, combination: "cat" | "linear" = "cat"): void {
-    if (adapters.length === 0 || adapters.length !== weights.length) throw new UserError("addWeightedAdapter: give as many weights as adapters (at least one)");
+    if (adapters.length === 0 || adapters.length !== weights.length)
+      throw new UserError("addWeightedAdapter: give as many weights as adapters (at least one)");
     const infos = adapters.map((a) => {
       const info = this.adapters.get(a);
       if (!info) throw new UserError(`no adapter "${a}"`);
@@ -237,25 +257,53 @@ export class PeftModel extends Module implements CausalLM {
     const layersOf = modules.map((m) => getModule(this.base, m) as LoraLayer);
     const ranks = layersOf.map((layer) => adapters.reduce((sum, a) => sum + (layer.settings.get(a)?.r ?? 0), 0));
     if (combination === "linear") {
-      const rs = new Set(infos.flatMap((info, k) => info.modules.map((m) => (getModule(this.base, m) as LoraLayer).settings.get(adapters[k]!)!.r)));
-      if (rs.size !== 1) throw new UserError(`addWeightedAdapter "linear" needs adapters of one rank; found ranks ${[...rs].join(", ")} (use "cat")`);
+      const rs = new Set(
+        infos.flatMap((info, k) => info.modules.map((m) => (getModule(this.base, m) as LoraLayer).settings.get(adapters[k]!)!.r)),
+      );
+      if (rs.size !== 1)
+        throw new UserError(`addWeightedAdapter "linear" needs adapters of one rank; found ranks ${[...rs].join(", ")} (use "cat")`);
     }
     const r = combination === "linear" ? layersOf[0]!.settings.get(adapters[0]!)!.r : Math.max(...ranks);
     const rankPattern: Record<string, number> = {};
-    if (combination === "cat") modules.forEach((m, i) => { if (ranks[i] !== r) rankPattern[m] = ranks[i]!; });
+    if (combination === "cat")
+      modules.forEach((m, i) => {
+        if (ranks[i] !== r) rankPattern[m] = ranks[i]!;
+      });
     // The combined update carries its scaling inside A, so alpha = r gives scaling 1.
-    this.addAdapter(newName, { ...first, r, loraAlpha: r, rankPattern, alphaPattern: Object.fromEntries(Object.entries(rankPattern)), targetModules: modules, useDora: false, useRslora: false, initLoraWeights: true, layersToTransform: null });
+    this.addAdapter(newName, {
+      ...first,
+      r,
+      loraAlpha: r,
+      rankPattern,
+      alphaPattern: Object.fromEntries(Object.entries(rankPattern)),
+      targetModules: modules,
+      useDora: false,
+      useRslora: false,
+      initLoraWeights: true,
+      layersToTransform: null,
+    });
     tf.tidy(() => {
       for (const layer of layersOf) {
-        const parts = adapters.map((a, k) => ({ s: layer.settings.get(a), w: layer.settings.has(a) ? layer.weightsOf(a) : undefined, weight: weights[k]! }))
+        const parts = adapters
+          .map((a, k) => ({ s: layer.settings.get(a), w: layer.settings.has(a) ? layer.weightsOf(a) : undefined, weight: weights[k]! }))
           .filter((p) => p.s !== undefined && p.w !== undefined);
         const target = layer.weightsOf(newName);
         if (combination === "linear") {
           target.a.assign(tf.addN(parts.map((p) => p.w!.a.mul(Math.sqrt(Math.abs(p.weight)) * p.s!.scaling))));
           target.b.assign(tf.addN(parts.map((p) => p.w!.b.mul(Math.sign(p.weight) * Math.sqrt(Math.abs(p.weight))))));
         } else {
-          target.a.assign(tf.concat(parts.map((p) => p.w!.a.mul(p.weight * p.s!.scaling)), 0));
-          target.b.assign(tf.concat(parts.map((p) => p.w!.b), 1));
+          target.a.assign(
+            tf.concat(
+              parts.map((p) => p.w!.a.mul(p.weight * p.s!.scaling)),
+              0,
+            ),
+          );
+          target.b.assign(
+            tf.concat(
+              parts.map((p) => p.w!.b),
+              1,
+            ),
+          );
         }
       }
     });
@@ -291,7 +339,12 @@ export class PeftModel extends Module implements CausalLM {
     }
     const percent = (100 * trainable) / all;
     const fmt = (n: number) => n.toLocaleString("en-US");
-    return { trainable, all, percent, text: `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${percent.toFixed(4)}` };
+    return {
+      trainable,
+      all,
+      percent,
+      text: `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${percent.toFixed(4)}`,
+    };
   }
 
   /** Folds the active adapters into the base weights. */

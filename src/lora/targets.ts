@@ -78,14 +78,23 @@ export function findTargets(root: Module, config: LoraConfig, targets: string[] 
   for (const [name, m] of candidateLayers(root)) {
     if (!isTargeted(name, config, targets)) continue;
     if (!isLinearLike(m)) {
-      if (typeof targets !== "string") throw new UserError(`lora config: target "${name}" is not a linear layer; LoRA wraps linear layers only`);
+      if (typeof targets !== "string")
+        throw new UserError(`lora config: target "${name}" is not a linear layer; LoRA wraps linear layers only`);
       continue;
     }
     found.push(name);
   }
   if (found.length === 0) {
-    const linear = [...new Set(candidateLayers(root).filter(([, m]) => isLinearLike(m)).map(([n]) => n.split(".").pop()!))];
-    throw new UserError(`lora config: target modules ${JSON.stringify(targets)} match no layer of the model; its linear layers are: ${linear.join(", ")}`);
+    const linear = [
+      ...new Set(
+        candidateLayers(root)
+          .filter(([, m]) => isLinearLike(m))
+          .map(([n]) => n.split(".").pop()!),
+      ),
+    ];
+    throw new UserError(
+      `lora config: target modules ${JSON.stringify(targets)} match no layer of the model; its linear layers are: ${linear.join(", ")}`,
+    );
   }
   return found;
 }

@@ -6,10 +6,7 @@
 import { exp, log } from "./libm.js";
 import { allWordNgrams, clippedMatches, type NgramCounts } from "./ngrams.js";
 import { pyFixed, pyRstrip, pySum } from "./pycompat.js";
-import {
-  formatSignature, referencesBySegment,
-  type RefCount, type ReferenceStreams, type SegmentReferences,
-} from "./references.js";
+import { formatSignature, referencesBySegment, type RefCount, type ReferenceStreams, type SegmentReferences } from "./references.js";
 import { getTokenizer, isTokenizerName, TOKENIZERS, type TokenizerName } from "./tokenizers.js";
 
 export type SmoothMethod = "exp" | "floor" | "add-k" | "none";
@@ -22,7 +19,10 @@ export const SMOOTH_METHODS: readonly SmoothMethod[] = ["exp", "floor", "add-k",
  * `floor` and `add-k` take a value, these are the defaults.
  */
 export const SMOOTH_DEFAULTS: Readonly<Record<SmoothMethod, number | null>> = {
-  exp: null, floor: 0.1, "add-k": 1, none: null,
+  exp: null,
+  floor: 0.1,
+  "add-k": 1,
+  none: null,
 };
 
 export const MAX_NGRAM_ORDER = 4;
@@ -216,7 +216,10 @@ function score(hyps: readonly string[], refStreams: ReferenceStreams, options: B
     }
   });
   const result = computeBleu(sum, {
-    smoothMethod: options.smoothMethod ?? "exp", smoothValue: options.smoothValue, effectiveOrder, maxNgramOrder: maxOrder,
+    smoothMethod: options.smoothMethod ?? "exp",
+    smoothValue: options.smoothValue,
+    effectiveOrder,
+    maxNgramOrder: maxOrder,
   });
   return { ...result, signature: bleuSignature(nrefs, options, effectiveOrder) };
 }
@@ -229,12 +232,19 @@ export function corpusBleu(hyps: readonly string[], refs: ReferenceStreams, opti
 
 /** BLEU of one hypothesis against its references; effective order is on unless turned off. */
 export function sentenceBleu(hyp: string, refs: SegmentReferences, options: BleuOptions = {}): BleuScore {
-  return score([hyp], refs.map((ref) => [ref]), options, options.effectiveOrder ?? true);
+  return score(
+    [hyp],
+    refs.map((ref) => [ref]),
+    options,
+    options.effectiveOrder ?? true,
+  );
 }
 
 /** sacrebleu's result string: "BLEU = 42.51 71.4/50.0/35.7/25.0 (BP = 1.000 ratio = 1.000 hyp_len = 14 ref_len = 14)". */
 export function formatBleuScore(s: Omit<BleuScore, "signature">): string {
   const precisions = s.precisions.map((p) => pyFixed(p, 1)).join("/");
-  return `BLEU = ${pyFixed(s.score, 2)} ${precisions} (BP = ${pyFixed(s.bp, 3)} ratio = ${pyFixed(s.ratio, 3)} ` +
-    `hyp_len = ${s.sysLen} ref_len = ${s.refLen})`;
+  return (
+    `BLEU = ${pyFixed(s.score, 2)} ${precisions} (BP = ${pyFixed(s.bp, 3)} ratio = ${pyFixed(s.ratio, 3)} ` +
+    `hyp_len = ${s.sysLen} ref_len = ${s.refLen})`
+  );
 }

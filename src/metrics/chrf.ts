@@ -5,10 +5,7 @@
  */
 import { allCharNgrams, clippedMatches, totalCount, wordNgrams, type NgramCounts } from "./ngrams.js";
 import { codePoints, pyFixed, pySplit } from "./pycompat.js";
-import {
-  formatSignature, referencesBySegment,
-  type RefCount, type ReferenceStreams, type SegmentReferences,
-} from "./references.js";
+import { formatSignature, referencesBySegment, type RefCount, type ReferenceStreams, type SegmentReferences } from "./references.js";
 
 export interface ChrfOptions {
   /** Default 6. */
@@ -45,7 +42,12 @@ type Resolved = Required<ChrfOptions>;
 
 function resolve(options: ChrfOptions): Resolved {
   const resolved = {
-    charOrder: 6, wordOrder: 0, beta: 2, lowercase: false, whitespace: false, epsSmoothing: false,
+    charOrder: 6,
+    wordOrder: 0,
+    beta: 2,
+    lowercase: false,
+    whitespace: false,
+    epsSmoothing: false,
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
   } as Resolved;
   for (const key of ["charOrder", "wordOrder", "beta"] as const) {
@@ -106,7 +108,9 @@ function fScore(stats: readonly number[], o: Resolved): number {
   let avgRec = 0;
   let effectiveOrder = 0;
   for (let i = 0; i < order; i++) {
-    const nHyp = stats[3 * i]!, nRef = stats[3 * i + 1]!, nMatch = stats[3 * i + 2]!;
+    const nHyp = stats[3 * i]!,
+      nRef = stats[3 * i + 1]!,
+      nMatch = stats[3 * i + 2]!;
     const prec = nHyp > 0 ? nMatch / nHyp : eps;
     const rec = nRef > 0 ? nMatch / nRef : eps;
     const denom = factor * prec + rec;
@@ -158,12 +162,16 @@ function score(hyps: readonly string[], refStreams: ReferenceStreams, options: C
   const { refs, nrefs } = referencesBySegment(refStreams, hyps.length);
   const sum = new Array<number>(3 * (o.charOrder + o.wordOrder)).fill(0);
   hyps.forEach((hyp, i) => {
-    segmentStats(prepare(hyp), refs[i]!.map(prepare), o).forEach((v, j) => { sum[j] += v; });
+    segmentStats(prepare(hyp), refs[i]!.map(prepare), o).forEach((v, j) => {
+      sum[j] += v;
+    });
   });
   return {
     name: `chrF${o.beta}${"+".repeat(o.wordOrder)}`,
     score: fScore(sum, o),
-    charOrder: o.charOrder, wordOrder: o.wordOrder, beta: o.beta,
+    charOrder: o.charOrder,
+    wordOrder: o.wordOrder,
+    beta: o.beta,
     signature: chrfSignature(nrefs, o),
   };
 }
@@ -176,7 +184,11 @@ export function corpusChrf(hyps: readonly string[], refs: ReferenceStreams, opti
 
 /** chrF of one hypothesis against its references. */
 export function sentenceChrf(hyp: string, refs: SegmentReferences, options: ChrfOptions = {}): ChrfScore {
-  return score([hyp], refs.map((ref) => [ref]), options);
+  return score(
+    [hyp],
+    refs.map((ref) => [ref]),
+    options,
+  );
 }
 
 /** sacrebleu's result string, e.g. "chrF2 = 59.73" or "chrF2++ = 57.31". */

@@ -29,8 +29,13 @@ export interface GenerationEvalOptions extends Partial<Omit<GenerationOptions, "
   eosTokenIds?: number[];
 }
 
-export function generationScores(model: CausalLM, tokenizer: Tokenizer, pairs: { prompt: string; completion: string }[],
-  metrics: readonly GenerationMetric[], options: GenerationEvalOptions = {}): GenerationScores {
+export function generationScores(
+  model: CausalLM,
+  tokenizer: Tokenizer,
+  pairs: { prompt: string; completion: string }[],
+  metrics: readonly GenerationMetric[],
+  options: GenerationEvalOptions = {},
+): GenerationScores {
   const examples = pairs.map((p) => {
     // Room for the reference's length twice over, unless the caller says otherwise.
     const budget = options.maxNewTokens ?? Math.max(8, 2 * tokenizer.encode(p.completion, { specialTokens: false }).length);

@@ -12,7 +12,7 @@ type DD = readonly [number, number];
 function twoSum(a: number, b: number): DD {
   const s = a + b;
   const bb = s - a;
-  return [s, (a - (s - bb)) + (b - bb)];
+  return [s, a - (s - bb) + (b - bb)];
 }
 
 function quickTwoSum(a: number, b: number): DD {
@@ -26,10 +26,12 @@ const SPLITTER = 134217729; // 2^27 + 1
 function twoProd(a: number, b: number): DD {
   const p = a * b;
   let t = SPLITTER * a;
-  const ah = t - (t - a), al = a - ah;
+  const ah = t - (t - a),
+    al = a - ah;
   t = SPLITTER * b;
-  const bh = t - (t - b), bl = b - bh;
-  return [p, ((ah * bh - p) + ah * bl + al * bh) + al * bl];
+  const bh = t - (t - b),
+    bl = b - bh;
+  return [p, ah * bh - p + ah * bl + al * bh + al * bl];
 }
 
 function add(a: DD, b: DD): DD {
@@ -48,13 +50,16 @@ function mul(a: DD, b: DD): DD {
 function inverse(n: number): DD {
   const q = 1 / n;
   const r = twoProd(q, n); // q·n = r0 + r1 exactly, so 1/n - q = (1 - r0 - r1)/n
-  return quickTwoSum(q, ((1 - r[0]) - r[1]) / n);
+  return quickTwoSum(q, (1 - r[0] - r[1]) / n);
 }
 
 const LN2: DD = [0.6931471805599453, 2.3190468138462996e-17];
 
 /** 1/n! for n = 0..11: the Taylor coefficients of e^s. */
-const INV_FACTORIAL: DD[] = [[1, 0], [1, 0]];
+const INV_FACTORIAL: DD[] = [
+  [1, 0],
+  [1, 0],
+];
 for (let n = 2, f = 2; n <= 11; f *= ++n) INV_FACTORIAL.push(inverse(f));
 
 /** e^x in double-double, for normal results (-708 < x < 709). */

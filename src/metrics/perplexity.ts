@@ -83,6 +83,9 @@ export function perplexity(model: CausalLM, examples: Example[], options: Perple
       }
     });
   }
-  const total = score(sums.reduce((a, b) => a + b, 0), counts.reduce((a, b) => a + b, 0));
+  const total = score(
+    sums.reduce((a, b) => a + b, 0),
+    counts.reduce((a, b) => a + b, 0),
+  );
   return { ...total, perExample: [...sums].map((s, i) => score(s, counts[i]!)) };
 }

@@ -7,13 +7,11 @@
 /** Code units that Python's str.isspace() accepts (all are in the BMP). JS `\s` differs:
  * it includes U+FEFF and lacks U+001C–U+001F and U+0085. */
 const PY_WHITESPACE = new Set<number>([
-  0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680,
-  0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a,
-  0x2028, 0x2029, 0x202f, 0x205f, 0x3000,
+  0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,
+  0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000,
 ]);
 
-const NON_WHITESPACE_RUN =
-  /[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/gu;
+const NON_WHITESPACE_RUN = /[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/gu;
 
 /** Python's `s.split()`: the runs of non-whitespace. */
 export function pySplit(s: string): string[] {
@@ -61,7 +59,7 @@ export function pySum(values: readonly number[]): number {
   let compensation = 0;
   for (const x of values) {
     const t = sum + x;
-    compensation += Math.abs(sum) >= Math.abs(x) ? (sum - t) + x : (x - t) + sum;
+    compensation += Math.abs(sum) >= Math.abs(x) ? sum - t + x : x - t + sum;
     sum = t;
   }
   return compensation !== 0 && Number.isFinite(compensation) ? sum + compensation : sum;

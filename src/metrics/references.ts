@@ -43,7 +43,5 @@ export function referencesBySegment(streams: ReferenceStreams, segments: number)
 
 /** sacrebleu's `key:value|…|version:X` signature (its long form), version always last. */
 export function formatSignature(nrefs: RefCount, fields: readonly [string, string | number][]): string {
-  return [["nrefs", nrefs] as const, ...fields, ["version", SACREBLEU_VERSION] as const]
-    .map(([key, value]) => `${key}:${value}`)
-    .join("|");
+  return [["nrefs", nrefs] as const, ...fields, ["version", SACREBLEU_VERSION] as const].map(([key, value]) => `${key}:${value}`).join("|");
 }

@@ -32,8 +32,7 @@ export function tokenize13a(line: string): string {
   line = line.replaceAll("<skipped>", "").replaceAll("-\n", "").replaceAll("\n", " ");
   if (line.includes("&")) {
     // Sequential, so "&amp;lt;" becomes "<" exactly as in sacrebleu.
-    line = line.replaceAll("&quot;", '"').replaceAll("&amp;", "&")
-      .replaceAll("&lt;", "<").replaceAll("&gt;", ">");
+    line = line.replaceAll("&quot;", '"').replaceAll("&amp;", "&").replaceAll("&lt;", "<").replaceAll("&gt;", ">");
   }
   // The padding lets the period/comma rules fire at the line's edges.
   line = ` ${line} `;
@@ -67,9 +66,13 @@ export function tokenizeNone(line: string): string {
 
 export function getTokenizer(name: TokenizerName): Tokenizer {
   switch (name) {
-    case "13a": return tokenize13a;
-    case "intl": return tokenizeIntl;
-    case "char": return tokenizeChar;
-    case "none": return tokenizeNone;
+    case "13a":
+      return tokenize13a;
+    case "intl":
+      return tokenizeIntl;
+    case "char":
+      return tokenizeChar;
+    case "none":
+      return tokenizeNone;
   }
 }

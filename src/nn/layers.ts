@@ -38,7 +38,11 @@ export class Linear extends Module implements LinearLike {
   readonly weight: tf.Variable;
   readonly bias: tf.Variable | undefined;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, bias: boolean) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias: boolean,
+  ) {
     super();
     this.weight = this.addParameter("weight", tf.zeros([outFeatures, inFeatures]));
     this.bias = bias ? this.addParameter("bias", tf.zeros([outFeatures])) : undefined;
@@ -57,7 +61,10 @@ export class Conv1D extends Module implements LinearLike {
   readonly weight: tf.Variable;
   readonly bias: tf.Variable;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+  ) {
     super();
     this.weight = this.addParameter("weight", tf.zeros([inFeatures, outFeatures]));
     this.bias = this.addParameter("bias", tf.zeros([outFeatures]));
@@ -71,7 +78,10 @@ export class Conv1D extends Module implements LinearLike {
 export class Embedding extends Module {
   readonly weight: tf.Variable;
 
-  constructor(readonly numEmbeddings: number, readonly dim: number) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly dim: number,
+  ) {
     super();
     this.weight = this.addParameter("weight", tf.zeros([numEmbeddings, dim]));
   }
@@ -86,7 +96,10 @@ export class Embedding extends Module {
 export class RMSNorm extends Module {
   readonly weight: tf.Variable;
 
-  constructor(readonly dim: number, readonly eps: number) {
+  constructor(
+    readonly dim: number,
+    readonly eps: number,
+  ) {
     super();
     this.weight = this.addParameter("weight", tf.ones([dim]));
   }
@@ -102,7 +115,10 @@ export class LayerNorm extends Module {
   readonly weight: tf.Variable;
   readonly bias: tf.Variable;
 
-  constructor(readonly dim: number, readonly eps: number) {
+  constructor(
+    readonly dim: number,
+    readonly eps: number,
+  ) {
     super();
     this.weight = this.addParameter("weight", tf.ones([dim]));
     this.bias = this.addParameter("bias", tf.zeros([dim]));
@@ -110,6 +126,10 @@ export class LayerNorm extends Module {
 
   forward(x: tf.Tensor): tf.Tensor {
     const { mean, variance } = tf.moments(x, -1, true); // [..., 1] each
-    return x.sub(mean).mul(tf.rsqrt(variance.add(this.eps))).mul(this.weight).add(this.bias);
+    return x
+      .sub(mean)
+      .mul(tf.rsqrt(variance.add(this.eps)))
+      .mul(this.weight)
+      .add(this.bias);
   }
 }

@@ -63,7 +63,10 @@ export class FullTrainable implements Trainable {
   readonly kind = "full";
   readonly random: Random;
 
-  constructor(readonly model: CausalLM, seed = 0) {
+  constructor(
+    readonly model: CausalLM,
+    seed = 0,
+  ) {
     for (const [, p] of model.namedParameters()) p.trainable = true;
     this.random = new Random(seed);
   }

@@ -105,19 +105,35 @@ type Resolved = Required<Omit<TrainingArguments, "maxSteps" | "warmupSteps" | "e
 
 function resolveArgs(a: TrainingArguments): Resolved {
   const r: Resolved = {
-    lr: 2e-4, batchSize: 8, gradAccum: 1, epochs: 1, warmupRatio: 0, schedule: "linear" as ScheduleName, weightDecay: 0, maxGradNorm: 1,
-    betas: [0.9, 0.999] as [number, number], eps: 1e-8, maxLength: 0, seed: 42, shuffle: true, evalSteps: 0, saveStrategy: "no" as const, saveSteps: 500,
+    lr: 2e-4,
+    batchSize: 8,
+    gradAccum: 1,
+    epochs: 1,
+    warmupRatio: 0,
+    schedule: "linear" as ScheduleName,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    betas: [0.9, 0.999] as [number, number],
+    eps: 1e-8,
+    maxLength: 0,
+    seed: 42,
+    shuffle: true,
+    evalSteps: 0,
+    saveStrategy: "no" as const,
+    saveSteps: 500,
     ...(Object.fromEntries(Object.entries(a).filter(([, v]) => v !== undefined)) as TrainingArguments),
   };
   const positiveInt = (k: keyof Resolved) => {
     const v = r[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new UserError(`training argument ${String(k)}: expected a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      throw new UserError(`training argument ${String(k)}: expected a positive integer, got ${JSON.stringify(v)}`);
   };
   positiveInt("batchSize");
   positiveInt("gradAccum");
   if (r.maxSteps !== undefined) positiveInt("maxSteps");
   if (!(r.lr > 0)) throw new UserError(`training argument lr: expected a positive number, got ${r.lr}`);
-  if (!SCHEDULES.includes(r.schedule)) throw new UserError(`training argument schedule: expected one of ${SCHEDULES.join(", ")}, got "${r.schedule}"`);
+  if (!SCHEDULES.includes(r.schedule))
+    throw new UserError(`training argument schedule: expected one of ${SCHEDULES.join(", ")}, got "${r.schedule}"`);
   if (r.saveStrategy !== "no" && !r.outputDir) throw new UserError(`training argument saveStrategy "${r.saveStrategy}" needs outputDir`);
   return r;
 }
@@ -145,11 +161,17 @@ export class Trainer {
   /** Parameters exempt from weight decay: biases and normalisation weights, as transformers' Trainer. */
   private readonly noDecay: ReadonlySet<string>;
 
-  constructor(readonly trainable: Trainable, data: Example[], args: TrainingArguments = {}) {
+  constructor(
+    readonly trainable: Trainable,
+    data: Example[],
+    args: TrainingArguments = {},
+  ) {
     this.args = resolveArgs(args);
     if (data.length === 0) throw new UserError("training data is empty");
     const max = this.args.maxLength;
-    this.examples = data.map((e) => (max > 0 && e.inputIds.length > max ? { inputIds: e.inputIds.slice(0, max), labels: e.labels?.slice(0, max) } : e));
+    this.examples = data.map((e) =>
+      max > 0 && e.inputIds.length > max ? { inputIds: e.inputIds.slice(0, max), labels: e.labels?.slice(0, max) } : e,
+    );
     const rowsPerStep = this.args.batchSize * this.args.gradAccum;
     this.stepsPerEpoch = Math.ceil(this.examples.length / rowsPerStep);
     this.totalSteps = this.args.maxSteps ?? Math.ceil((this.args.epochs * this.examples.length) / rowsPerStep);
@@ -225,10 +247,14 @@ export class Trainer {
     try {
       for (const rows of microBatches) {
         const batch = collate(rows.map((r) => this.examples[r]!));
-        const { value, grads: g } = tf.variableGrads(() => tf.tidy(() => {
-          const { nll } = tokenNll(this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
-          return nll.sum().div(Math.max(total, 1)) as tf.Scalar;
-        }), vars);
+        const { value, grads: g } = tf.variableGrads(
+          () =>
+            tf.tidy(() => {
+              const { nll } = tokenNll(this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
+              return nll.sum().div(Math.max(total, 1)) as tf.Scalar;
+            }),
+          vars,
+        );
         disposeBatch(batch);
         nllSum += value.dataSync()[0]! * Math.max(total, 1);
         value.dispose();
@@ -260,8 +286,14 @@ export class Trainer {
     this.state.step = stepNumber;
     const tokens = microBatches.flat().reduce((s, r) => s + this.examples[r]!.inputIds.length, 0);
     return {
-      step: stepNumber, epoch: (stepNumber * this.args.batchSize * this.args.gradAccum) / this.examples.length, loss, lr, gradNorm,
-      tokens, tokensPerSecond: tokens / seconds, elapsedSeconds: this.state.elapsedSeconds,
+      step: stepNumber,
+      epoch: (stepNumber * this.args.batchSize * this.args.gradAccum) / this.examples.length,
+      loss,
+      lr,
+      gradNorm,
+      tokens,
+      tokensPerSecond: tokens / seconds,
+      elapsedSeconds: this.state.elapsedSeconds,
     };
   }
 
@@ -287,7 +319,10 @@ export class Trainer {
       for (const [name, t] of this.optimizer.stateTensors()) moments[name] = { shape: t.shape, data: t.dataSync() as Float32Array };
       await writeFileAtomic(path.join(tmp, OPTIMIZER_FILE), serializeSafetensors(moments, { step: String(this.optimizer.step) }));
       const state: TrainerState = { ...this.state, randomState: this.trainable.random.getState() };
-      await writeFileAtomic(path.join(tmp, STATE_FILE), `${JSON.stringify({ ...state, args: { ...this.args, evalData: undefined, signal: undefined } }, null, 2)}\n`);
+      await writeFileAtomic(
+        path.join(tmp, STATE_FILE),
+        `${JSON.stringify({ ...state, args: { ...this.args, evalData: undefined, signal: undefined } }, null, 2)}\n`,
+      );
       fs.rmSync(dir, { recursive: true, force: true });
       fs.renameSync(tmp, dir);
     } catch (e) {
@@ -305,7 +340,13 @@ export class Trainer {
     await this.trainable.restore(dir);
     const optimizer = await readSafetensors(path.join(dir, OPTIMIZER_FILE));
     this.optimizer.loadState(saved.step, optimizer);
-    this.state = { step: saved.step, randomState: saved.randomState, history: saved.history, evals: saved.evals, elapsedSeconds: saved.elapsedSeconds };
+    this.state = {
+      step: saved.step,
+      randomState: saved.randomState,
+      history: saved.history,
+      evals: saved.evals,
+      elapsedSeconds: saved.elapsedSeconds,
+    };
     this.trainable.random.setState(saved.randomState);
   }
 
@@ -313,7 +354,15 @@ export class Trainer {
   async train(): Promise<TrainResult> {
     let lastCheckpoint: string | undefined;
     const finish = (reason: TrainResult["reason"], message?: string): TrainResult => {
-      const result: TrainResult = { reason, steps: this.state.step, totalSteps: this.totalSteps, history: this.state.history, evals: this.state.evals, lastCheckpoint, message };
+      const result: TrainResult = {
+        reason,
+        steps: this.state.step,
+        totalSteps: this.totalSteps,
+        history: this.state.history,
+        evals: this.state.evals,
+        lastCheckpoint,
+        message,
+      };
       this.emit({ type: "end", result });
       return result;
     };

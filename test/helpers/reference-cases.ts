@@ -12,8 +12,10 @@ export const STORY_TEXTS = [
 ];
 
 /** A long story (~300 tokens) so RoPE is checked far from position 0. */
-export const LONG_TEXT = Array.from({ length: 12 }, (_, i) =>
-  `On day ${i + 1}, Lily and her friend Ben played with a ball in the park, and the sun was warm.`).join(" ");
+export const LONG_TEXT = Array.from(
+  { length: 12 },
+  (_, i) => `On day ${i + 1}, Lily and her friend Ben played with a ball in the park, and the sun was warm.`,
+).join(" ");
 
 export const GREEDY_PROMPTS = [[1, 403, 407, 261, 378], [1]];
 
@@ -39,7 +41,14 @@ export async function buildReferenceCases(workDir: string): Promise<ReferenceCas
     { name: "stories/loss-batch", model: STORIES, kind: "loss", ...padRight(stories), per_token: true },
     { name: "stories/loss-long", model: STORIES, kind: "loss", input_ids: [long] },
     { name: "stories/logits", model: STORIES, kind: "logits", input_ids: stories[1]!, positions: [0, 5, -1] },
-    ...GREEDY_PROMPTS.map((p, i): ReferenceCase => ({ name: `stories/greedy-${i}`, model: STORIES, kind: "greedy", input_ids: p, max_new_tokens: 30, eos: true })),
+    ...GREEDY_PROMPTS.map((p, i): ReferenceCase => ({
+      name: `stories/greedy-${i}`,
+      model: STORIES,
+      kind: "greedy",
+      input_ids: p,
+      max_new_tokens: 30,
+      eos: true,
+    })),
   ];
   for (const [k, kind] of TINY_KINDS.entries()) {
     const dir = await writeTinyCheckpoint(path.join(workDir, kind), kind, 1000 + k);

@@ -13,11 +13,21 @@ export const PYTHON = "/usr/bin/python3";
 export const FIXTURE = path.join(REPO, "test/fixtures/reference-outputs.json");
 
 export type ReferenceCase =
-  | { name: string; model: string; kind: "loss"; input_ids: number[][]; attention_mask?: number[][]; labels?: number[][]; per_token?: boolean }
+  | {
+      name: string;
+      model: string;
+      kind: "loss";
+      input_ids: number[][];
+      attention_mask?: number[][];
+      labels?: number[][];
+      per_token?: boolean;
+    }
   | { name: string; model: string; kind: "logits"; input_ids: number[]; positions?: number[] }
   | { name: string; model: string; kind: "greedy"; input_ids: number[]; max_new_tokens: number; eos: boolean };
 
-export type ReferenceResult = { loss: number | null; nll_sum: number; tokens: number; nll?: (number | null)[][] } & { logits: number[][] } & { new_ids: number[] } & { error?: string };
+export type ReferenceResult = { loss: number | null; nll_sum: number; tokens: number; nll?: (number | null)[][] } & {
+  logits: number[][];
+} & { new_ids: number[] } & { error?: string };
 
 interface Fixture {
   digest: string;
@@ -38,7 +48,10 @@ export function requestDigest(cases: ReferenceCase[]): string {
   const digestOf = (dir: string) => {
     if (!modelDigest.has(dir)) {
       const h = createHash("sha256");
-      for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".json") || f.endsWith(".safetensors")).sort()) {
+      for (const f of fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors"))
+        .sort()) {
         h.update(f).update(fs.readFileSync(path.join(dir, f)));
       }
       modelDigest.set(dir, h.digest("hex"));
@@ -61,8 +74,12 @@ export function runReference(cases: ReferenceCase[], workDir: string): Fixture {
 }
 
 /** Live outputs when torch is here (and `LORALAB_REFERENCE=fixtures` is not set), else the checked fixture. */
-export function referenceOutputs(cases: ReferenceCase[], workDir: string): { source: "live" | "fixture"; results: Record<string, ReferenceResult> } {
-  if (process.env.LORALAB_REFERENCE !== "fixtures" && torchAvailable()) return { source: "live", results: runReference(cases, workDir).results };
+export function referenceOutputs(
+  cases: ReferenceCase[],
+  workDir: string,
+): { source: "live" | "fixture"; results: Record<string, ReferenceResult> } {
+  if (process.env.LORALAB_REFERENCE !== "fixtures" && torchAvailable())
+    return { source: "live", results: runReference(cases, workDir).results };
   const fixture = JSON.parse(fs.readFileSync(FIXTURE, "utf8")) as Fixture;
   const digest = requestDigest(cases);
   if (fixture.digest !== digest) {
