@@ -6,9 +6,10 @@
  *   compare({ full: base.full(), lora: base.lora(8) }, ds, { maxSteps: 50, eval: { data: test } })
  */
 import * as aq from "arquero";
-import { median } from "../src/stats.js";
+import { median } from "../src/core/stats.js";
 import type { DataInput } from "./data.js";
-import { DISPLAY, lossChart, type MimeBundle } from "./display.js";
+import { lossChart } from "./presentation.js";
+import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import type { Metric } from "./model.js";
 import type { Run, TrainOptions } from "./run.js";
 

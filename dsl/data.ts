@@ -1,8 +1,8 @@
 /** What DSL calls accept as data, turned into token sequences for a given model. */
 import type { Example } from "../src/data/batch.js";
 import { rowToExample } from "../src/data/rows.js";
-import { UserError } from "../src/errors.js";
-import type { Tokenizer } from "../src/tokenizer.js";
+import { UserError } from "../src/core/errors.js";
+import type { Tokenizer } from "../src/models/tokenizer.js";
 
 /** Anything with rows that can tokenize itself (the data layer's Dataset). */
 export interface TokenizableData {

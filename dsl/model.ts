@@ -8,12 +8,12 @@
  * A base model carries every LoRA adapter trained from it (PEFT's multi-adapter model): each
  * `.lora(...)` gets its own named adapter, and a handle activates its adapter for each call.
  */
-import { initBackend, tf } from "../src/backend.js";
-import { UserError } from "../src/errors.js";
+import { initBackend, tf } from "../src/backend/index.js";
+import { UserError } from "../src/core/errors.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
 import { createModel, loadModel, type LoadedModel } from "../src/models/load.js";
 import { saveModelDirectory } from "../src/models/save.js";
-import { generate as generateIds, type GenerationOptions } from "../src/generate.js";
+import { generate as generateIds, type GenerationOptions } from "../src/models/generation.js";
 import { perplexity } from "../src/metrics/perplexity.js";
 import * as aq from "arquero";
 import { type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
@@ -23,7 +23,8 @@ import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { countParameters } from "../src/nn/module.js";
 import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
-import { DISPLAY, htmlKeyValues, type MimeBundle, textKeyValues } from "./display.js";
+import { htmlKeyValues, textKeyValues } from "./presentation.js";
+import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import { Run, type TrainOptions } from "./run.js";
 
 export type Metric = "perplexity" | "bleu" | "chrf" | "exact_match";

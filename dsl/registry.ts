@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as aq from "arquero";
-import { UserError } from "../src/errors.js";
+import { UserError } from "../src/core/errors.js";
 import { runsDirectory } from "./run.js";
 
 export interface RecordedRun {

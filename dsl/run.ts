@@ -7,16 +7,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import * as aq from "arquero";
-import { tf } from "../src/backend.js";
-import { UserError } from "../src/errors.js";
-import { writeFileAtomic } from "../src/fsutil.js";
+import { tf } from "../src/backend/index.js";
+import { UserError } from "../src/core/errors.js";
+import { writeFileAtomic } from "../src/core/files.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 import { Trainer, type EvalLog, type StepLog, type TrainResult, type TrainingArguments } from "../src/train/trainer.js";
 import type { ScheduleName } from "../src/train/schedule.js";
 import { type DataInput, toExamples } from "./data.js";
-import { kernelDisplay, kernelSignal, type KernelDisplayHandle } from "../kernel/runtime.js";
-import { DISPLAY, htmlKeyValues, lossChart, type MimeBundle, textKeyValues } from "./display.js";
+import { ERROR_KIND, type ErrorKind, kernelDisplay, kernelSignal, type KernelDisplayHandle } from "../src/runtime/kernel.js";
+import { htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
+import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
 import type { FullModel, LoraModel, Model } from "./model.js";
 
 export interface TrainOptions {
@@ -55,6 +56,7 @@ export interface TrainOptions {
 /** Thrown when a run stops before its last step (interrupt or abort); `run` keeps its history and can resume. */
 export class TrainingInterrupted extends Error {
   override name = "TrainingInterrupted";
+  readonly [ERROR_KIND]: ErrorKind = "interrupt";
   constructor(readonly run: Run) {
     super(
       `training interrupted at step ${run.step}/${run.totalSteps}; the run keeps its history (error.run or lastRun()), and run.resume() continues it`,
@@ -311,7 +313,7 @@ class LiveProgress {
     const line = this.line();
     return {
       "text/plain": line,
-      "text/html": `<div><code>${line.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</code></div>`,
+      "text/html": `<div><code>${escapeHtml(line)}</code></div>`,
       "application/vnd.vegalite.v5+json": this.run.chart(),
     };
   }

@@ -11,9 +11,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import * as aq from "arquero";
-import { writeFileAtomic } from "../src/fsutil.js";
+import { writeFileAtomic } from "../src/core/files.js";
 import type { DataInput } from "./data.js";
-import { DISPLAY, lossChart, type MimeBundle } from "./display.js";
+import { lossChart } from "./presentation.js";
+import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import type { EvalResult, Metric } from "./model.js";
 import { type Run, runsDirectory } from "./run.js";
 

@@ -12,14 +12,12 @@
  */
 import { randomBytes } from "node:crypto";
 import * as util from "node:util";
+import { DISPLAY, hasDisplay, type MimeBundle, VEGALITE_MIME } from "../src/runtime/display.js";
 
-export type MimeBundle = Record<string, unknown>;
-export const DISPLAY = Symbol.for("Jupyter.display");
+export { DISPLAY, type MimeBundle, VEGALITE_MIME };
 
 const BINARY = /^(image\/(png|jpeg|gif|webp|bmp)|application\/pdf)$/;
 const JSON_MIME = /^application\/(.+\+)?json$/;
-
-export const VEGALITE_MIME = "application/vnd.vegalite.v5+json";
 
 export function plainText(value: unknown): string {
   return util.inspect(value, { depth: 4, colors: false, maxArrayLength: 100, maxStringLength: 10_000, breakLength: 100 });
@@ -57,14 +55,6 @@ function safeJsonParse(s: string): unknown {
   } catch {
     return s;
   }
-}
-
-function hasDisplay(value: unknown): value is { [DISPLAY]: () => unknown } {
-  return (
-    (typeof value === "object" || typeof value === "function") &&
-    value !== null &&
-    typeof (value as Record<symbol, unknown>)[DISPLAY] === "function"
-  );
 }
 
 /**

@@ -10,9 +10,9 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
-import { UserError } from "../src/errors.js";
+import { UserError } from "../src/core/errors.js";
 import { logoPng, logoSvg } from "./logo.js";
+import { packageRoot, packageVersion } from "../src/core/package.js";
 
 export interface InstallOptions {
   user?: boolean;
@@ -30,18 +30,6 @@ export interface KernelSpec {
   interrupt_mode: "message" | "signal";
   env: Record<string, string>;
   metadata: Record<string, unknown>;
-}
-
-/** The loralab package root (the folder of its package.json), from source or from dist/. */
-export function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const file = path.join(dir, "package.json");
-    if (fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, "utf8")) as { name?: string }).name === "loralab") return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error("cannot find loralab's package.json");
-    dir = parent;
-  }
 }
 
 export function userDataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -86,7 +74,7 @@ export function installKernelSpec(options: InstallOptions): string {
   const name = options.name ?? "loralab";
   if (!/^[A-Za-z0-9._-]+$/.test(name))
     throw new UserError(`--name: a kernel name may hold only letters, digits, ".", "_" and "-", got "${name}"`);
-  const version = (JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+  const version = packageVersion();
   const dir = path.join(kernelsDir(options), name);
   try {
     fs.mkdirSync(dir, { recursive: true });

@@ -5,10 +5,8 @@
  * an interrupt_request or a shutdown.
  */
 import { randomUUID } from "node:crypto";
+import { packageVersion } from "../src/core/package.js";
 import { createRequire } from "node:module";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as zmq from "zeromq";
 import { CHANNELS, endpoint, type Channel, type ConnectionInfo } from "./protocol/connection.js";
 import { child, decode, encode, PROTOCOL_VERSION, Signer, WireError, type Content, type Message } from "./protocol/wire.js";
@@ -18,18 +16,6 @@ import { isComplete } from "./is-complete.js";
 import type { ErrorInfo } from "./executor/messages.js";
 
 const require = createRequire(import.meta.url);
-const here = path.dirname(fileURLToPath(import.meta.url));
-
-function packageVersion(): string {
-  for (let dir = here; ; dir = path.dirname(dir)) {
-    const file = path.join(dir, "package.json");
-    if (fs.existsSync(file)) {
-      const pkg = JSON.parse(fs.readFileSync(file, "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "loralab") return pkg.version ?? "0.0.0";
-    }
-    if (path.dirname(dir) === dir) return "0.0.0";
-  }
-}
 
 /** Serialises sends: a zeromq.js socket takes one send at a time. */
 class Sender {

@@ -20,8 +20,8 @@ import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { mobyDickSplit } from "../src/data/moby-dick.js";
-import { Tokenizer } from "../src/tokenizer.js";
-import { writeFileAtomicSync } from "../src/fsutil.js";
+import { Tokenizer } from "../src/models/tokenizer.js";
+import { writeFileAtomicSync } from "../src/core/files.js";
 
 /** GPT-2's pre-tokenization regex (the one Hugging Face's ByteLevel pre-tokenizer uses with use_regex). */
 export const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;

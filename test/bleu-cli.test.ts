@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bleu } from "../src/cli/bleu.js";
-import { UserError } from "../src/errors.js";
+import { UserError } from "../src/core/errors.js";
 
 // The README example of sacrebleu, as files; expected output is sacrebleu 2.6.0's.
 const dir = mkdtempSync(join(tmpdir(), "loralab-bleu-"));

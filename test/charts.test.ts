@@ -9,9 +9,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { inflateSync } from "node:zlib";
 import { chartToPng, chartToSvg, saveChart } from "../src/charts/render.js";
-import { lossChart } from "../dsl/display.js";
+import { lossChart } from "../dsl/presentation.js";
 import { SweepResult, type TrialRecord } from "../dsl/sweep.js";
-import { UserError } from "../src/errors.js";
+import { UserError } from "../src/core/errors.js";
 import { tempDir } from "./helpers/paths.js";
 
 const work = tempDir("charts-test");

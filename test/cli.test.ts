@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { initBackend } from "../src/backend.js";
+import { initBackend } from "../src/backend/index.js";
 import { loadModel, type LoadedModel } from "../src/models/load.js";
 import { perplexity } from "../src/metrics/perplexity.js";
-import { Tokenizer } from "../src/tokenizer.js";
+import { Tokenizer } from "../src/models/tokenizer.js";
 import { CLI, REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { FIXTURE, type ReferenceResult } from "./helpers/reference.js";
 

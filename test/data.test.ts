@@ -3,12 +3,12 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createRequire } from "node:module";
-import { Tokenizer } from "../src/tokenizer.js";
-import { UserError } from "../src/errors.js";
+import { Tokenizer } from "../src/models/tokenizer.js";
+import { UserError } from "../src/core/errors.js";
 import { Dataset, type SourcedExample } from "../src/data/dataset.js";
 import { rowToExample, IGNORED } from "../src/data/rows.js";
 import { spamAssassinRows, CORPORA } from "../src/data/corpora.js";
-import { IGNORE_INDEX } from "../src/loss.js";
+import { IGNORE_INDEX } from "../src/models/loss.js";
 import { STORIES, tempDir } from "./helpers/paths.js";
 
 const tok = Tokenizer.fromDirectory(STORIES);

@@ -7,7 +7,7 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } fro
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { hubCachePath, resolveModel } from "../src/checkpoint/hub.js";
-import { UserError } from "../src/errors.js";
+import { UserError } from "../src/core/errors.js";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers. Every test points HF_ENDPOINT at a loopback address: nothing here can reach a real host.

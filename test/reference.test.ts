@@ -6,10 +6,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { initBackend, tf } from "../src/backend.js";
+import { initBackend, tf } from "../src/backend/index.js";
 import { loadModel, type LoadedModel } from "../src/models/load.js";
-import { tokenNll } from "../src/loss.js";
-import { generate } from "../src/generate.js";
+import { tokenNll } from "../src/models/loss.js";
+import { generate } from "../src/models/generation.js";
 import { perplexity } from "../src/metrics/perplexity.js";
 import { buildReferenceCases } from "./helpers/reference-cases.js";
 import { referenceOutputs, type ReferenceCase, type ReferenceResult } from "./helpers/reference.js";

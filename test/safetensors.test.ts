@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { UserError } from "../src/errors.js";
-import { writeFileAtomic, writeFileAtomicSync } from "../src/fsutil.js";
+import { UserError } from "../src/core/errors.js";
+import { writeFileAtomic, writeFileAtomicSync } from "../src/core/files.js";
 import {
   decodeTensor,
   parseSafetensors,

@@ -3,7 +3,7 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { initBackend, tf } from "../src/backend.js";
+import { initBackend, tf } from "../src/backend/index.js";
 import { PeftModel } from "../src/lora/peft-model.js";
 import { FullTrainable, LoraTrainable } from "../src/train/trainable.js";
 import { Trainer, type TrainingArguments } from "../src/train/trainer.js";

@@ -21,15 +21,9 @@ import type * as InspectModule from "tslab/dist/inspect.js";
 import type * as TS from "@tslab/typescript-for-tslab";
 import { CELL_GLOBALS_DTS, createDisplayApi, NO_RESULT, normalizeBundle, plainText, toBundle, type MimeBundle } from "../display.js";
 import { rewriteConfigLiterals } from "../sugar.js";
-import { InterruptedError, KERNEL_RUNTIME, type KernelRuntime } from "../runtime.js";
-import {
-  addTypesFromExports,
-  dslGlobals,
-  loralabRoot,
-  mapLoralabForTypeScript,
-  preloadEsmImports,
-  resolveLoralabToSelf,
-} from "./preload.js";
+import { packageRoot } from "../../src/core/package.js";
+import { errorKind, InterruptedError, KERNEL_RUNTIME, type KernelRuntime } from "../../src/runtime/kernel.js";
+import { addTypesFromExports, dslGlobals, mapLoralabForTypeScript, preloadEsmImports, resolveLoralabToSelf } from "./preload.js";
 import { INTERRUPT_FD, PHASE, SLOT, SLOTS, packState, type ErrorInfo, type FromExecutor, type ToExecutor } from "./messages.js";
 
 const require = createRequire(import.meta.url);
@@ -172,7 +166,7 @@ const ts = require("@tslab/typescript-for-tslab") as typeof TS;
 const cwd = process.cwd();
 let globalsDts = CELL_GLOBALS_DTS;
 try {
-  const root = loralabRoot();
+  const root = packageRoot();
   const entry = resolveLoralabToSelf(root);
   mapLoralabForTypeScript(ts, ts.sys.getCurrentDirectory(), root);
   addTypesFromExports(ts);
@@ -248,8 +242,8 @@ function describeError(e: unknown): ErrorInfo {
   const ename = e.name || e.constructor?.name || "Error";
   const evalue = e.message;
   const header = `${RED}${ename}${RESET}: ${evalue}`;
-  // UserError (a bad file, field or flag) and interrupts are explained by their message alone.
-  if (ename === "UserError" || ename === "Interrupted" || ename === "TrainingInterrupted") return { ename, evalue, traceback: [header] };
+  // Bad input (a file, field or flag) and interrupts are explained by their message alone.
+  if (errorKind(e) !== undefined) return { ename, evalue, traceback: [header] };
   const frames = (e.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
   const cut = frames.findIndex((l) => kernelFrames.some((dir) => l.includes(dir)) || /\(?node:(vm|internal\/process\/task_queues)/.test(l));
   const mine = (cut < 0 ? frames : frames.slice(0, cut)).map((l) => l.replace(/evalmachine\.<anonymous>/g, "<cell>"));
@@ -263,8 +257,7 @@ function interruptedError(how: string): ErrorInfo {
 
 const isInterrupt = (e: unknown) =>
   e instanceof Error &&
-  (e.name === "Interrupted" ||
-    e.name === "TrainingInterrupted" ||
+  (errorKind(e) === "interrupt" ||
     (e as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" ||
     e.message === "Interrupted asynchronously");
 
@@ -345,13 +338,13 @@ function report(cell: Cell, outcome: Outcome): void {
   if (isInterrupt(e) || (cell.interruptAsked && e instanceof Error && e.name === "AbortError")) {
     const err = e as Error & { code?: string };
     const how =
-      err.name === "Interrupted"
+      err instanceof InterruptedError
         ? err.message
         : err.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED"
           ? "stopped by SIGINT"
           : "stopped by the cell's AbortSignal";
-    // The DSL's TrainingInterrupted says which step the run reached and how to resume it: keep its words.
-    const info = err.name === "TrainingInterrupted" ? describeError(e) : interruptedError(how);
+    // A library's own interrupt error (the DSL's says which step a run reached and how to resume it) keeps its words.
+    const info = errorKind(e) === "interrupt" && !(e instanceof InterruptedError) ? describeError(e) : interruptedError(how);
     return send({ type: "executed", id: cell.id, error: info, interrupted: true });
   }
   send({

@@ -11,22 +11,12 @@
  *   tslab compiles cells' imports to require()) are loaded with import() just before the cell runs, and
  *   the cell's require() of them returns that namespace.
  */
-import * as fs from "node:fs";
 import Module, { createRequire } from "node:module";
 import * as path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import type * as TS from "@tslab/typescript-for-tslab";
 
 const require = createRequire(import.meta.url);
-
-/** The loralab package root (where its package.json is). */
-export function loralabRoot(): string {
-  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
-    const file = path.join(dir, "package.json");
-    if (fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, "utf8")) as { name?: string }).name === "loralab") return dir;
-    if (path.dirname(dir) === dir) throw new Error("cannot find loralab's package.json");
-  }
-}
 
 type ModuleInternals = {
   _resolveFilename: (request: string, parent: unknown, isMain: boolean, options?: unknown) => string;

@@ -1,6 +1,6 @@
 /** The connection file Jupyter writes for a kernel: ports, transport, key and signature scheme. */
 import * as fs from "node:fs";
-import { UserError } from "../../src/errors.js";
+import { UserError } from "../../src/core/errors.js";
 
 export interface ConnectionInfo {
   transport: "tcp" | "ipc";

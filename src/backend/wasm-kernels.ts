@@ -3,7 +3,7 @@
  * gather (token embeddings, the loss's target pick); without it backprop fails on wasm.
  * Computed in JavaScript on the tensor's data: simple, exact, and cheap next to the matmuls.
  */
-import { tf } from "../backend.js";
+import * as tf from "@tensorflow/tfjs";
 
 interface WasmBackendLike {
   readSync(dataId: unknown): ArrayLike<number>;

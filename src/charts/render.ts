@@ -9,8 +9,8 @@
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, extname } from "node:path";
-import { inputError, UserError } from "../errors.js";
-import { writeFileAtomic } from "../fsutil.js";
+import { inputError, UserError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/files.js";
 
 export interface PngOptions {
   /** Pixels per SVG unit: 2 (the default) gives a crisp image on high-DPI screens and in docs. */

@@ -18,7 +18,7 @@ import { access, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { downloadFileToCacheDir, HUB_URL, HubApiError, modelInfo } from "@huggingface/hub";
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import { isShippedModel, shippedModelDir } from "../models/shipped.js";
 
 export interface ResolveModelOptions {

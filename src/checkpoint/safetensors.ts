@@ -8,8 +8,8 @@
  * the data section exactly: no gaps, no overlaps, nothing left over.
  */
 import { readFile } from "node:fs/promises";
-import { inputError } from "../errors.js";
-import { writeFileAtomic } from "../fsutil.js";
+import { inputError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/files.js";
 
 /** Bytes per element of each safetensors dtype. (F8 types are not supported.) */
 export const DTYPE_SIZES = {

@@ -5,8 +5,8 @@
  */
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { inputError } from "../errors.js";
-import { writeFileAtomic } from "../fsutil.js";
+import { inputError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/files.js";
 import {
   readSafetensors,
   serializeSafetensors,

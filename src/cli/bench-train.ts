@@ -2,16 +2,16 @@
  * `loralab bench --mode train`: LoRA vs full fine-tuning on the same model, each in its own process:
  * median optimizer-step time and peak tensor memory (tfjs's own accounting, via tf.profile).
  */
-import { initBackend, tf } from "../backend.js";
-import { UserError } from "../errors.js";
+import { initBackend, tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import { loadModel } from "../models/load.js";
 import { PeftModel } from "../lora/peft-model.js";
-import { Random } from "../random.js";
+import { Random } from "../core/random.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
 import { Trainer } from "../train/trainer.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { runWorkers, syntheticModel } from "./bench.js";
-import { median } from "../stats.js";
+import { median } from "../core/stats.js";
 import { printJson } from "./common.js";
 
 interface TrainBenchResult {

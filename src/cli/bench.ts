@@ -4,13 +4,13 @@
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { initBackend, tf } from "../backend.js";
-import { UserError } from "../errors.js";
+import { initBackend, tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import { parseModelConfig } from "../models/config.js";
 import { createModel, loadModel } from "../models/load.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import { Random } from "../random.js";
-import { median } from "../stats.js";
+import { Random } from "../core/random.js";
+import { median } from "../core/stats.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
 

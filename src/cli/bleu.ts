@@ -1,6 +1,6 @@
 /** `loralab bleu`: sacrebleu-compatible BLEU / chrF of stdin against reference files. */
 import { readFile } from "node:fs/promises";
-import { inputError, UserError } from "../errors.js";
+import { inputError, UserError } from "../core/errors.js";
 import {
   corpusBleu,
   formatBleuScore,

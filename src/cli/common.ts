@@ -1,5 +1,5 @@
 /** Options and steps shared by the model-using commands. */
-import { backendInfo, describeBackend, initBackend } from "../backend.js";
+import { backendInfo, describeBackend, initBackend } from "../backend/index.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
 import { loadAdapter } from "../lora/adapter-io.js";
 import type { CausalLM } from "../models/causal-lm.js";

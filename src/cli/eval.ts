@@ -1,4 +1,4 @@
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
 import { perplexity } from "../metrics/perplexity.js";

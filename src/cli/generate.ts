@@ -1,6 +1,6 @@
-import { UserError } from "../errors.js";
-import { generate as generateTokens } from "../generate.js";
-import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
+import { UserError } from "../core/errors.js";
+import { generate as generateTokens } from "../models/generation.js";
+import { isNonNegativeInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
 import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
 
 function parseIds(text: string, vocabSize: number): number[] {

@@ -1,5 +1,5 @@
 import * as os from "node:os";
-import { BACKENDS, describeBackend, initBackend, tf } from "../backend.js";
+import { BACKENDS, describeBackend, initBackend, tf } from "../backend/index.js";
 import { backendOption, printJson } from "./common.js";
 import { parseCommandArgs } from "./args.js";
 

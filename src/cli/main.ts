@@ -1,4 +1,4 @@
-import { isUserError } from "../errors.js";
+import { isUserError } from "../core/errors.js";
 
 /** A CLI subcommand: resolves to the process exit code. */
 export type Command = (argv: string[]) => Promise<number>;

@@ -1,5 +1,5 @@
-import { UserError } from "../errors.js";
-import { generate } from "../generate.js";
+import { UserError } from "../core/errors.js";
+import { generate } from "../models/generation.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { DEFAULT_SHIPPED_MODEL } from "../models/shipped.js";
 import { parseCommandArgs } from "./args.js";

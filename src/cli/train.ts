@@ -2,7 +2,7 @@
  * `loralab train`: LoRA (or full) fine-tuning from the command line, e.g.
  *   loralab train --model DIR --data train.jsonl --lora r=8,alpha=16,targets=q_proj+v_proj --steps 100 --out adapter/
  */
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
 import { loadAdapter } from "../lora/adapter-io.js";

@@ -1,6 +1,6 @@
 /** Turning token sequences into a right-padded batch with attention mask and labels. */
-import { tf } from "../backend.js";
-import { IGNORE_INDEX } from "../loss.js";
+import { tf } from "../backend/index.js";
+import { IGNORE_INDEX } from "../models/loss.js";
 
 export interface Example {
   inputIds: number[];

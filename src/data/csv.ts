@@ -8,7 +8,7 @@
  * "007" stays "007", "2021-01-01" is not a Date); an empty cell is "".
  */
 import { fromCSV } from "arquero";
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import { readUtf8 } from "./text-file.js";
 
 export interface CsvRow {

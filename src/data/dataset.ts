@@ -9,9 +9,9 @@
  * map/filter/shuffle/split, so a bad row fails with `file:line: what is wrong` as a UserError.
  */
 import * as path from "node:path";
-import { UserError } from "../errors.js";
-import { Random } from "../random.js";
-import type { Tokenizer } from "../tokenizer.js";
+import { UserError } from "../core/errors.js";
+import { Random } from "../core/random.js";
+import type { Tokenizer } from "../models/tokenizer.js";
 import type { Example } from "./batch.js";
 import { corpusRows, corpusWhere, describeCorpus, isCorpusName, CORPORA, type CorpusOptions } from "./corpora.js";
 import { readDelimited } from "./csv.js";

@@ -1,5 +1,5 @@
 /** JSON Lines, read with errors that point at `file:line`. */
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import { readUtf8 } from "./text-file.js";
 
 export interface JsonlRow {

@@ -10,8 +10,8 @@
  * integers, and "messages" a JSON array.
  */
 import { Template } from "@huggingface/jinja";
-import { UserError } from "../errors.js";
-import type { Tokenizer } from "../tokenizer.js";
+import { UserError } from "../core/errors.js";
+import type { Tokenizer } from "../models/tokenizer.js";
 import type { Example } from "./batch.js";
 import type { JsonlRow } from "./jsonl.js";
 import { isIllFormed } from "./text-file.js";

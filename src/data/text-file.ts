@@ -1,6 +1,6 @@
 /** Reading a whole text file as UTF-8, with errors that say `file: …` or `file:line: invalid UTF-8`. */
 import * as fs from "node:fs";
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 
 /** The file's bytes; a missing file or a directory is a UserError naming the file. */
 export function readBytes(file: string, expected = "a data file"): Buffer {

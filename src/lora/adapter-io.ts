@@ -4,10 +4,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { tf } from "../backend.js";
-import { UserError } from "../errors.js";
+import { tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { writeDirectoryAtomic } from "../fsutil.js";
+import { writeDirectoryAtomic } from "../core/files.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { fromAdapterConfigJson, toAdapterConfigJson } from "./config.js";
 import { PeftModel } from "./peft-model.js";

@@ -2,7 +2,7 @@
  * LoraConfig: PEFT's fields and defaults, camelCase in TypeScript, PEFT's snake_case on disk
  * (adapter_config.json), so adapters move between loralab and Python unchanged.
  */
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import type { ModelConfig } from "../models/config.js";
 
 export type LoraBias = "none" | "all" | "lora_only";

@@ -6,11 +6,11 @@
  * Submodules carry PEFT's names (base_layer, lora_A.<adapter>, lora_B.<adapter>,
  * lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleDict } from "../nn/container.js";
-import type { Random } from "../random.js";
+import type { Random } from "../core/random.js";
 
 export interface AdapterParameter {
   /** The wrapped module's path, e.g. "model.layers.0.self_attn.q_proj". */

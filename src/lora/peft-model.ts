@@ -2,13 +2,13 @@
  * PeftModel: a causal LM with named LoRA adapters (PEFT's get_peft_model / PeftModel). It owns
  * the LoRA layers it injected and the adapters' settings; the base model's weights stay frozen.
  */
-import { tf } from "../backend.js";
-import { UserError } from "../errors.js";
+import { tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import type { ModelConfig } from "../models/config.js";
 import type { CausalLM, ForwardOptions } from "../models/causal-lm.js";
 import { Conv1D, Linear } from "../nn/layers.js";
 import { getModule, Module } from "../nn/module.js";
-import { Random } from "../random.js";
+import { Random } from "../core/random.js";
 import { type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
 import { type LoraState, LoraLayer, parseAdapterParameter } from "./layer.js";
 import { findTargets, rankAndAlpha, targetSpec } from "./targets.js";

@@ -1,5 +1,5 @@
 /** Which modules get LoRA layers, decided the way PEFT decides it. */
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 import type { ModelConfig } from "../models/config.js";
 import { isLinearLike } from "../nn/layers.js";
 import type { Module } from "../nn/module.js";

@@ -3,8 +3,8 @@
  * default) and score the generations against the completions with BLEU, chrF and exact match.
  */
 import type { CausalLM } from "../models/causal-lm.js";
-import { generate, type GenerationOptions } from "../generate.js";
-import type { Tokenizer } from "../tokenizer.js";
+import { generate, type GenerationOptions } from "../models/generation.js";
+import type { Tokenizer } from "../models/tokenizer.js";
 import { corpusBleu } from "./bleu.js";
 import { corpusChrf } from "./chrf.js";
 import { exactMatch } from "./match.js";

@@ -4,10 +4,10 @@
  * models"): windows of `maxLength` tokens advance by `stride`, and each window scores only the
  * tokens the previous one did not, with the rest as context.
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
-import { IGNORE_INDEX, tokenNll } from "../loss.js";
+import { IGNORE_INDEX, tokenNll } from "../models/loss.js";
 
 export interface PerplexityScore {
   /** Mean NLL per scored token (nats). */

@@ -1,5 +1,5 @@
 /** What every decoder offers the trainer, the evaluator and the generator. */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import type { Module } from "../nn/module.js";
 import { matMulTransposed } from "../nn/layers.js";
 import type { ModelConfig } from "./config.js";

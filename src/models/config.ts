@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { UserError } from "../errors.js";
+import { UserError } from "../core/errors.js";
 
 export type RopeScaling =
   | { type: "linear"; factor: number }

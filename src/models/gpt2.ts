@@ -7,7 +7,7 @@
  *   hₗ₊₁ = hₗ' + c_proj(act(c_fc(LN₂(hₗ'))))
  *   logits = LN_f(h_L) wteᵀ
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import { Conv1D, Embedding, LayerNorm, Linear } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";

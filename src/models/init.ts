@@ -7,7 +7,7 @@
  */
 import type { TensorToWrite } from "../checkpoint/safetensors.js";
 import { Conv1D, Embedding, LayerNorm, Linear, RMSNorm } from "../nn/layers.js";
-import { Random } from "../random.js";
+import { Random } from "../core/random.js";
 import type { ModelConfig } from "./config.js";
 import { createModel } from "./load.js";
 

@@ -6,7 +6,7 @@
  *   hₗ₊₁ = hₗ' + W_down(SiLU(W_gate x) ⊙ W_up x), x = RMSNorm(hₗ')
  *   logits = RMSNorm(h_L) W_headᵀ              (W_head = E when embeddings are tied)
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";

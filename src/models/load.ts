@@ -1,12 +1,12 @@
 /** From a model directory (or hub id) to a ready CausalLM with its tokenizer. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { tf } from "../backend.js";
-import { UserError } from "../errors.js";
+import { tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import { resolveModel } from "../checkpoint/hub.js";
 import { readCheckpointTensors } from "../checkpoint/sharded.js";
 import type { DecodedTensor } from "../checkpoint/safetensors.js";
-import { Tokenizer } from "../tokenizer.js";
+import { Tokenizer } from "./tokenizer.js";
 import type { Module } from "../nn/module.js";
 import { type ModelConfig, readModelConfig } from "./config.js";
 import type { CausalLM } from "./causal-lm.js";

@@ -2,7 +2,7 @@
  * Rotary position embeddings in transformers' rotate_half convention: the head dimension is split
  * into halves (x₁, x₂) and rotated as (x₁ cos θ − x₂ sin θ, x₂ cos θ + x₁ sin θ), θ = position · inv_freq.
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import type { RopeScaling } from "./config.js";
 
 const f32 = Math.fround;

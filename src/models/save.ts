@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { writeDirectoryAtomic } from "../fsutil.js";
+import { writeDirectoryAtomic } from "../core/files.js";
 import type { CausalLM } from "./causal-lm.js";
 
 /** Files besides the weights that make a directory loadable by transformers and by loralab. */

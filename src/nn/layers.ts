@@ -1,5 +1,5 @@
 /** The building blocks of the decoders, each holding weights under PyTorch's parameter names. */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import { Module } from "./module.js";
 
 /**

@@ -3,7 +3,7 @@
  * paths ("model.layers.0.self_attn.q_proj.weight") that equal the checkpoint's keys, so loading,
  * LoRA targeting and adapter files all speak the same names as transformers and PEFT.
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 
 export abstract class Module {
   private readonly params = new Map<string, tf.Variable>();

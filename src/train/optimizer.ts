@@ -3,7 +3,7 @@
  *   p ← p·(1 − lr·λ);  m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
  *   p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)
  */
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 
 export interface AdamWOptions {
   betas?: [number, number];

@@ -4,14 +4,14 @@
  * weights for checkpoints.
  */
 import * as path from "node:path";
-import { tf } from "../backend.js";
+import { tf } from "../backend/index.js";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { writeFileAtomic } from "../fsutil.js";
+import { writeFileAtomic } from "../core/files.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { assignWeights } from "../models/load.js";
 import { loadAdapterWeights, saveAdapter } from "../lora/adapter-io.js";
 import { PeftModel } from "../lora/peft-model.js";
-import { Random } from "../random.js";
+import { Random } from "../core/random.js";
 import type { Module } from "../nn/module.js";
 
 export interface Trainable {

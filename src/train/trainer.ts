@@ -8,14 +8,14 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { tf } from "../backend.js";
-import { UserError } from "../errors.js";
+import { tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { writeFileAtomic } from "../fsutil.js";
+import { writeFileAtomic } from "../core/files.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
-import { IGNORE_INDEX, tokenNll } from "../loss.js";
+import { IGNORE_INDEX, tokenNll } from "../models/loss.js";
 import { perplexity } from "../metrics/perplexity.js";
-import { Random } from "../random.js";
+import { Random } from "../core/random.js";
 import { LayerNorm, RMSNorm } from "../nn/layers.js";
 import type { Module } from "../nn/module.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";

@@ -1,6 +1,6 @@
 /** The sequences and models compared against the PyTorch reference (shared by the test and `npm run reference`). */
 import * as path from "node:path";
-import { Tokenizer } from "../../src/tokenizer.js";
+import { Tokenizer } from "../../src/models/tokenizer.js";
 import { STORIES } from "./paths.js";
 import type { ReferenceCase } from "./reference.js";
 import { TINY_KINDS, TINY_VOCAB, writeTinyCheckpoint } from "./tiny-models.js";

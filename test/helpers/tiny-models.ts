@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Random } from "../../src/random.js";
+import { Random } from "../../src/core/random.js";
 import { normalSamples } from "../../src/models/init.js";
 import { writeSafetensors, type TensorToWrite } from "../../src/checkpoint/safetensors.js";
 

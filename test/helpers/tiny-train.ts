@@ -2,7 +2,7 @@
 import * as path from "node:path";
 import { loadModel, type LoadedModel } from "../../src/models/load.js";
 import type { Example } from "../../src/data/batch.js";
-import { Random } from "../../src/random.js";
+import { Random } from "../../src/core/random.js";
 import { tempDir } from "./paths.js";
 import { TINY_VOCAB, type TinyKind, writeTinyCheckpoint } from "./tiny-models.js";
 

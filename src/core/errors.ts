@@ -1,9 +1,12 @@
+import { ERROR_KIND, type ErrorKind } from "../runtime/kernel.js";
+
 /**
  * A problem with the user's input (a file, a field, a flag) rather than a bug in loralab.
  * The CLI prints its message as one line and exits with code 2; the kernel shows it without a stack.
  */
 export class UserError extends Error {
   override name = "UserError";
+  readonly [ERROR_KIND]: ErrorKind = "user";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

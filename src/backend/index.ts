@@ -8,7 +8,8 @@
 import * as os from "node:os";
 import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "./errors.js";
+import { UserError } from "../core/errors.js";
+import { registerMissingWasmKernels } from "./wasm-kernels.js";
 
 export { tf };
 
@@ -58,7 +59,7 @@ function isBackendName(s: string): s is BackendName {
   return (BACKENDS as readonly string[]).includes(s);
 }
 
-function packageVersion(pkg: string): string | undefined {
+function installedVersion(pkg: string): string | undefined {
   try {
     return (require(`${pkg}/package.json`) as { version: string }).version;
   } catch {
@@ -83,7 +84,7 @@ async function activate(name: BackendName): Promise<void> {
   await import(spec.pkg);
   if (!(await tf.setBackend(spec.tfName))) throw new Error(`tfjs could not initialise the ${name} backend`);
   await tf.ready();
-  if (name === "wasm") (await import("./backend/wasm-kernels.js")).registerMissingWasmKernels();
+  if (name === "wasm") registerMissingWasmKernels();
 }
 
 function threadCount(name: BackendName): number {
@@ -103,7 +104,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
   const choice = requested ?? envChoice;
   if (current && (choice === undefined || choice === current.name)) return current;
 
-  const tfjsVersion = tf.version.tfjs ?? packageVersion("@tensorflow/tfjs") ?? "unknown";
+  const tfjsVersion = tf.version.tfjs ?? installedVersion("@tensorflow/tfjs") ?? "unknown";
   if (choice !== undefined) {
     const source = requested !== undefined ? "--backend" : "LORALAB_BACKEND";
     if (!isBackendName(choice)) {
@@ -123,7 +124,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
       reason: source,
       skipped: [],
       tfjsVersion,
-      packageVersion: packageVersion(spec.pkg),
+      packageVersion: installedVersion(spec.pkg),
       threads: threadCount(choice),
     };
     return current;
@@ -142,7 +143,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
       skipped.push({ name, why: `failed to initialise: ${(e as Error).message}` });
       continue;
     }
-    current = { name, reason: "auto", skipped, tfjsVersion, packageVersion: packageVersion(spec.pkg), threads: threadCount(name) };
+    current = { name, reason: "auto", skipped, tfjsVersion, packageVersion: installedVersion(spec.pkg), threads: threadCount(name) };
     return current;
   }
   throw new UserError(`no tfjs backend could be initialised: ${skipped.map((s) => `${s.name}: ${s.why}`).join("; ")}`);

@@ -29,9 +29,23 @@ export interface KernelDisplayHandle {
   update(value: unknown): KernelDisplayHandle;
 }
 
+/**
+ * How the kernel shows an error, read from a property the error carries (not from its class name, so the
+ * kernel needs to know no library class): "user" is bad input, explained by its message alone; "interrupt" is
+ * a stop the user asked for. Unmarked errors are bugs and get their stack.
+ */
+export const ERROR_KIND = Symbol.for("loralab.errorKind");
+export type ErrorKind = "user" | "interrupt";
+
+export function errorKind(e: unknown): ErrorKind | undefined {
+  const kind = typeof e === "object" && e !== null ? (e as Record<symbol, unknown>)[ERROR_KIND] : undefined;
+  return kind === "user" || kind === "interrupt" ? kind : undefined;
+}
+
 /** The error an interrupted cell ends with. */
 export class InterruptedError extends Error {
   override name = "Interrupted";
+  readonly [ERROR_KIND]: ErrorKind = "interrupt";
   constructor(message = "stopped where the code checked for interrupts") {
     super(message);
   }

@@ -2,7 +2,7 @@
  * Choosing the next token from logits, in transformers' order: temperature, then top-k, then
  * top-p (nucleus), then a draw from the remaining distribution. Temperature 0 means greedy.
  */
-import type { Random } from "./random.js";
+import type { Random } from "../core/random.js";
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). */

@@ -1,18 +1,5 @@
-/**
- * Rich display: objects implement [Symbol.for("Jupyter.display")]() returning a mimebundle
- * (Deno's convention), which the loralab kernel renders; plain Node shows text/plain via inspect.
- */
-export const DISPLAY = Symbol.for("Jupyter.display");
-
-export type MimeBundle = Record<string, unknown>;
-
-export interface Displayable {
-  [DISPLAY](): MimeBundle;
-}
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
-}
+/** How DSL objects present themselves: key/value tables (text and HTML) and loss charts (vega-lite). */
+import { escapeHtml } from "../src/runtime/display.js";
 
 /** A two-column HTML table of key/value pairs. */
 export function htmlKeyValues(title: string, rows: [string, unknown][]): string {

@@ -1,7 +1,7 @@
 /** Autoregressive generation with a KV cache: the prompt is encoded once, then one token per step. */
-import { tf } from "./backend.js";
-import { type CausalLM, KVCache } from "./models/causal-lm.js";
-import { Random } from "./random.js";
+import { tf } from "../backend/index.js";
+import { type CausalLM, KVCache } from "./causal-lm.js";
+import { Random } from "../core/random.js";
 import { sampleToken, type SamplingOptions } from "./sampling.js";
 
 export interface GenerationOptions extends SamplingOptions {

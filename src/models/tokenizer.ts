@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { UserError } from "./errors.js";
+import { UserError } from "../core/errors.js";
 
 type Json = Record<string, unknown>;
 

@@ -2,7 +2,7 @@
  * transformers' causal-LM loss: token t predicts token t+1 (logits[:, :-1] against labels[:, 1:]),
  * labels of -100 are ignored, and the loss is the mean NLL over the remaining tokens.
  */
-import { tf } from "./backend.js";
+import { tf } from "../backend/index.js";
 
 export const IGNORE_INDEX = -100;
 
