@@ -1,5 +1,7 @@
 /** What DSL calls accept as data, turned into token sequences for a given model. */
 import type { Example } from "../src/data/batch.js";
+import { Dataset, type PackOptions } from "../src/data/dataset.js";
+import type { CorpusOptions } from "../src/data/corpora.js";
 import { rowToExample } from "../src/data/rows.js";
 import { UserError } from "../src/core/errors.js";
 import type { Tokenizer } from "../src/models/tokenizer.js";
@@ -36,3 +38,13 @@ export function promptCompletionPairs(data: DataInput): { prompt: string; comple
   }
   return pairs;
 }
+
+/**
+ * `dataset("sotu", { president: "Barack Obama" })`, `dataset("train.jsonl")`, `dataset("notes.txt", { tokenizer, blockSize: 128 })`
+ * or `dataset([{ prompt, completion }, …])`: a built-in corpus, a file (.jsonl, .csv, .tsv, .txt), or rows in code.
+ */
+export function dataset(source: string | readonly Record<string, unknown>[], options: CorpusOptions & Partial<PackOptions> = {}): Dataset {
+  return typeof source === "string" ? Dataset.load(source, options) : Dataset.fromRows(source);
+}
+
+export { Dataset };

@@ -20,12 +20,13 @@ export {
 } from "./model.js";
 export { Run, TrainingInterrupted, lastRun, type TrainOptions } from "./run.js";
 export { type DataInput } from "./data.js";
-export { dataset, Dataset } from "./dataset.js";
+export { dataset, Dataset } from "./data.js";
 export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
 export { compare, Comparison, type CompareOptions } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
 export { lossChart } from "./presentation.js";
 export { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
+export { UserError } from "../src/core/errors.js";
 export { saveChart, chartToPng, chartToSvg } from "../src/charts/render.js";
 export { corpusBleu, sentenceBleu } from "../src/metrics/bleu.js";
 export { corpusChrf, sentenceChrf } from "../src/metrics/chrf.js";

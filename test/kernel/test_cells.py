@@ -69,7 +69,7 @@ class Cells(KernelSession):
         self.assertEqual(outputs[0][1]["data"]["application/json"], {"a": 1})
 
     def test_user_error_without_stack(self):
-        reply = self.error('class UserError extends Error { name = "UserError" }; throw new UserError("data.jsonl:3: bad row")')
+        reply = self.error('import { UserError } from "loralab"; throw new UserError("data.jsonl:3: bad row")')
         self.assertEqual(reply["ename"], "UserError")
         self.assertEqual(len(reply["traceback"]), 1)
 
