@@ -6,8 +6,8 @@
 import { Fields, boolean, oneOf } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { NF4_VALUES } from "./normal-float.js";
-import { codebook, dequantizeBlockwise, quantizeBlockwise } from "./blockwise.js";
-import { packNibbles, unpackNibbles } from "./nibbles.js";
+import { codebook, quantizeBlockwise } from "./blockwise.js";
+import { packNibbles } from "./nibbles.js";
 import { dequantizeScales, quantizeScales, quantizedScalesBytes, type QuantizedScales } from "./double-quant.js";
 
 export const NF4_BOOK = codebook(NF4_VALUES);
@@ -52,8 +52,21 @@ export function nf4Scales(q: NF4Data): Float32Array {
   return q.scales instanceof Float32Array ? q.scales : dequantizeScales(q.scales);
 }
 
+/** Widens to float32, unpacking each byte in place (every blocksize is even, so a byte never straddles two blocks). */
 export function dequantizeNF4(q: NF4Data): Float32Array {
-  return dequantizeBlockwise(unpackNibbles(q.packed, q.length), nf4Scales(q), NF4_BOOK, q.blocksize);
+  const scales = nf4Scales(q);
+  const out = new Float32Array(q.length);
+  const bytesPerBlock = q.blocksize / 2;
+  for (let b = 0; b < scales.length; b++) {
+    const scale = scales[b]!;
+    const end = Math.min((b + 1) * bytesPerBlock, q.packed.length);
+    for (let j = b * bytesPerBlock; j < end; j++) {
+      const byte = q.packed[j]!;
+      out[2 * j] = NF4_VALUES[byte >> 4]! * scale;
+      out[2 * j + 1] = NF4_VALUES[byte & 15]! * scale; // past the end for an odd length: a typed array ignores it
+    }
+  }
+  return out;
 }
 
 /** Bytes held: the packed codes plus the scales (the shared codebooks not counted). */
