@@ -44,7 +44,7 @@ export interface Blockwise {
   readonly absmax: Float32Array;
 }
 
-export const blockCount = (length: number, blocksize: number): number => Math.ceil(length / blocksize);
+const blockCount = (length: number, blocksize: number): number => Math.ceil(length / blocksize);
 
 /** Quantizes `values` block by block. An all-zero block keeps absmax 0 and dequantizes to zeros. */
 export function quantizeBlockwise(values: Float32Array, book: Codebook, blocksize: number): Blockwise {
