@@ -1,7 +1,7 @@
 /**
  * NF4 storage of a weight: 4-bit NormalFloat codes packed two a byte, one absmax per block of 64 (float32, or
- * double-quantized to 8 bits). Round trip error: every value comes back as the NF4 value nearest to x/absmax,
- * times absmax — off by at most half the gap between its two neighbouring NF4 values (at most 0.152·absmax, between −1 and −0.696).
+ * double-quantized to 8 bits). Round trip error: every value comes back as the NF4 value nearest to x/absmax, times
+ * absmax — off by at most half the gap between its two neighbouring NF4 values (≤ 0.152·absmax, between −1 and −0.696).
  */
 import { Fields, boolean, oneOf } from "../core/check.js";
 import { UserError } from "../core/errors.js";
