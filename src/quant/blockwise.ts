@@ -6,6 +6,9 @@
  * "Nearest" is decided exactly as bitsandbytes does (its CUDA NF4 tree and its torch backend's `bucketize` agree):
  * against the float32 midpoints of neighbouring codebook values, a value on a midpoint taking the lower code.
  * Arithmetic is float32 throughout, so the codes are the same bits as bitsandbytes computes on the same input.
+ * Two corners follow its torch backend where its CUDA kernels differ: an all-zero block gets the code of 0 (CUDA
+ * computes 0·(1/0) = NaN and writes code 0; both dequantize to zero), and 8-bit codes use the same midpoint rule
+ * (CUDA's 8-bit binary search may pick the other neighbour exactly on a midpoint).
  */
 
 /** A sorted codebook (at most 256 values) with the float32 midpoints that decide between neighbours. */
