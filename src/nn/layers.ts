@@ -11,7 +11,7 @@ export function matMulTransposed(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** Applies a 2-D op to the last axis of an [..., n] tensor. */
-function onLastAxis(x: tf.Tensor, f: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tensor {
+export function onLastAxis(x: tf.Tensor, f: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tensor {
   const lead = x.shape.slice(0, -1);
   const y = f(x.reshape([-1, x.shape[x.shape.length - 1]!]) as tf.Tensor2D);
   return y.reshape([...lead, y.shape[1]!]);
