@@ -3,8 +3,8 @@
  *
  *   y = W x + (B (A dropout(x))) · scaling,   A [r, in], B [out, r], scaling = α / r (or α / √r)
  *
- * (DoRA, its variant, is in dora.ts.) Submodules carry PEFT's names (base_layer, lora_A.<adapter>, lora_B.<adapter>,
- * lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
+ * (DoRA adapters rescale this with the variant in dora.ts.) Submodules carry PEFT's names (base_layer,
+ * lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
  */
 import { tf } from "../backend/index.js";
 import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";

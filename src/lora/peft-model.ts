@@ -122,14 +122,18 @@ export class PeftModel extends Module implements CausalLM {
     const modules = findTargets(this.base, config, targets, where, label("targetModules"));
     const wrapped = [...modules, ...this.loraLayers().map(([path]) => path)];
     const saved = modulesToSaveParameters(this.base, config.modulesToSave ?? [], wrapped, where, label("modulesToSave"));
+    for (const path of modules) {
+      const m = getModule(this.base, path);
+      if (!(m instanceof LoraLayer || m instanceof Linear || m instanceof Conv1D))
+        throw new UserError(`${where}: "${path}" cannot carry a LoRA adapter`);
+    }
     const seed = options.seed ?? this.seed;
     const random = new Random(seed);
     for (const path of modules) {
-      let layer = getModule(this.base, path);
+      let layer = getModule(this.base, path)!;
       if (!(layer instanceof LoraLayer)) {
-        if (!(layer instanceof Linear || layer instanceof Conv1D)) throw new UserError(`${where}: "${path}" cannot carry a LoRA adapter`);
         const [parent, childName] = parentAndName(this.base, path);
-        layer = new LoraLayer(layer, this.state);
+        layer = new LoraLayer(layer as Linear | Conv1D, this.state);
         parent.replaceChild(childName, layer);
       }
       const { r, alpha } = rankAndAlpha(config, path);
