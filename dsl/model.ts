@@ -264,7 +264,8 @@ export class LoraBuilder {
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
     const name = `lora_${++adapterCounter}`;
     const peft = this.base.peftModel();
-    peft.addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config });
+    // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
+    peft.addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config }, { seed: options.seed ?? 42 });
     return Run.start({ kind: "lora", base: this.base, model: new LoraModel(this.base, name), config: this.config, data, options });
   }
 }

@@ -11,26 +11,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../src/checkpoint/safetensors.js";
 import { CLI, REPO, STORIES, tempDir } from "./helpers/paths.js";
+import { expectUserError } from "./helpers/cli.js";
 import { writeTinyCheckpoint } from "./helpers/tiny-models.js";
 
 const work = tempDir("errors-test");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
-
-/** Runs `loralab ARGS`, expects a user error and returns its one line; checks it contains every `expected` string. */
-function expectUserError(args: string[], ...expected: string[]): string {
-  const run = spawnSync(process.execPath, [CLI, ...args], { cwd: REPO, encoding: "utf8", env: { ...process.env, LORALAB_BACKEND: "" } });
-  const shown = `loralab ${args.join(" ")}\n--- stderr ---\n${run.stderr}`;
-  assert.equal(run.status, 2, shown);
-  assert.doesNotMatch(run.stderr, /^\s+at /m, `stack frames on stderr:\n${shown}`);
-  assert.doesNotMatch(run.stderr, /internal error/, shown);
-  // Exactly one line on stderr: the backend report comes only after the inputs were validated.
-  const errors = run.stderr.split("\n").filter((l) => l.trim() !== "");
-  assert.equal(errors.length, 1, `expected exactly one line on stderr:\n${shown}`);
-  const line = errors[0]!;
-  assert.ok(line.startsWith(`loralab ${args[0]}: `), `should start with "loralab ${args[0]}: ":\n${shown}`);
-  for (const e of expected) assert.ok(line.includes(e), `should mention ${JSON.stringify(e)}:\n${line}`);
-  return line;
-}
 
 let fileCount = 0;
 /** A data file with exactly these bytes. */

@@ -3,7 +3,7 @@
  * torch.optim.AdamW, HF schedules and clipping): the same micro-batches, the same initial adapter,
  * the same losses and gradient norms step by step; adapters cross between the two implementations.
  */
-import { before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -20,6 +20,9 @@ import { PYTHON, torchAvailable } from "./helpers/reference.js";
 import { tinyData, tinyModel } from "./helpers/tiny-train.js";
 
 const EXAMPLE = path.join(REPO, "test/reference/lora_example");
+const work = tempDir("train-reference");
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+const workDir = (name: string) => fs.mkdtempSync(path.join(work, `${name}-`));
 const live = torchAvailable();
 const needsTorch = live ? {} : { skip: "Debian's python3-torch is not installed (CI installs it)" };
 
@@ -30,7 +33,7 @@ interface RefStep {
 }
 
 function runReference(cases: unknown[]): Record<string, { steps?: RefStep[]; loss?: number; error?: string }> {
-  const file = path.join(tempDir("train-ref"), "request.json");
+  const file = path.join(workDir("train-ref"), "request.json");
   fs.writeFileSync(file, JSON.stringify({ cases }));
   const run = spawnSync(PYTHON, [path.join(REPO, "test/reference/reference.py"), file], { encoding: "utf8", maxBuffer: 1 << 26 });
   assert.equal(run.status, 0, `reference failed: ${run.stderr}\n${run.stdout.slice(0, 1000)}`);
@@ -75,7 +78,7 @@ describe("training vs the PyTorch reference", () => {
     const request = JSON.parse(fs.readFileSync(path.join(EXAMPLE, "request.json"), "utf8"));
     const trainCase = request.cases.find((c: { name: string }) => c.name === "train");
     const rows = (trainCase.steps as { input_ids: number[][] }[][]).flatMap((step) => step.flatMap((mb) => mb.input_ids));
-    const dir = tempDir("acceptance");
+    const dir = workDir("acceptance");
     const data = path.join(dir, "train.jsonl");
     fs.writeFileSync(data, rows.map((ids) => JSON.stringify({ input_ids: ids })).join("\n"));
     const out = path.join(dir, "adapter-out");
@@ -133,7 +136,7 @@ describe("training vs the PyTorch reference", () => {
   });
 
   test("an adapter written by loralab gives PyTorch the loss loralab eval reports", needsTorch, () => {
-    const dir = tempDir("cross");
+    const dir = workDir("cross");
     const data = path.join(dir, "d.jsonl");
     const texts = [
       "Once upon a time, a girl found a shiny stone.",
@@ -187,14 +190,15 @@ describe("training vs the PyTorch reference", () => {
     assert.ok(Math.abs(ours.loss - ref.loss!) < 1e-4, `eval ${ours.loss} vs reference ${ref.loss}`);
   });
 
-  test("LoRA with grad accumulation, padding, cosine warmup, weight decay and clipping matches step by step", needsTorch, async () => {
+  test("LoRA with grad accumulation, padding, cosine warmup, weight decay and clipping matches step by step", needsTorch, async (t) => {
     const { model, dir: modelDir } = await tinyModel("qwen2");
     const peft = PeftModel.create(
       model,
       { r: 4, alpha: 8, targets: ["q_proj", "v_proj", "down_proj"], initLoraWeights: false },
       { seed: 9 },
     );
-    const adapterDir = path.join(tempDir("init"), "adapter");
+    t.after(() => peft.dispose());
+    const adapterDir = path.join(workDir("init"), "adapter");
     await saveAdapter(peft, adapterDir);
     const examples = tinyData(12, 21);
     const args: TrainingArguments = {
@@ -229,14 +233,15 @@ describe("training vs the PyTorch reference", () => {
     assertSameSteps(trainer.history, ref.steps!, "qwen2 lora");
   });
 
-  test('modules_to_save and bias="all" train what PEFT trains, step by step', needsTorch, async () => {
+  test('modules_to_save and bias="all" train what PEFT trains, step by step', needsTorch, async (t) => {
     const { model, dir: modelDir } = await tinyModel("qwen2");
     const peft = PeftModel.create(
       model,
       { r: 2, alpha: 4, targets: ["k_proj", "up_proj"], initLoraWeights: false, modulesToSave: ["lm_head"], bias: "all" },
       { seed: 4 },
     );
-    const adapterDir = path.join(tempDir("init-mts"), "adapter");
+    t.after(() => peft.dispose());
+    const adapterDir = path.join(workDir("init-mts"), "adapter");
     await saveAdapter(peft, adapterDir);
     const examples = tinyData(8, 13);
     const trainer = new Trainer(new LoraTrainable(peft), examples, {

@@ -6,7 +6,7 @@ import { UserError } from "../core/errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
 import { loadAdapter } from "../lora/adapter-io.js";
-import type { LoraConfigInput } from "../lora/config.js";
+import { parseLoraSpec } from "../lora/config.js";
 import { PeftModel } from "../lora/peft-model.js";
 import { saveModelDirectory } from "../models/save.js";
 import { countParameters } from "../nn/module.js";
@@ -15,53 +15,6 @@ import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable
 import { Trainer, type StepLog } from "../train/trainer.js";
 import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
 import { backendOption, prepareModel, printJson, reportBackend } from "./common.js";
-
-/** "r=8,alpha=16,targets=q_proj+v_proj,dropout=0.05" → a LoRA config. */
-export function parseLoraSpec(spec: string): LoraConfigInput {
-  const config: LoraConfigInput = {};
-  for (const part of spec
-    .split(",")
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const [key, value] = part.split("=", 2) as [string, string | undefined];
-    if (value === undefined || value === "") throw new UserError(`--lora: "${part}" is not key=value`);
-    const num = (what: string) => {
-      const n = Number(value);
-      if (!Number.isFinite(n)) throw new UserError(`--lora: ${key} expects ${what}, got "${value}"`);
-      return n;
-    };
-    const bool = () => {
-      if (value !== "true" && value !== "false") throw new UserError(`--lora: ${key} expects true or false, got "${value}"`);
-      return value === "true";
-    };
-    switch (key) {
-      case "r":
-        config.r = num("a positive integer");
-        break;
-      case "alpha":
-        config.loraAlpha = num("a number");
-        break;
-      case "dropout":
-        config.loraDropout = num("a number in [0, 1)");
-        break;
-      case "targets":
-        config.targetModules = value === "all-linear" ? "all-linear" : value.split("+");
-        break;
-      case "bias":
-        config.bias = value as LoraConfigInput["bias"];
-        break;
-      case "dora":
-        config.useDora = bool();
-        break;
-      case "rslora":
-        config.useRslora = bool();
-        break;
-      default:
-        throw new UserError(`--lora: unknown key "${key}" (known: r, alpha, dropout, targets, bias, dora, rslora)`);
-    }
-  }
-  return config;
-}
 
 /** One-line progress on a terminal, redrawn in place. */
 function progressLine(log: StepLog, total: number): string {

@@ -1,53 +1,32 @@
 /**
- * Adapters on disk in PEFT's format: adapter_config.json + adapter_model.safetensors with keys
- * `base_model.model.<module path>.lora_A.weight` (the adapter's name stripped, as PEFT saves them).
+ * Adapters on disk in PEFT's format: adapter_config.json + adapter_model.safetensors (keys in
+ * adapter-tensors.ts). Loading checks the whole file against the adapter's config before it changes
+ * anything, and takes a half-added adapter back out when a check fails.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
-import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
+import { readSafetensors, serializeSafetensors, type DecodedTensor, type TensorToWrite } from "../checkpoint/safetensors.js";
 import { writeDirectoryAtomic } from "../core/files.js";
 import type { CausalLM } from "../models/causal-lm.js";
+import { getModule } from "../nn/module.js";
 import { fromAdapterConfigJson, toAdapterConfigJson } from "./config.js";
+import { adapterTensors, type AdapterTensor, PEFT_PREFIX } from "./adapter-tensors.js";
 import { PeftModel } from "./peft-model.js";
-import { parseAdapterParameter } from "./layer.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
-const PREFIX = "base_model.model.";
-
-/** Our parameter path → PEFT's saved key for adapter `name`, or undefined when it is not part of that adapter. */
-function savedKey(param: string, name: string): string | undefined {
-  const p = parseAdapterParameter(param);
-  if (!p || p.adapter !== name) return undefined;
-  return p.kind === "lora_magnitude_vector" ? `${PREFIX}${p.module}.lora_magnitude_vector` : `${PREFIX}${p.module}.${p.kind}.weight`;
-}
-
-/** Saved key → our parameter path for adapter `name`. */
-function paramPath(key: string, name: string): string {
-  const inner = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : key;
-  const lora = /^(.*)\.(lora_A|lora_B)\.weight$/.exec(inner);
-  if (lora) return `${lora[1]}.${lora[2]}.${name}.weight`;
-  const magnitude = /^(.*)\.lora_magnitude_vector(?:\.weight)?$/.exec(inner);
-  if (magnitude) return `${magnitude[1]}.lora_magnitude_vector.${name}.weight`;
-  return inner;
-}
 
 /** Writes adapter `name` as a PEFT adapter directory (atomically: the old directory stays until the new one is complete). */
 export async function saveAdapter(model: PeftModel, dir: string, name = model.activeAdapters[0] ?? "default"): Promise<void> {
   const info = model.adapters.get(name);
   if (!info) throw new UserError(`no adapter "${name}" to save`);
   const tensors: Record<string, TensorToWrite> = {};
-  const modules = new Map(model.modulesToSaveValues(name)); // stored under their plain names, as PEFT does
-  for (const [param, p] of model.base.namedParameters()) {
-    const key = savedKey(param, name);
-    if (key) tensors[key] = { shape: p.shape, data: p.dataSync() as Float32Array };
-    // Biases trained per the config's `bias` setting belong to the adapter too.
-    else if (p.trainable && !modules.has(param) && model.activeAdapters.includes(name))
-      tensors[`${PREFIX}${param}`] = { shape: p.shape, data: p.dataSync() as Float32Array };
+  for (const t of adapterTensors(model, name)) {
+    const value = t.read();
+    tensors[t.key] = { shape: value.shape, data: value.dataSync() as Float32Array };
   }
-  for (const [param, t] of modules) tensors[`${PREFIX}${param}`] = { shape: t.shape, data: t.dataSync() as Float32Array };
   const config = toAdapterConfigJson(info.config, info.targets);
   await writeDirectoryAtomic(dir, {
     [ADAPTER_CONFIG]: `${JSON.stringify(config, null, 2)}\n`,
@@ -55,8 +34,7 @@ export async function saveAdapter(model: PeftModel, dir: string, name = model.ac
   });
 }
 
-function readAdapterConfig(dir: string) {
-  const file = path.join(dir, ADAPTER_CONFIG);
+function readAdapterConfig(file: string) {
   if (!fs.existsSync(file)) throw new UserError(`${file}: not found (an adapter directory holds ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS})`);
   let json: unknown;
   try {
@@ -64,8 +42,7 @@ function readAdapterConfig(dir: string) {
   } catch (e) {
     throw new UserError(`${file}: invalid JSON: ${(e as Error).message}`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new UserError(`${file}: expected a JSON object`);
-  return fromAdapterConfigJson(json as Record<string, unknown>, file);
+  return fromAdapterConfigJson(json, file);
 }
 
 export interface LoadAdapterOptions {
@@ -73,6 +50,7 @@ export interface LoadAdapterOptions {
   name?: string;
   /** Train it further (true) or keep it frozen (false, the default, as PEFT's is_trainable=False). */
   trainable?: boolean;
+  /** Seed of the adapter's dropout stream when it trains further (default: the PeftModel's seed). */
   seed?: number;
 }
 
@@ -82,40 +60,70 @@ export interface LoadAdapterOptions {
  */
 export async function loadAdapter(model: CausalLM | PeftModel, dir: string, options: LoadAdapterOptions = {}): Promise<PeftModel> {
   const name = options.name ?? "default";
-  const config = readAdapterConfig(dir);
-  const file = path.join(dir, ADAPTER_WEIGHTS);
-  if (!fs.existsSync(file))
-    throw new UserError(`${file}: not found (adapter_model.bin pickles are not supported; save adapters with safe_serialization)`);
-  const peft = model instanceof PeftModel ? model : PeftModel.create(model, config, { adapterName: name, seed: options.seed });
-  if (model instanceof PeftModel) {
-    model.addAdapter(name, config);
-    model.setAdapter(name);
+  const configFile = path.join(dir, ADAPTER_CONFIG);
+  const config = readAdapterConfig(configFile);
+  const weightsFile = path.join(dir, ADAPTER_WEIGHTS);
+  if (!fs.existsSync(weightsFile))
+    throw new UserError(`${weightsFile}: not found (adapter_model.bin pickles are not supported; save adapters with safe_serialization)`);
+  const peft = model instanceof PeftModel ? model : PeftModel.emptyOn(model, options.seed);
+  peft.addAdapter(name, config, { seed: options.seed, file: configFile });
+  try {
+    await loadAdapterWeights(peft, dir, name);
+  } catch (e) {
+    peft.deleteAdapter(name); // a plain model gets its layers back unwrapped
+    throw e;
   }
-  await loadAdapterWeights(peft, dir, name);
+  peft.setAdapter(name);
   peft.setFrozen(name, !options.trainable);
   return peft;
 }
 
-/** Assigns the weights of a saved adapter to the existing adapter `name` of `peft` (checking names and shapes). */
+/**
+ * Assigns the weights of a saved adapter to the existing adapter `name` of `peft`. Every tensor of the file
+ * must be one the adapter's config allows, with the right shape, and every required one must be there;
+ * nothing is assigned unless all of them are.
+ */
 export async function loadAdapterWeights(peft: PeftModel, dir: string, name: string): Promise<void> {
   const file = path.join(dir, ADAPTER_WEIGHTS);
   const tensors = await readSafetensors(file);
-  const params = new Map(peft.base.namedParameters());
+  const expected = adapterTensors(peft, name);
+  const byKey = new Map(expected.flatMap((t) => [t.key, ...t.aliases].map((k) => [k, t] as const)));
+  const found = new Map<AdapterTensor, DecodedTensor>();
   for (const [key, t] of tensors) {
-    const target = paramPath(key, name);
-    const p = params.get(target) ?? params.get(target.replace(/\.bias$/, ".base_layer.bias"));
-    if (!p)
-      throw new UserError(`${file}: tensor "${key}" does not belong to any module of the model (is the adapter for another base model?)`);
-    if (p.shape.join() !== t.shape.join()) {
+    const target = byKey.get(key) ?? byKey.get(PEFT_PREFIX + key);
+    if (!target) throw new UserError(`${file}: ${key}: ${notAllowed(peft, name, key)}`);
+    if (found.has(target)) throw new UserError(`${file}: ${key}: the file holds this tensor twice (also as ${target.key})`);
+    if (target.shape.join() !== t.shape.join())
       throw new UserError(
-        `${file}: tensor "${key}" has shape [${t.shape.join(", ")}] but the model expects [${p.shape.join(", ")}] (r or target modules differ from adapter_config.json?)`,
+        `${file}: ${key}: expected shape [${target.shape.join(", ")}], got [${t.shape.join(", ")}] (r or target modules differ from ${ADAPTER_CONFIG}?)`,
       );
-    }
-    tf.tidy(() => p.assign(tf.tensor(t.data, t.shape)));
+    found.set(target, t);
   }
-  const expected = [...params.keys()].filter((k) => k.includes(`.lora_A.${name}.`) || k.includes(`.lora_B.${name}.`));
-  const loaded = new Set([...tensors.keys()].map((k) => paramPath(k, name)));
-  const missing = expected.filter((k) => !loaded.has(k));
-  if (missing.length)
-    throw new UserError(`${file}: missing ${missing.length} adapter tensor(s), e.g. "${PREFIX}${missing[0]!.replace(`.${name}.`, ".")}"`);
+  const missing = expected.filter((t) => t.required && !found.has(t));
+  if (missing.length) {
+    const dora = missing[0]!.key.endsWith("lora_magnitude_vector") ? ` (${ADAPTER_CONFIG} has use_dora: true)` : "";
+    throw new UserError(`${file}: missing ${missing.length} adapter tensor(s), e.g. "${missing[0]!.key}"${dora}`);
+  }
+  for (const [target, t] of found) tf.tidy(() => target.write(tf.tensor(t.data, t.shape)));
+}
+
+/** Why `key` is not a tensor of adapter `name`, in the words of its config. */
+function notAllowed(peft: PeftModel, name: string, key: string): string {
+  const info = peft.adapters.get(name)!;
+  const inner = key.startsWith(PEFT_PREFIX) ? key.slice(PEFT_PREFIX.length) : key;
+  const lora = /^(.*)\.(?:lora_A|lora_B|lora_magnitude_vector)(?:\.weight)?$/.exec(inner);
+  if (lora) {
+    if (inner.includes("lora_magnitude_vector") && !info.config.useDora) return "a DoRA magnitude, but use_dora is false";
+    if (getModule(peft.base, lora[1]!)) return `a LoRA tensor of ${lora[1]}, which target_modules does not select`;
+    return "names no module of the model (is the adapter for another base model?)";
+  }
+  const params = new Set([...peft.base.namedParameters()].map(([p]) => p.replace(".base_layer.", ".")));
+  if (!params.has(inner.replace(".base_layer.", "."))) return "names no parameter of the model (is the adapter for another base model?)";
+  const config = info.config;
+  const holds = [
+    config.useDora ? "lora_A, lora_B and lora_magnitude_vector of its target modules" : "lora_A and lora_B of its target modules",
+    `modules_to_save: ${JSON.stringify(config.modulesToSave)}`,
+    `bias: ${JSON.stringify(config.bias)}`,
+  ];
+  return `a parameter of the base model that this adapter may not change (its ${ADAPTER_CONFIG} allows ${holds.join("; ")})`;
 }

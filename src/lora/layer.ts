@@ -3,14 +3,15 @@
  *
  *   y = W x + (B (A dropout(x))) · scaling,   A [r, in], B [out, r], scaling = α / r (or α / √r)
  *
- * Submodules carry PEFT's names (base_layer, lora_A.<adapter>, lora_B.<adapter>,
- * lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
+ * (DoRA adapters rescale this with the variant in dora.ts.) Submodules carry PEFT's names (base_layer,
+ * lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
  */
 import { tf } from "../backend/index.js";
 import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleDict } from "../nn/container.js";
 import type { Random } from "../core/random.js";
+import { DoraMagnitude } from "./dora.js";
 
 export interface AdapterParameter {
   /** The wrapped module's path, e.g. "model.layers.0.self_attn.q_proj". */
@@ -25,14 +26,15 @@ export function parseAdapterParameter(name: string): AdapterParameter | undefine
   return m ? { module: m[1]!, kind: m[2] as AdapterParameter["kind"], adapter: m[3]! } : undefined;
 }
 
-/** Shared by every LoRA layer of one model: which adapters act, and whether we are training. */
+/** Shared by every LoRA layer of one model: which adapters act, whether we are training, each adapter's random stream. */
 export interface LoraState {
   active: string[];
   /** Inside `withAdaptersDisabled`: the base model alone. */
   disabled: boolean;
-  /** Dropout only while training; seeds drawn from `random` keep runs reproducible. */
+  /** Dropout only while training. */
   training: boolean;
-  random: Random;
+  /** Per adapter: its own random stream, which seeds its dropout masks (after drawing its initial A and B). */
+  random: Map<string, Random>;
 }
 
 export interface AdapterSettings {
@@ -42,21 +44,6 @@ export interface AdapterSettings {
   dropout: number;
   useDora: boolean;
 }
-
-/** DoRA's learned magnitude per output row ([out]); PEFT's DoraLinearLayer holds it as `weight`. */
-export class DoraMagnitude extends Module {
-  readonly weight: tf.Variable;
-
-  constructor(initial: tf.Tensor1D) {
-    super();
-    this.weight = this.addParameter("weight", initial, true);
-  }
-}
-
-/** Identity forward, zero gradient: PEFT detaches DoRA's weight norm (§4.3 of the DoRA paper). */
-const detach = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as never) as (
-  x: tf.Tensor,
-) => tf.Tensor;
 
 function uniform(shape: [number, number], bound: number, random: Random): tf.Tensor2D {
   const values = Float32Array.from({ length: shape[0] * shape[1] }, () => (random.next() * 2 - 1) * bound);
@@ -78,6 +65,7 @@ export class LoraLayer extends Module implements LinearLike {
   readonly settings = new Map<string, AdapterSettings>();
   /** Adapters whose update is currently folded into the base weight. */
   merged: string[] = [];
+  private readonly mergedDeltas = new Map<string, tf.Tensor2D>();
   private readonly loraA = new ModuleDict<Linear>();
   private readonly loraB = new ModuleDict<Linear>();
   private readonly magnitude = new ModuleDict<DoraMagnitude>();
@@ -104,6 +92,7 @@ export class LoraLayer extends Module implements LinearLike {
     return [...this.settings.keys()];
   }
 
+  /** PEFT's update_layer: A and B initialised per `init` from `random`; a DoRA magnitude from the initial weight. */
   addAdapter(name: string, s: AdapterSettings, init: boolean | "gaussian", random: Random): void {
     const a = new Linear(this.inFeatures, s.r, false);
     const b = new Linear(s.r, this.outFeatures, false);
@@ -117,7 +106,7 @@ export class LoraLayer extends Module implements LinearLike {
     this.loraA.set(name, a);
     this.loraB.set(name, b);
     this.settings.set(name, s);
-    if (s.useDora) this.magnitude.set(name, new DoraMagnitude(tf.tidy(() => this.weightNorm(name))));
+    if (s.useDora) this.magnitude.set(name, new DoraMagnitude(tf.tidy(() => DoraMagnitude.initial(this.baseWeight(), this.update(name)))));
   }
 
   deleteAdapter(name: string): void {
@@ -144,9 +133,9 @@ export class LoraLayer extends Module implements LinearLike {
     return tf.matMul(b as tf.Tensor2D, a as tf.Tensor2D).mul(this.settings.get(name)!.scaling);
   }
 
-  /** ‖W + scaling·BA‖ per output row [out] (DoRA's column norm in PEFT's [out, in] layout). */
-  private weightNorm(name: string): tf.Tensor1D {
-    return tf.norm(this.baseWeight().add(detach(this.update(name))), "euclidean", 1) as tf.Tensor1D;
+  private dropout(x: tf.Tensor, name: string): tf.Tensor {
+    const rate = this.settings.get(name)!.dropout;
+    return this.state.training && rate > 0 ? tf.dropout(x, rate, undefined, this.state.random.get(name)!.int(2 ** 31)) : x;
   }
 
   forward(x: tf.Tensor): tf.Tensor {
@@ -155,20 +144,10 @@ export class LoraLayer extends Module implements LinearLike {
     for (const name of this.state.active) {
       const s = this.settings.get(name);
       if (!s || this.merged.includes(name)) continue;
-      const dropped = this.state.training && s.dropout > 0 ? tf.dropout(x, s.dropout, undefined, this.state.random.int(2 ** 31)) : x;
-      const { a, b, magnitude } = this.weightsOf(name);
-      const lead = x.shape.slice(0, -1);
-      const x2 = dropped.reshape([-1, this.inFeatures]) as tf.Tensor2D; // [N, in]
-      const lora = matMulTransposed(matMulTransposed(x2, a as tf.Tensor2D), b as tf.Tensor2D).mul(s.scaling); // [N, out]
-      if (!magnitude) {
-        y = y.add(lora.reshape([...lead, this.outFeatures]));
-        continue;
-      }
-      // DoRA: rescale each output row to the learned magnitude: (m/‖W+sBA‖ − 1)·Wx + (m/‖W+sBA‖)·sBAx
-      const scale = magnitude.div(detach(this.weightNorm(name))); // [out]
-      const baseOut = matMulTransposed(x2, this.baseWeight()); // [N, out] without bias, on the dropped-out input
-      const dora = baseOut.mul(scale.sub(1)).add(lora.mul(scale));
-      y = y.add(dora.reshape([...lead, this.outFeatures]));
+      const dropped = this.dropout(x, name);
+      const lora = this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)).mul(s.scaling);
+      const dora = this.magnitude.get(name);
+      y = y.add(dora ? dora.forward(dropped, this.baseWeight(), this.update(name), lora) : lora);
     }
     return y;
   }
@@ -180,14 +159,10 @@ export class LoraLayer extends Module implements LinearLike {
     return matMulTransposed(x.reshape([-1, this.inFeatures]) as tf.Tensor2D, delta).reshape([...lead, this.outFeatures]);
   }
 
-  /** What merging `name` adds to the [out, in] weight: scaling·BA, or for DoRA m/‖W+sBA‖·(W+sBA) − W. */
+  /** What merging `name` adds to the [out, in] weight: scaling·BA, or DoRA's delta. */
   private mergedDelta(name: string): tf.Tensor2D {
-    const delta = this.update(name);
-    const magnitude = this.magnitude.get(name)?.weight;
-    if (!magnitude) return delta;
-    const w = this.baseWeight();
-    const combined = w.add(delta);
-    return combined.mul(magnitude.div(tf.norm(combined, "euclidean", 1)).expandDims(1)).sub(w);
+    const dora = this.magnitude.get(name);
+    return dora ? dora.mergedDelta(this.baseWeight(), this.update(name)) : this.update(name);
   }
 
   /**
@@ -220,6 +195,4 @@ export class LoraLayer extends Module implements LinearLike {
     this.mergedDeltas.clear();
     this.merged = [];
   }
-
-  private readonly mergedDeltas = new Map<string, tf.Tensor2D>();
 }

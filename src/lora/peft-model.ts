@@ -1,17 +1,20 @@
 /**
- * PeftModel: a causal LM with named LoRA adapters (PEFT's get_peft_model / PeftModel). It owns
- * the LoRA layers it injected and the adapters' settings; the base model's weights stay frozen.
+ * PeftModel: a causal LM with named LoRA adapters (PEFT's get_peft_model / PeftModel and LoraModel). It
+ * injects the LoRA layers, owns the adapters' settings, and decides which adapters act and which weights
+ * train; the base model's weights stay frozen.
  */
-import { tf } from "../backend/index.js";
+import type { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
+import { Random } from "../core/random.js";
 import type { ModelConfig } from "../models/config.js";
 import type { CausalLM, ForwardOptions } from "../models/causal-lm.js";
 import { Conv1D, Linear } from "../nn/layers.js";
 import { getModule, Module } from "../nn/module.js";
-import { Random } from "../core/random.js";
-import { type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
+import { fieldLabel, type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
 import { type LoraState, LoraLayer, parseAdapterParameter } from "./layer.js";
+import { ModulesToSave, modulesToSaveParameters } from "./modules-to-save.js";
 import { findTargets, rankAndAlpha, targetSpec } from "./targets.js";
+import { addWeightedAdapter, type Combination } from "./weighted.js";
 
 export interface AdapterInfo {
   config: LoraConfig;
@@ -21,6 +24,15 @@ export interface AdapterInfo {
   modules: string[];
   /** Loaded for inference only (PEFT's is_trainable=False): never trained, even when active. */
   frozen: boolean;
+  /** Seeds the adapter's own random stream: its initial A and B, then its dropout masks. */
+  seed: number;
+}
+
+export interface AddAdapterOptions {
+  /** Seed of the adapter's random stream (default: the PeftModel's seed). */
+  seed?: number;
+  /** The adapter_config.json the config was read from: errors then name it and PEFT's keys. */
+  file?: string;
 }
 
 function parentAndName(root: Module, path: string): [Module, string] {
@@ -33,21 +45,18 @@ function parentAndName(root: Module, path: string): [Module, string] {
 export class PeftModel extends Module implements CausalLM {
   readonly adapters = new Map<string, AdapterInfo>();
   private readonly state: LoraState;
-  /**
-   * modules_to_save: each adapter trains its own copy of these modules (PEFT's ModulesToSaveWrapper).
-   * The model's variables hold the values of one owner at a time (`liveOwner`, "" = the base model's
-   * own); the other owners' values wait here and are swapped in when adapters change.
-   */
-  private readonly moduleCopies = new Map<string, Map<string, tf.Tensor>>();
-  private readonly liveOwner = new Map<string, string>();
+  /** Each adapter's copies of its modules_to_save. */
+  readonly modulesToSave: ModulesToSave;
 
   private constructor(
     readonly base: CausalLM,
-    seed: number,
+    /** The default seed of new adapters. */
+    readonly seed: number,
   ) {
     super();
     this.addModule("base_model", base);
-    this.state = { active: [], disabled: false, training: false, random: new Random(seed) };
+    this.state = { active: [], disabled: false, training: false, random: new Map() };
+    this.modulesToSave = new ModulesToSave(base, this.state);
   }
 
   /** get_peft_model: wraps `base` with a first adapter (named "default" unless said otherwise). */
@@ -80,29 +89,51 @@ export class PeftModel extends Module implements CausalLM {
     this.state.training = training;
   }
 
+  /**
+   * The random stream of the adapter being trained (the first active one): its state is saved with
+   * checkpoints, so a resumed run draws the same dropout masks.
+   */
   get random(): Random {
-    return this.state.random;
+    const name = this.state.active[0];
+    if (name === undefined) throw new UserError("no active adapter: setAdapter(name) first");
+    return this.state.random.get(name)!;
+  }
+
+  /** The LoRA layer at `path` (a module an adapter targets). */
+  loraLayer(path: string): LoraLayer {
+    const layer = getModule(this.base, path);
+    if (!(layer instanceof LoraLayer)) throw new Error(`"${path}" is not a LoRA layer`);
+    return layer;
   }
 
   private loraLayers(): [string, LoraLayer][] {
     return [...this.base.namedModules()].filter((e): e is [string, LoraLayer] => e[1] instanceof LoraLayer);
   }
 
-  /** Adds a new adapter (inactive until setAdapter); its weights are initialised per `initLoraWeights`. */
-  addAdapter(name: string, input: LoraConfigInput | number | LoraConfig = {}): AdapterInfo {
+  /** Adds a new adapter (inactive until setAdapter); its weights are initialised per `initLoraWeights` from its own seed. */
+  addAdapter(name: string, input: LoraConfigInput | LoraConfig | number = {}, options: AddAdapterOptions = {}): AdapterInfo {
     if (this.adapters.has(name)) throw new UserError(`adapter "${name}" already exists; delete it first or choose another name`);
     if (!/^[A-Za-z0-9_-]+$/.test(name))
       throw new UserError(`adapter name "${name}": use letters, digits, "_" or "-" (it becomes part of parameter names)`);
-    const config = resolveLoraConfig(input as LoraConfigInput);
+    const where = options.file ?? "lora config";
+    const label = (field: keyof LoraConfig) => fieldLabel(field, options.file !== undefined);
+    const config = resolveLoraConfig(input, where);
     const targets = targetSpec(config, this.config, this.base);
-    const unique = findTargets(this.base, config, targets);
-    for (const path of unique) {
-      let layer = getModule(this.base, path);
+    const modules = findTargets(this.base, config, targets, where, label("targetModules"));
+    const wrapped = [...modules, ...this.loraLayers().map(([path]) => path)];
+    const saved = modulesToSaveParameters(this.base, config.modulesToSave ?? [], wrapped, where, label("modulesToSave"));
+    for (const path of modules) {
+      const m = getModule(this.base, path);
+      if (!(m instanceof LoraLayer || m instanceof Linear || m instanceof Conv1D))
+        throw new UserError(`${where}: "${path}" cannot carry a LoRA adapter`);
+    }
+    const seed = options.seed ?? this.seed;
+    const random = new Random(seed);
+    for (const path of modules) {
+      let layer = getModule(this.base, path)!;
       if (!(layer instanceof LoraLayer)) {
-        if (!(layer instanceof Linear || layer instanceof Conv1D))
-          throw new UserError(`lora config: "${path}" cannot carry a LoRA adapter`);
         const [parent, childName] = parentAndName(this.base, path);
-        layer = new LoraLayer(layer, this.state);
+        layer = new LoraLayer(layer as Linear | Conv1D, this.state);
         parent.replaceChild(childName, layer);
       }
       const { r, alpha } = rankAndAlpha(config, path);
@@ -111,67 +142,21 @@ export class PeftModel extends Module implements CausalLM {
         name,
         { r, alpha, scaling, dropout: config.loraDropout, useDora: config.useDora },
         config.initLoraWeights,
-        this.state.random,
+        random,
       );
     }
+    this.state.random.set(name, random); // dropout continues the stream that drew A and B
     const info = {
-      config: { ...config, fanInFanOut: unique.some((p) => (getModule(this.base, p) as LoraLayer).fanInFanOut) },
+      config: { ...config, fanInFanOut: modules.some((p) => this.loraLayer(p).fanInFanOut) },
       targets,
-      modules: unique,
+      modules,
       frozen: false,
+      seed,
     };
     this.adapters.set(name, info);
-    this.copyModulesToSave(name);
+    this.modulesToSave.add(name, saved);
     this.applyTrainability();
     return info;
-  }
-
-  /** Full parameter names of the modules an adapter saves whole (PEFT: module name equals or ends with ".<entry>"). */
-  private modulesToSaveParams(name: string): string[] {
-    const entries = this.adapters.get(name)?.config.modulesToSave ?? [];
-    const out: string[] = [];
-    for (const [path, m] of this.base.namedModules()) {
-      if (path && entries.some((e) => path === e || path.endsWith(`.${e}`))) for (const [param] of m.namedParameters(path)) out.push(param);
-    }
-    return out;
-  }
-
-  private copyModulesToSave(name: string): void {
-    const params = new Map(this.base.namedParameters());
-    for (const param of this.modulesToSaveParams(name)) {
-      if (!this.liveOwner.has(param)) {
-        this.liveOwner.set(param, "");
-        this.moduleCopies.set(param, new Map());
-      }
-      const original = this.liveOwner.get(param) === "" ? params.get(param)! : this.moduleCopies.get(param)!.get("")!;
-      this.moduleCopies.get(param)!.set(name, tf.keep(original.clone()));
-    }
-    this.syncModulesToSave();
-  }
-
-  /** Puts into each modules_to_save parameter the values of the first active adapter that has a copy (or the base's). */
-  private syncModulesToSave(): void {
-    const params = new Map(this.base.namedParameters());
-    for (const [param, copies] of this.moduleCopies) {
-      const wanted = this.state.disabled ? "" : (this.state.active.find((a) => copies.has(a)) ?? "");
-      const live = this.liveOwner.get(param)!;
-      if (wanted === live) continue;
-      const variable = params.get(param)!;
-      copies.set(live, tf.keep(variable.clone()));
-      variable.assign(copies.get(wanted)!);
-      copies.get(wanted)!.dispose();
-      copies.delete(wanted);
-      this.liveOwner.set(param, wanted);
-    }
-  }
-
-  /** The values an adapter saves for its modules_to_save (whether or not it is active). */
-  modulesToSaveValues(name: string): [string, tf.Tensor][] {
-    const params = new Map(this.base.namedParameters());
-    return this.modulesToSaveParams(name).map((param) => [
-      param,
-      this.liveOwner.get(param) === name ? params.get(param)! : this.moduleCopies.get(param)!.get(name)!,
-    ]);
   }
 
   /** Marks an adapter as trainable or frozen (inference only). */
@@ -188,7 +173,7 @@ export class PeftModel extends Module implements CausalLM {
     for (const n of list)
       if (!this.adapters.has(n)) throw new UserError(`no adapter "${n}"; adapters: ${[...this.adapters.keys()].join(", ") || "none"}`);
     this.state.active = list;
-    this.syncModulesToSave();
+    this.modulesToSave.show();
     this.applyTrainability();
   }
 
@@ -197,10 +182,10 @@ export class PeftModel extends Module implements CausalLM {
     const before = this.state.disabled;
     const restore = () => {
       this.state.disabled = before;
-      this.syncModulesToSave();
+      this.modulesToSave.show();
     };
     this.state.disabled = true;
-    this.syncModulesToSave();
+    this.modulesToSave.show();
     try {
       const out = fn();
       if (out instanceof Promise) return out.finally(restore) as T;
@@ -213,23 +198,15 @@ export class PeftModel extends Module implements CausalLM {
   }
 
   deleteAdapter(name: string): void {
-    const info = this.adapters.get(name);
-    if (!info) throw new UserError(`no adapter "${name}"`);
+    if (!this.adapters.has(name)) throw new UserError(`no adapter "${name}"`);
     for (const [path, layer] of this.loraLayers()) {
       if (!layer.settings.has(name)) continue;
       layer.deleteAdapter(name);
       if (layer.settings.size === 0) this.unwrap(path, layer);
     }
     this.state.active = this.state.active.filter((n) => n !== name);
-    this.syncModulesToSave(); // the deleted adapter's module values leave the live variables
-    for (const [param, copies] of this.moduleCopies) {
-      copies.get(name)?.dispose();
-      copies.delete(name);
-      if (copies.size === 0 && this.liveOwner.get(param) === "") {
-        this.moduleCopies.delete(param);
-        this.liveOwner.delete(param);
-      }
-    }
+    this.state.random.delete(name);
+    this.modulesToSave.remove(name);
     this.adapters.delete(name);
     this.applyTrainability();
   }
@@ -240,76 +217,12 @@ export class PeftModel extends Module implements CausalLM {
     parent.replaceChild(childName, layer.base);
   }
 
-  /**
-   * PEFT's add_weighted_adapter. "cat" is exact: the new update is Σ wᵢ·scalingᵢ·BᵢAᵢ (ranks add up).
-   * "linear" needs equal ranks and mixes A and B separately (A = Σ √wᵢ·scalingᵢ·Aᵢ, B = Σ √wᵢ·Bᵢ), as PEFT does.
-   */
-  addWeightedAdapter(adapters: string[], weights: number[], newName: string, combination: "cat" | "linear" = "cat"): void {
-    if (adapters.length === 0 || adapters.length !== weights.length)
-      throw new UserError("addWeightedAdapter: give as many weights as adapters (at least one)");
-    const infos = adapters.map((a) => {
-      const info = this.adapters.get(a);
-      if (!info) throw new UserError(`no adapter "${a}"`);
-      return info;
-    });
-    const first = infos[0]!.config;
-    const modules = [...new Set(infos.flatMap((i) => i.modules))];
-    const layersOf = modules.map((m) => getModule(this.base, m) as LoraLayer);
-    const ranks = layersOf.map((layer) => adapters.reduce((sum, a) => sum + (layer.settings.get(a)?.r ?? 0), 0));
-    if (combination === "linear") {
-      const rs = new Set(
-        infos.flatMap((info, k) => info.modules.map((m) => (getModule(this.base, m) as LoraLayer).settings.get(adapters[k]!)!.r)),
-      );
-      if (rs.size !== 1)
-        throw new UserError(`addWeightedAdapter "linear" needs adapters of one rank; found ranks ${[...rs].join(", ")} (use "cat")`);
-    }
-    const r = combination === "linear" ? layersOf[0]!.settings.get(adapters[0]!)!.r : Math.max(...ranks);
-    const rankPattern: Record<string, number> = {};
-    if (combination === "cat")
-      modules.forEach((m, i) => {
-        if (ranks[i] !== r) rankPattern[m] = ranks[i]!;
-      });
-    // The combined update carries its scaling inside A, so alpha = r gives scaling 1.
-    this.addAdapter(newName, {
-      ...first,
-      r,
-      loraAlpha: r,
-      rankPattern,
-      alphaPattern: Object.fromEntries(Object.entries(rankPattern)),
-      targetModules: modules,
-      useDora: false,
-      useRslora: false,
-      initLoraWeights: true,
-      layersToTransform: null,
-    });
-    tf.tidy(() => {
-      for (const layer of layersOf) {
-        const parts = adapters
-          .map((a, k) => ({ s: layer.settings.get(a), w: layer.settings.has(a) ? layer.weightsOf(a) : undefined, weight: weights[k]! }))
-          .filter((p) => p.s !== undefined && p.w !== undefined);
-        const target = layer.weightsOf(newName);
-        if (combination === "linear") {
-          target.a.assign(tf.addN(parts.map((p) => p.w!.a.mul(Math.sqrt(Math.abs(p.weight)) * p.s!.scaling))));
-          target.b.assign(tf.addN(parts.map((p) => p.w!.b.mul(Math.sign(p.weight) * Math.sqrt(Math.abs(p.weight))))));
-        } else {
-          target.a.assign(
-            tf.concat(
-              parts.map((p) => p.w!.a.mul(p.weight * p.s!.scaling)),
-              0,
-            ),
-          );
-          target.b.assign(
-            tf.concat(
-              parts.map((p) => p.w!.b),
-              1,
-            ),
-          );
-        }
-      }
-    });
+  /** PEFT's add_weighted_adapter (see weighted.ts): "cat" is exact, "linear" mixes A and B of equal ranks. */
+  addWeightedAdapter(adapters: string[], weights: number[], newName: string, combination: Combination = "cat"): void {
+    addWeightedAdapter(this, adapters, weights, newName, combination);
   }
 
-  /** Which parameters train: the active adapters' A, B (and DoRA magnitudes), plus biases per `bias`. */
+  /** Which parameters train: the active adapters' A, B (and DoRA magnitudes), their modules_to_save, and biases per `bias`. */
   private applyTrainability(): void {
     const active = new Set(this.state.active);
     const training = this.state.active.filter((n) => !this.adapters.get(n)!.frozen);
@@ -321,8 +234,7 @@ export class PeftModel extends Module implements CausalLM {
       else if (name.endsWith(".base_layer.bias") && biasModes.has("lora_only")) p.trainable = true;
       else p.trainable = false;
     }
-    const params = new Map(this.base.namedParameters());
-    for (const [param, owner] of this.liveOwner) if (owner !== "" && training.includes(owner)) params.get(param)!.trainable = true;
+    for (const p of this.modulesToSave.liveFor(training)) p.trainable = true;
   }
 
   trainableParameters(): [string, tf.Variable][] {
@@ -366,9 +278,8 @@ export class PeftModel extends Module implements CausalLM {
     }
     this.adapters.clear();
     this.state.active = [];
-    for (const copies of this.moduleCopies.values()) for (const t of copies.values()) t.dispose();
-    this.moduleCopies.clear();
-    this.liveOwner.clear();
+    this.state.random.clear();
+    this.modulesToSave.clear();
     for (const [, p] of this.base.namedParameters()) p.trainable = false;
     return this.base;
   }

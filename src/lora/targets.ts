@@ -72,28 +72,35 @@ export function targetSpec(config: LoraConfig, modelConfig: ModelConfig, root: M
   return [...names].sort();
 }
 
-/** Full names of the modules to wrap; an error listing the model's modules when nothing matches. */
-export function findTargets(root: Module, config: LoraConfig, targets: string[] | string): string[] {
+/**
+ * Full names of the modules to wrap; an error listing the model's linear layers when nothing matches.
+ * `where` and `field` name the config and its target field in errors (a file and PEFT's key, or "lora config").
+ */
+export function findTargets(
+  root: Module,
+  config: LoraConfig,
+  targets: string[] | string,
+  where = "lora config",
+  field = "targetModules",
+): string[] {
   const found: string[] = [];
   for (const [name, m] of candidateLayers(root)) {
     if (!isTargeted(name, config, targets)) continue;
     if (!isLinearLike(m)) {
       if (typeof targets !== "string")
-        throw new UserError(`lora config: target "${name}" is not a linear layer; LoRA wraps linear layers only`);
+        throw new UserError(`${where}: ${field}: "${name}" is not a linear layer; LoRA wraps linear layers only`);
       continue;
     }
     found.push(name);
   }
   if (found.length === 0) {
-    const linear = [
-      ...new Set(
-        candidateLayers(root)
-          .filter(([, m]) => isLinearLike(m))
-          .map(([n]) => n.split(".").pop()!),
-      ),
-    ];
+    const linear = new Set(
+      candidateLayers(root)
+        .filter(([, m]) => isLinearLike(m))
+        .map(([n]) => n.split(".").pop()!),
+    );
     throw new UserError(
-      `lora config: target modules ${JSON.stringify(targets)} match no layer of the model; its linear layers are: ${linear.join(", ")}`,
+      `${where}: ${field}: ${JSON.stringify(targets)} match no layer of the model; its linear layers are: ${[...linear].join(", ")}`,
     );
   }
   return found;
