@@ -41,6 +41,16 @@ function cliJson<T>(args: string[], env: Record<string, string> = {}): T {
   return JSON.parse(run.stdout) as T;
 }
 
+/** A user error: exit 2, nothing on stdout, one stderr line (returned). */
+function userError(args: string[]): string {
+  const run = cli(args);
+  assert.equal(run.status, 2, run.stderr);
+  assert.equal(run.stdout, "");
+  const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
+  assert.equal(lines.length, 1, run.stderr);
+  return lines[0]!;
+}
+
 function assertClose(actual: number, expected: number, tolerance: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual} vs ${expected} (tolerance ${tolerance})`);
 }
@@ -167,14 +177,7 @@ describe("loralab info", () => {
   });
 
   /** A backend that cannot be used: exit 2, one stderr line, nothing on stdout. */
-  function backendError(backend: string): string {
-    const run = cli(["info", "--json", "--backend", backend]);
-    assert.equal(run.status, 2, run.stderr);
-    assert.equal(run.stdout, "");
-    const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
-    assert.equal(lines.length, 1, run.stderr);
-    return lines[0]!;
-  }
+  const backendError = (backend: string) => userError(["info", "--json", "--backend", backend]);
 
   test("--backend tensorflow-gpu (not installed) says how to install it and that it needs CUDA", () => {
     const line = backendError("tensorflow-gpu");
@@ -196,16 +199,6 @@ describe("loralab train", () => {
     Array.from({ length: n }, (_, i) => ({ input_ids: Array.from({ length }, (_, t) => 3 + ((i + t) % 500)) }));
   const trainData = writeJsonl("train.jsonl", rows(4, 12));
   const trainOn = (data: string, ...args: string[]) => ["train", "--model", STORIES, "--data", data, "--lora", "r=2", ...args];
-
-  /** A user error: exit 2, nothing on stdout, one stderr line. */
-  function userError(args: string[]): string {
-    const run = cli(args);
-    assert.equal(run.status, 2, run.stderr);
-    assert.equal(run.stdout, "");
-    const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
-    assert.equal(lines.length, 1, run.stderr);
-    return lines[0]!;
-  }
 
   test("--lr 1e30 is refused up front (exit 2), quoting the flag as typed", () => {
     assert.equal(userError(trainOn(trainData, "--lr", "1e30")), 'loralab train: --lr: expected a number in (0, 1], got "1e30"');
