@@ -1,7 +1,7 @@
 /**
- * compare: the seed's comparison table, measured. Each method trains on the same data with the
- * same options; the table reports trainable parameters, their share, peak tensor memory, median
- * step time, final training loss and the eval metric.
+ * compare: fine-tuning methods side by side, measured. Each method trains on the same data with the
+ * same options; the table reports trainable parameters, their share of the model's parameters (PEFT's
+ * trainable%), peak tensor memory, median step time, final training loss and the eval metric.
  *
  *   compare({ full: base.full(), lora: base.lora(8) }, ds, { maxSteps: 50, eval: { data: test } })
  */
@@ -10,11 +10,12 @@ import { median } from "../src/core/stats.js";
 import type { DataInput } from "./data.js";
 import { lossChart } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import type { Metric } from "./model.js";
-import type { Run, TrainOptions } from "./run.js";
+import type { Metric, TrainedRun } from "./model.js";
+import type { TrainOptions } from "./run.js";
 
-export interface Trainable {
-  train(data: DataInput, options?: TrainOptions): Promise<Run>;
+/** What `base.lora(…)` and `base.full()` are: something that trains a run. */
+export interface RunBuilder {
+  train(data: DataInput, options?: TrainOptions): Promise<TrainedRun>;
 }
 
 export interface CompareOptions extends TrainOptions {
@@ -23,9 +24,8 @@ export interface CompareOptions extends TrainOptions {
 
 export class Comparison {
   constructor(
-    readonly runs: Record<string, Run>,
+    readonly runs: Record<string, TrainedRun>,
     readonly metrics: Record<string, Record<string, number | undefined>>,
-    readonly totalParams: number,
   ) {}
 
   table(): aq.ColumnTable {
@@ -35,7 +35,7 @@ export class Comparison {
         return {
           method,
           trainable_params: run.trainableParams,
-          trainable_pct: (100 * run.trainableParams) / this.totalParams,
+          trainable_pct: run.parameters.percent,
           peak_MiB: run.peakTensorBytes / 2 ** 20,
           median_step_ms: median(steps),
           final_loss: run.finalLoss ?? null,
@@ -58,19 +58,17 @@ export class Comparison {
   }
 }
 
-export async function compare(methods: Record<string, Trainable>, data: DataInput, options: CompareOptions = {}): Promise<Comparison> {
+export async function compare(methods: Record<string, RunBuilder>, data: DataInput, options: CompareOptions = {}): Promise<Comparison> {
   const { eval: evaluation, ...trainOptions } = options;
-  const runs: Record<string, Run> = {};
+  const runs: Record<string, TrainedRun> = {};
   const metrics: Record<string, Record<string, number | undefined>> = {};
-  let totalParams = 0;
   for (const [method, builder] of Object.entries(methods)) {
     const run = await builder.train(data, { ...trainOptions, name: trainOptions.name ?? method });
     runs[method] = run;
-    totalParams = Math.max(totalParams, run.model.base.parameters);
     if (evaluation) {
       const { examples: _e, ...m } = await run.model.eval(evaluation.data, evaluation.metrics ?? ["perplexity"]);
       metrics[method] = m as Record<string, number | undefined>;
     }
   }
-  return new Comparison(runs, metrics, totalParams);
+  return new Comparison(runs, metrics);
 }

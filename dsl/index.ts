@@ -17,12 +17,13 @@ export {
   type EvalResult,
   type Metric,
   type GenerateOptions,
+  type TrainedRun,
 } from "./model.js";
-export { Run, TrainingInterrupted, lastRun, type TrainOptions } from "./run.js";
+export { Run, TrainingInterrupted, lastRun, type TrainOptions, type TrainedModel } from "./run.js";
 export { type DataInput } from "./data.js";
 export { dataset, Dataset } from "./data.js";
 export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
-export { compare, Comparison, type CompareOptions } from "./compare.js";
+export { compare, Comparison, type CompareOptions, type RunBuilder } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
 export { lossChart } from "./presentation.js";
 export { DISPLAY, type MimeBundle } from "../src/runtime/display.js";

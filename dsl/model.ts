@@ -1,13 +1,14 @@
 /**
- * The DSL's model handles, reading like the seed's Python:
+ * The DSL's model handles:
  *
  *   const base = await model("path/or/hub-id");
  *   const run = await base.lora({ r: 8, alpha: 16 }).train(ds, { epochs: 3 });
  *   await run.model.eval(test, ["perplexity"]);
  *
  * A base model carries every LoRA adapter trained from it (PEFT's multi-adapter model): each
- * `.lora(...)` gets its own named adapter, and a handle activates its adapter for each call.
+ * `.lora(...)` gets its own named adapter, and a handle computes with its own adapter in each call.
  */
+import * as path from "node:path";
 import { initBackend, tf } from "../src/backend/index.js";
 import { UserError } from "../src/core/errors.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
@@ -25,7 +26,8 @@ import { countParameters } from "../src/nn/module.js";
 import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
 import { htmlKeyValues, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import { Run, type TrainOptions } from "./run.js";
+import { Run, type TrainedModel, type TrainOptions } from "./run.js";
+import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 
 export type Metric = "perplexity" | "bleu" | "chrf" | "exact_match";
 
@@ -50,8 +52,8 @@ export abstract class ModelView {
   /** The loaded base model this view computes with. */
   abstract get base(): Model;
 
-  /** Runs `fn` with this view's weights active. */
-  protected abstract activate<T>(fn: (m: CausalLM) => T): T;
+  /** Runs `fn` on the model computing with this view's weights (its adapter alone, or none). */
+  protected abstract withWeights<T>(fn: (m: CausalLM) => T): T;
 
   abstract describe(): [string, unknown][];
 
@@ -61,14 +63,14 @@ export abstract class ModelView {
     const loaded = this.base.loaded;
     if (wanted.includes("perplexity")) {
       const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
-      const p = this.activate((m) => perplexity(m, examples));
+      const p = this.withWeights((m) => perplexity(m, examples));
       Object.assign(result, { perplexity: p.perplexity, loss: p.loss, tokens: p.tokens });
     }
     const generative = wanted.filter((m): m is GenerationMetric => m !== "perplexity");
     if (generative.length) {
       const pairs = promptCompletionPairs(data);
       if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      const { examples, ...scores } = this.activate((m) =>
+      const { examples, ...scores } = this.withWeights((m) =>
         generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }),
       );
       Object.assign(result, scores, { examples: aq.from(examples) });
@@ -78,7 +80,7 @@ export abstract class ModelView {
 
   async generate(prompt: string | number[], options: GenerateOptions = {}): Promise<{ text: string; ids: number[] }> {
     const ids = typeof prompt === "string" ? this.base.tokenizer.encode(prompt) : prompt;
-    const out = this.activate((m) => generateIds(m, ids, { maxNewTokens: 32, ...options, eosTokenIds: this.base.loaded.eosTokenIds }));
+    const out = this.withWeights((m) => generateIds(m, ids, { maxNewTokens: 32, ...options, eosTokenIds: this.base.loaded.eosTokenIds }));
     return { text: this.base.tokenizer.decode(out.ids), ids: out.ids };
   }
 
@@ -117,7 +119,7 @@ export class Model extends ModelView {
     return n;
   }
 
-  protected activate<T>(fn: (m: CausalLM) => T): T {
+  protected withWeights<T>(fn: (m: CausalLM) => T): T {
     return this.peft ? this.peft.withAdaptersDisabled(() => fn(this.peft!)) : fn(this.loaded.model);
   }
 
@@ -159,7 +161,7 @@ export class Model extends ModelView {
   cloneWeights(): CausalLM {
     const copy = createModel(this.loaded.config);
     const source = new Map(
-      this.activate(() => [...this.loaded.model.namedParameters()].map(([n, p]) => [n.replace(/\.base_layer\./, "."), p] as const)),
+      this.withWeights(() => [...this.loaded.model.namedParameters()].map(([n, p]) => [n.replace(/\.base_layer\./, "."), p] as const)),
     );
     for (const [name, p] of copy.namedParameters()) tf.tidy(() => p.assign(source.get(name)!));
     return copy;
@@ -167,7 +169,9 @@ export class Model extends ModelView {
 }
 
 /** A trained or loaded LoRA adapter on a base model. */
-export class LoraModel extends ModelView {
+export class LoraModel extends ModelView implements TrainedModel {
+  readonly kind = "lora";
+
   constructor(
     readonly base: Model,
     readonly adapterName: string,
@@ -175,7 +179,7 @@ export class LoraModel extends ModelView {
     super();
   }
 
-  protected activate<T>(fn: (m: CausalLM) => T): T {
+  protected withWeights<T>(fn: (m: CausalLM) => T): T {
     const peft = this.base.peftModel();
     const before = peft.activeAdapters;
     peft.setAdapter(this.adapterName);
@@ -188,6 +192,35 @@ export class LoraModel extends ModelView {
 
   get config() {
     return this.base.peftModel().adapters.get(this.adapterName)!.config;
+  }
+
+  get label(): string {
+    return `LoRA r=${this.config.r}`;
+  }
+
+  /** The base model's parameters and this adapter's (other adapters on the same base excluded). */
+  *namedParameters(): Generator<[string, tf.Variable]> {
+    for (const [name, p] of this.base.peftModel().base.namedParameters()) {
+      const adapter = parseAdapterParameter(name)?.adapter;
+      if (adapter === undefined || adapter === this.adapterName) yield [name, p];
+    }
+  }
+
+  selectForTraining(): void {
+    this.base.peftModel().setAdapter(this.adapterName);
+  }
+
+  trainable(): Trainable {
+    this.selectForTraining();
+    return new LoraTrainable(this.base.peftModel());
+  }
+
+  recordedConfig(): Record<string, unknown> {
+    return { lora: this.config };
+  }
+
+  async saveToRun(dir: string): Promise<void> {
+    await this.save(path.join(dir, "adapter"));
   }
 
   describe(): [string, unknown][] {
@@ -204,7 +237,7 @@ export class LoraModel extends ModelView {
   /** Saves the adapter in PEFT's format. */
   async save(dir: string): Promise<string> {
     const peft = this.base.peftModel();
-    await this.activate(() => saveAdapter(peft, dir, this.adapterName));
+    await this.withWeights(() => saveAdapter(peft, dir, this.adapterName));
     return dir;
   }
 
@@ -212,7 +245,7 @@ export class LoraModel extends ModelView {
   async saveMerged(dir: string): Promise<string> {
     const merged = this.base.cloneWeights();
     const peft = this.base.peftModel();
-    this.activate(() => {
+    this.withWeights(() => {
       const params = new Map(peft.base.namedParameters());
       peft.merge([this.adapterName]);
       for (const [name, p] of merged.namedParameters()) {
@@ -228,7 +261,10 @@ export class LoraModel extends ModelView {
 }
 
 /** A fully fine-tuned copy of a base model. */
-export class FullModel extends ModelView {
+export class FullModel extends ModelView implements TrainedModel {
+  readonly kind = "full";
+  readonly label = "full";
+
   constructor(
     readonly base: Model,
     readonly weights: CausalLM,
@@ -236,8 +272,28 @@ export class FullModel extends ModelView {
     super();
   }
 
-  protected activate<T>(fn: (m: CausalLM) => T): T {
+  protected withWeights<T>(fn: (m: CausalLM) => T): T {
     return fn(this.weights);
+  }
+
+  namedParameters(): Generator<[string, tf.Variable]> {
+    return this.weights.namedParameters();
+  }
+
+  selectForTraining(): void {
+    // The copy is this model's alone.
+  }
+
+  trainable(seed: number): Trainable {
+    return new FullTrainable(this.weights, seed);
+  }
+
+  recordedConfig(): Record<string, unknown> {
+    return {};
+  }
+
+  async saveToRun(): Promise<void> {
+    // The registry keeps no copy of full weights (as large as the model); `save(dir)` writes them.
   }
 
   describe(): [string, unknown][] {
@@ -254,6 +310,9 @@ export class FullModel extends ModelView {
   }
 }
 
+/** A run of either kind of fine-tuning (what compare and sweep take). */
+export type TrainedRun = Run<LoraModel | FullModel>;
+
 /** `base.lora(cfg)`: not trained yet; `.train(ds, opts)` trains a new adapter and resolves to a Run. */
 export class LoraBuilder {
   constructor(
@@ -261,27 +320,27 @@ export class LoraBuilder {
     readonly config: LoraConfigInput,
   ) {}
 
-  async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
-    const name = `lora_${++adapterCounter}`;
-    const peft = this.base.peftModel();
-    // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
-    peft.addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config }, { seed: options.seed ?? 42 });
-    return Run.start({ kind: "lora", base: this.base, model: new LoraModel(this.base, name), config: this.config, data, options });
+  async train(data: DataInput, options: TrainOptions = {}): Promise<Run<LoraModel>> {
+    return Run.start(
+      this.base,
+      (seed) => {
+        const name = `lora_${++adapterCounter}`;
+        // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
+        this.base.peftModel().addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config }, { seed });
+        return new LoraModel(this.base, name);
+      },
+      data,
+      options,
+    );
   }
 }
 
+/** `base.full()`: `.train(ds, opts)` fine-tunes every weight of a copy of the base and resolves to a Run. */
 export class FullBuilder {
   constructor(readonly base: Model) {}
 
-  async train(data: DataInput, options: TrainOptions = {}): Promise<Run> {
-    return Run.start({
-      kind: "full",
-      base: this.base,
-      model: new FullModel(this.base, this.base.cloneWeights()),
-      config: {},
-      data,
-      options,
-    });
+  async train(data: DataInput, options: TrainOptions = {}): Promise<Run<FullModel>> {
+    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options);
   }
 }
 

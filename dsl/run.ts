@@ -8,38 +8,25 @@ import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import * as aq from "arquero";
 import { tf } from "../src/backend/index.js";
+import { check, Fields, nonEmptyString, nonNegativeNumber, string } from "../src/core/check.js";
 import { UserError } from "../src/core/errors.js";
 import { writeFileAtomic } from "../src/core/files.js";
-import type { LoraConfigInput } from "../src/lora/config.js";
-import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
-import { Trainer, type EvalLog, type StepLog, type TrainResult, type TrainingArguments } from "../src/train/trainer.js";
-import type { ScheduleName } from "../src/train/schedule.js";
+import type { LoadedModel } from "../src/models/load.js";
+import { type ParameterSummary, trainableSummary } from "../src/nn/module.js";
+import { pickTrainingOptions, resolveTrainingOptions, type TrainingFieldName, type TrainingOptions } from "../src/train/arguments.js";
+import type { Trainable } from "../src/train/trainable.js";
+import { Trainer, type EvalLog, type StepLog, type TrainResult } from "../src/train/trainer.js";
+import { checkTrainingRows } from "../src/train/training-data.js";
 import { type DataInput, toExamples } from "./data.js";
-import { ERROR_KIND, type ErrorKind, kernelDisplay, kernelSignal, type KernelDisplayHandle } from "../src/runtime/kernel.js";
+import { ERROR_KIND, type ErrorKind, kernelSignal } from "../src/runtime/kernel.js";
+import { LiveProgress } from "./live-progress.js";
 import { htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
-import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
-import type { FullModel, LoraModel, Model } from "./model.js";
+import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
-export interface TrainOptions {
-  epochs?: number;
-  maxSteps?: number;
-  batchSize?: number;
-  gradAccum?: number;
-  /** Warmup steps. */
-  warmup?: number;
-  warmupRatio?: number;
-  lr?: number;
-  schedule?: ScheduleName;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  seed?: number;
-  shuffle?: boolean;
-  /** Truncate examples to this many tokens. */
-  maxLength?: number;
+/** The training options of src/train/arguments.ts, plus what belongs to a run in the DSL. */
+export interface TrainOptions extends TrainingOptions {
+  /** Evaluated (perplexity) every evalSteps steps and at the end. */
   evalData?: DataInput;
-  evalSteps?: number;
-  saveStrategy?: "no" | "epoch" | "steps";
-  saveSteps?: number;
   /** Trainer checkpoints go here (default: the run's registry folder). */
   outputDir?: string;
   signal?: AbortSignal;
@@ -51,6 +38,45 @@ export interface TrainOptions {
   runsDir?: string | false;
   /** A readable run name (part of its id). */
   name?: string;
+}
+
+/** The DSL's own options and their checks (the training options are checked by resolveTrainingOptions). */
+const RUN_OPTIONS = {
+  evalData: check("data", (v) => v !== null && typeof v === "object"),
+  outputDir: string,
+  signal: check("an AbortSignal", (v) => v instanceof AbortSignal),
+  onStep: check("a function", (v) => typeof v === "function"),
+  liveEvery: nonNegativeNumber,
+  runsDir: check("a folder or false", (v) => typeof v === "string" || v === false),
+  name: nonEmptyString,
+} satisfies Record<Exclude<keyof TrainOptions, TrainingFieldName>, unknown>;
+
+const WHERE = "train options";
+
+/** What a run needs from the base model its model was made from. */
+export interface RunBase {
+  readonly ref: string;
+  readonly loaded: LoadedModel;
+}
+
+/** What a run needs from the model it trains; LoraModel and FullModel implement it. */
+export interface TrainedModel {
+  /** "lora" or "full", recorded in the run's config.json and summary.json. */
+  readonly kind: string;
+  /** The series name in charts: "LoRA r=8", "full". */
+  readonly label: string;
+  readonly base: RunBase;
+  /** What the Trainer updates (called once per run). */
+  trainable(seed: number): Trainable;
+  /** Makes this model's weights the ones training updates (another run on the same base may have taken over). */
+  selectForTraining(): void;
+  /** Every parameter this model computes with (for LoRA: the base's and its own adapter's). */
+  namedParameters(): Iterable<[string, tf.Variable]>;
+  /** What config.json records about the model, e.g. { lora: {...} }. */
+  recordedConfig(): Record<string, unknown>;
+  /** Saves into the run's folder what the registry keeps of the model (LoRA: the adapter). */
+  saveToRun(dir: string): Promise<void>;
+  describe(): [string, unknown][];
 }
 
 /** Thrown when a run stops before its last step (interrupt or abort); `run` keeps its history and can resume. */
@@ -76,21 +102,14 @@ export function runsDirectory(option?: string | false): string | undefined {
   return path.resolve(option ?? process.env.LORALAB_RUNS_DIR ?? "runs");
 }
 
+const count = (n: number) => n.toLocaleString("en-US");
+
 function newRunId(name: string | undefined): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
   return `${stamp}-${name ? `${name.replace(/[^A-Za-z0-9_-]+/g, "_")}-` : ""}${randomBytes(3).toString("hex")}`;
 }
 
-interface StartArgs {
-  kind: "lora" | "full";
-  base: Model;
-  model: LoraModel | FullModel;
-  config: LoraConfigInput;
-  data: DataInput;
-  options: TrainOptions;
-}
-
-export class Run {
+export class Run<M extends TrainedModel = TrainedModel> {
   private result: TrainResult | undefined;
   private readonly started = new Date();
   /**
@@ -104,50 +123,50 @@ export class Run {
   private constructor(
     readonly id: string,
     readonly dir: string | undefined,
-    readonly kind: "lora" | "full",
-    readonly model: LoraModel | FullModel,
-    readonly config: LoraConfigInput,
+    readonly model: M,
     readonly options: TrainOptions,
     private readonly trainer: Trainer,
+    /** Trainable and all parameters of the model when training started (PEFT's print_trainable_parameters). */
+    readonly parameters: ParameterSummary,
   ) {}
 
-  static async start({ kind, base, model, config, data, options }: StartArgs): Promise<Run> {
-    const loaded = base.loaded;
-    const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
-    const evalData = options.evalData ? toExamples(options.evalData, loaded.tokenizer, loaded.config.vocabSize) : undefined;
-    const trainable: Trainable =
-      kind === "lora"
-        ? new LoraTrainable(activate(model as LoraModel))
-        : new FullTrainable((model as FullModel).weights, options.seed ?? 42);
-    const args: TrainingArguments = {
-      epochs: options.epochs,
-      maxSteps: options.maxSteps,
-      batchSize: options.batchSize,
-      gradAccum: options.gradAccum,
-      warmupSteps: options.warmup,
-      warmupRatio: options.warmupRatio,
-      lr: options.lr,
-      schedule: options.schedule,
-      weightDecay: options.weightDecay,
-      maxGradNorm: options.maxGradNorm,
-      seed: options.seed,
-      shuffle: options.shuffle,
-      maxLength: options.maxLength,
-      evalData,
-      evalSteps: options.evalSteps,
-      saveStrategy: options.saveStrategy,
-      saveSteps: options.saveSteps,
-      // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
-      signal: options.signal ?? kernelSignal(),
-    };
-    const id = newRunId(options.name ?? kind);
+  /** Checks the options and the data, then creates the model (so a bad input leaves nothing behind) and trains it. */
+  static async start<M extends TrainedModel>(
+    base: RunBase,
+    create: (seed: number) => M,
+    data: DataInput,
+    options: TrainOptions = {},
+  ): Promise<Run<M>> {
+    const { tokenizer, config } = base.loaded;
+    const fields = Fields.of(WHERE, options);
+    for (const [key, rule] of Object.entries(RUN_OPTIONS)) fields.optional(key, rule, undefined);
+    const resolved = resolveTrainingOptions(options, { where: WHERE, otherKeys: Object.keys(RUN_OPTIONS) }, config.maxPositions);
+    const examples = toExamples(data, tokenizer, config.vocabSize);
+    checkTrainingRows(examples, resolved.maxLength);
+    const evalData = options.evalData ? toExamples(options.evalData, tokenizer, config.vocabSize) : undefined;
+
+    const model = create(resolved.seed);
+    const trainable = model.trainable(resolved.seed);
+    const id = newRunId(options.name ?? model.kind);
     const root = runsDirectory(options.runsDir);
     const dir = root ? path.join(root, id) : undefined;
-    const outputDir = options.outputDir ?? (dir ? path.join(dir, "checkpoints") : undefined);
-    const run = new Run(id, dir, kind, model, config, options, new Trainer(trainable, examples, { ...args, outputDir }));
+    const trainer = new Trainer(trainable, examples, {
+      ...pickTrainingOptions(options),
+      evalData,
+      outputDir: options.outputDir ?? (dir ? path.join(dir, "checkpoints") : undefined),
+      // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
+      signal: options.signal ?? kernelSignal(),
+    });
+    const run = new Run(id, dir, model, options, trainer, trainableSummary(model.namedParameters()));
+    const notice = trainer.data.cutNotice();
+    if (notice) console.warn(`${run.label}: ${notice}`);
     last = run;
     await run.record();
     return run.continue();
+  }
+
+  get kind(): string {
+    return this.model.kind;
   }
 
   get step(): number {
@@ -175,17 +194,17 @@ export class Run {
   }
 
   get trainableParams(): number {
-    return this.trainer.trainable.trainableParameters().reduce((s, [, p]) => s + p.size, 0);
+    return this.parameters.trainable;
   }
 
   /** Continues an interrupted run from its last completed step. */
-  async resume(options: { signal?: AbortSignal } = {}): Promise<Run> {
+  async resume(options: { signal?: AbortSignal } = {}): Promise<Run<M>> {
     if (this.status === "completed") return this;
     this.trainer.setSignal(options.signal ?? kernelSignal());
     return this.continue();
   }
 
-  private async continue(): Promise<Run> {
+  private async continue(): Promise<Run<M>> {
     const live = new LiveProgress(this, this.options.liveEvery ?? 2);
     this.startBytes ??= tf.memory().numBytes;
     const weightBytes = [...this.trainer.trainable.parameterRoot.namedParameters()].reduce((sum, [, p]) => sum + 4 * p.size, 0);
@@ -198,7 +217,7 @@ export class Run {
       }
     });
     try {
-      if (this.kind === "lora") activate(this.model as LoraModel);
+      this.model.selectForTraining();
       this.result = await this.trainer.train();
     } finally {
       off();
@@ -223,7 +242,8 @@ export class Run {
       steps: this.step,
       total_steps: this.totalSteps,
       final_loss: this.finalLoss ?? null,
-      trainable_params: this.trainableParams,
+      trainable_params: this.parameters.trainable,
+      all_params: this.parameters.all,
       evals: this.evals,
       started: this.started.toISOString(),
       elapsed_seconds: this.history.at(-1)?.elapsedSeconds ?? 0,
@@ -231,16 +251,13 @@ export class Run {
     };
   }
 
-  /** Writes config.json, summary.json and (when there are steps) the adapter into the registry folder. */
+  /** Writes config.json, summary.json and (when there are steps) what the model keeps into the registry folder. */
   private async record(): Promise<void> {
     if (!this.dir) return;
     fs.mkdirSync(this.dir, { recursive: true });
-    const { evalData: _e, signal: _s, onStep: _o, ...options } = this.options;
-    await writeFileAtomic(
-      path.join(this.dir, "config.json"),
-      `${JSON.stringify({ kind: this.kind, base: this.model.base.ref, lora: this.config, train: options }, null, 2)}\n`,
-    );
-    if (this.step > 0 && this.kind === "lora") await (this.model as LoraModel).save(path.join(this.dir, "adapter"));
+    const config = { kind: this.kind, base: this.model.base.ref, ...this.model.recordedConfig(), train: this.trainer.options };
+    await writeFileAtomic(path.join(this.dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    if (this.step > 0) await this.model.saveToRun(this.dir);
     await writeFileAtomic(path.join(this.dir, "summary.json"), `${JSON.stringify(this.summary(), null, 2)}\n`);
   }
 
@@ -249,9 +266,9 @@ export class Run {
     return aq.from(this.history);
   }
 
-  /** "LoRA r=8" or "full": the series name in charts. */
+  /** "LoRA r=8" or "full" (or the run's name): the series name in charts. */
   get label(): string {
-    return this.options.name ?? (this.kind === "lora" ? `LoRA r=${(this.model as LoraModel).config.r}` : "full");
+    return this.options.name ?? this.model.label;
   }
 
   /** The loss curve as a vega-lite spec. */
@@ -265,7 +282,7 @@ export class Run {
       ["status", this.status],
       ["steps", `${this.step}/${this.totalSteps}`],
       ["final loss", this.finalLoss?.toFixed(4) ?? "n/a"],
-      ["trainable params", this.trainableParams.toLocaleString("en-US")],
+      ["trainable params", `${count(this.parameters.trainable)} of ${count(this.parameters.all)} (${this.parameters.percent.toFixed(4)}%)`],
       ...this.model.describe(),
     ];
     return {
@@ -273,60 +290,5 @@ export class Run {
       "text/html": htmlKeyValues("Run", rows),
       "application/vnd.vegalite.v5+json": this.chart(),
     };
-  }
-}
-
-/** Makes the run's own adapter the active one of its base model (other runs may have switched it). */
-function activate(model: LoraModel) {
-  const peft = model.base.peftModel();
-  peft.setAdapter(model.adapterName);
-  return peft;
-}
-
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "?";
-  const m = Math.floor(seconds / 60);
-  return m ? `${m}m ${Math.round(seconds % 60)}s` : `${seconds.toFixed(0)}s`;
-}
-
-/**
- * In the loralab kernel: one output that updates in place, at most every `every` seconds, with a
- * progress line (step/total, loss, tokens/s, ETA) and the loss curve so far. Outside the kernel: nothing.
- */
-class LiveProgress {
-  private handle: KernelDisplayHandle | undefined;
-  private last = 0;
-
-  constructor(
-    private readonly run: Run,
-    private readonly every: number,
-  ) {}
-
-  line(): string {
-    const h = this.run.history.at(-1);
-    if (!h) return `${this.run.label}: starting`;
-    const eta = ((this.run.totalSteps - h.step) * h.elapsedSeconds) / h.step;
-    return `${this.run.label}: step ${h.step}/${this.run.totalSteps} · loss ${h.loss.toFixed(4)} · ${h.tokensPerSecond.toFixed(0)} tokens/s · ${this.run.status === "running" ? `ETA ${duration(eta)}` : this.run.status}`;
-  }
-
-  [DISPLAY](): MimeBundle {
-    const line = this.line();
-    return {
-      "text/plain": line,
-      "text/html": `<div><code>${escapeHtml(line)}</code></div>`,
-      "application/vnd.vegalite.v5+json": this.run.chart(),
-    };
-  }
-
-  step(): void {
-    if (this.every <= 0) return;
-    const now = performance.now();
-    if (now - this.last < this.every * 1000) return;
-    this.last = now;
-    this.handle = this.handle ? this.handle.update(this) : kernelDisplay(this);
-  }
-
-  finish(): void {
-    this.handle?.update(this);
   }
 }

@@ -15,13 +15,13 @@ import { writeFileAtomic } from "../src/core/files.js";
 import type { DataInput } from "./data.js";
 import { lossChart } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import type { EvalResult, Metric } from "./model.js";
-import { type Run, runsDirectory } from "./run.js";
+import type { EvalResult, Metric, TrainedRun } from "./model.js";
+import { runsDirectory } from "./run.js";
 
 /**
  * Keys with a list of values span the grid; keys with a function derive their value from a point
- * (e.g. `alpha: ({ r }) => 2 * r`). Points are loosely typed (`any`) so such functions and
- * `cfg => base.lora(cfg)` read as in the seed's Python.
+ * (e.g. `alpha: ({ r }) => 2 * r`). Points are loosely typed (`any`) so that such functions and
+ * `cfg => base.lora(cfg)` need no type annotations in notebook cells.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type SweepConfig = Record<string, any>;
@@ -143,7 +143,7 @@ export class SweepResult {
 
 export async function sweep(
   space: SweepSpace,
-  train: (config: SweepConfig) => Promise<Run>,
+  train: (config: SweepConfig) => Promise<TrainedRun>,
   options: SweepOptions = {},
 ): Promise<SweepResult> {
   const name = options.name ?? `sweep-${digest(space)}`;

@@ -100,12 +100,10 @@ test("a loss chart renders to SVG with axis titles and a line path", async () =>
   assert.ok(height > 240 && height < 240 + 120, `svg height ${height}: the spec's 240 plus axes and title`);
 });
 
-test("a loss chart renders to a PNG of the expected size that is not blank", async () => {
-  const svg = await chartToSvg(spec);
-  const { width, height } = svgSize(svg);
-  for (const scale of [1, 2]) {
-    const png = await chartToPng(spec, { scale });
-    const image = decodePng(png);
+for (const scale of [1, 2]) {
+  test(`a loss chart renders to a PNG of the expected size at scale ${scale} that is not blank`, async () => {
+    const { width, height } = svgSize(await chartToSvg(spec));
+    const image = decodePng(await chartToPng(spec, { scale }));
     assert.equal(image.width, Math.ceil(width * scale));
     assert.equal(image.height, Math.ceil(height * scale));
     assert.ok(image.width > 420 * scale && image.width < (420 + 200) * scale);
@@ -113,8 +111,12 @@ test("a loss chart renders to a PNG of the expected size that is not blank", asy
     const ink = inkPixels(image);
     assert.ok(ink > 0.01 * image.width * image.height, `only ${ink} inked pixels of ${image.width * image.height}`);
     assert.equal(image.rgba[3], 255, "opaque (white) background");
-  }
-  assert.equal(decodePng(await chartToPng(spec)).width, Math.ceil(width * 2), "scale 2 by default");
+  });
+}
+
+test("PNGs are rendered at scale 2 by default", async () => {
+  const { width } = svgSize(await chartToSvg(spec));
+  assert.equal(decodePng(await chartToPng(spec)).width, Math.ceil(width * 2));
 });
 
 test("text renders in the PNG (a system font is found)", async () => {
@@ -169,8 +171,8 @@ test("saveChart writes .svg, .png and .json by extension, creating directories",
   assert.deepEqual(fs.readdirSync(dir).sort(), ["loss.JSON", "loss.png", "loss.svg"], "no temp files left");
 });
 
-test("saveChart rejects an unknown extension with a UserError, writing nothing", async () => {
-  for (const name of ["loss.pdf", "loss"]) {
+for (const name of ["loss.pdf", "loss"]) {
+  test(`saveChart rejects the file name ${JSON.stringify(name)} (unknown extension) with a UserError, writing nothing`, async () => {
     const file = path.join(work, name);
     await assert.rejects(saveChart(spec, file), (e: unknown) => {
       assert.ok(e instanceof UserError, `not a UserError: ${String(e)}`);
@@ -179,8 +181,8 @@ test("saveChart rejects an unknown extension with a UserError, writing nothing",
       return true;
     });
     assert.equal(fs.existsSync(file), false);
-  }
-});
+  });
+}
 
 test("an invalid spec is a UserError", async () => {
   await assert.rejects(chartToSvg({ mark: "no-such-mark", data: { values: [] } }), UserError);

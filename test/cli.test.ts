@@ -1,6 +1,7 @@
 /**
  * The loralab binary end to end: `eval`, `generate` and `info` on the real stories260K checkpoint,
- * checked against the library and against the independent PyTorch reference outputs.
+ * checked against the library and against the independent PyTorch reference outputs; `train`'s
+ * flags, user errors and exit codes.
  * Run `npx tsc -p .` first: bin/loralab.js imports the compiled dist/.
  */
 import { after, before, describe, test } from "node:test";
@@ -12,6 +13,8 @@ import { initBackend } from "../src/backend/index.js";
 import { loadModel, type LoadedModel } from "../src/models/load.js";
 import { perplexity } from "../src/metrics/perplexity.js";
 import { Tokenizer } from "../src/models/tokenizer.js";
+import { readSafetensors, writeSafetensors } from "../src/checkpoint/safetensors.js";
+import { TRAINING_FIELDS } from "../src/train/arguments.js";
 import { CLI, REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { FIXTURE, type ReferenceResult } from "./helpers/reference.js";
 
@@ -36,6 +39,16 @@ function cliJson<T>(args: string[], env: Record<string, string> = {}): T {
   assert.equal(run.status, 0, `loralab ${args.join(" ")} exited ${run.status}: ${run.stderr}`);
   assert.match(run.stdout, /^[^\n]+\n$/, `stdout must be exactly one line: ${JSON.stringify(run.stdout)}`);
   return JSON.parse(run.stdout) as T;
+}
+
+/** A user error: exit 2, nothing on stdout, one stderr line (returned). */
+function userError(args: string[]): string {
+  const run = cli(args);
+  assert.equal(run.status, 2, run.stderr);
+  assert.equal(run.stdout, "");
+  const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
+  assert.equal(lines.length, 1, run.stderr);
+  return lines[0]!;
 }
 
 function assertClose(actual: number, expected: number, tolerance: number, what: string): void {
@@ -164,14 +177,7 @@ describe("loralab info", () => {
   });
 
   /** A backend that cannot be used: exit 2, one stderr line, nothing on stdout. */
-  function backendError(backend: string): string {
-    const run = cli(["info", "--json", "--backend", backend]);
-    assert.equal(run.status, 2, run.stderr);
-    assert.equal(run.stdout, "");
-    const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
-    assert.equal(lines.length, 1, run.stderr);
-    return lines[0]!;
-  }
+  const backendError = (backend: string) => userError(["info", "--json", "--backend", backend]);
 
   test("--backend tensorflow-gpu (not installed) says how to install it and that it needs CUDA", () => {
     const line = backendError("tensorflow-gpu");
@@ -184,5 +190,104 @@ describe("loralab info", () => {
     const line = backendError("nonsense");
     assert.ok(line.includes('"nonsense"'), line);
     for (const b of ["tensorflow-gpu", "tensorflow", "wasm", "cpu"]) assert.ok(line.includes(b), `${b} missing from: ${line}`);
+  });
+});
+
+describe("loralab train", () => {
+  type TrainJson = { steps: { loss: number }[]; evals?: { step: number }[]; cut_rows: number; stopped: string; message?: string };
+  const rows = (n: number, length: number) =>
+    Array.from({ length: n }, (_, i) => ({ input_ids: Array.from({ length }, (_, t) => 3 + ((i + t) % 500)) }));
+  const trainData = writeJsonl("train.jsonl", rows(4, 12));
+  const trainOn = (data: string, ...args: string[]) => ["train", "--model", STORIES, "--data", data, "--lora", "r=2", ...args];
+
+  test("--lr 1e30 is refused up front (exit 2), quoting the flag as typed", () => {
+    assert.equal(userError(trainOn(trainData, "--lr", "1e30")), 'loralab train: --lr: expected a number in (0, 1], got "1e30"');
+  });
+
+  test("--steps and --epochs together are refused", () => {
+    assert.equal(
+      userError(trainOn(trainData, "--steps", "2", "--epochs", "3")),
+      "loralab train: --epochs: expected no value when --steps is given, got 3",
+    );
+  });
+
+  test("rows that are all one token long: no tokens to train on (exit 2, no stack trace)", () => {
+    const line = userError(trainOn(writeJsonl("one-token.jsonl", [{ input_ids: [5] }, { input_ids: [9] }]), "--steps", "1"));
+    assert.match(line, /^loralab train: training data: no tokens to train on: none of the 2 rows/);
+  });
+
+  test("--seq above the model's context is refused", () => {
+    assert.equal(
+      userError(trainOn(trainData, "--seq", "100000")),
+      "loralab train: --seq: expected at most the model's context (512 tokens), got 100000",
+    );
+  });
+
+  test("rows longer than the context are cut to it, with a one-line notice and cut_rows in --json", () => {
+    const data = writeJsonl("long.jsonl", [...rows(1, 600), ...rows(2, 20)]);
+    const run = cli(trainOn(data, "--steps", "1", "--batch", "3"));
+    assert.equal(run.status, 0, run.stderr);
+    const notices = run.stderr.split("\n").filter((l) => l.startsWith("notice:"));
+    assert.deepEqual(notices, ["notice: 1 of 3 rows were longer than 512 tokens and were cut to 512 (--seq)"]);
+    const json = cliJson<TrainJson>(trainOn(data, "--steps", "1", "--batch", "3", "--json"));
+    assert.equal(json.cut_rows, 1);
+    assert.equal(json.stopped, "completed");
+  });
+
+  test("a loss that is not finite stops training as diverged: exit 3, nothing applied", async () => {
+    // Finite weights large enough that the logits overflow: the first loss is NaN.
+    const dir = path.join(work, "huge-norm");
+    fs.cpSync(STORIES, dir, { recursive: true });
+    for (const f of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, f), 0o644);
+    const file = path.join(dir, "model.safetensors");
+    const tensors = await readSafetensors(file);
+    tensors.get("model.norm.weight")!.data.fill(3e38);
+    await writeSafetensors(file, tensors);
+    const run = cli(["train", "--model", dir, "--data", trainData, "--steps", "2", "--json"]);
+    assert.equal(run.status, 3, run.stderr);
+    const json = JSON.parse(run.stdout) as TrainJson;
+    assert.equal(json.stopped, "diverged");
+    assert.deepEqual(json.steps, []);
+    assert.match(json.message!, /^step 1: loss is NaN; the update was not applied$/);
+    assert.match(run.stderr, /^loralab train: training diverged: step 1: loss is NaN/m);
+  });
+
+  test("--help lists a flag for every training option, with its default", () => {
+    const run = cli(["train", "--help"]);
+    assert.equal(run.status, 0, run.stderr);
+    for (const field of Object.values(TRAINING_FIELDS)) {
+      assert.ok(run.stdout.includes(`--${field.flag}`), `--${field.flag} missing from --help`);
+      assert.ok(run.stdout.includes(field.doc), `the doc of --${field.flag} missing from --help`);
+    }
+    assert.match(run.stdout, /--lr X +peak learning rate \(default 0\.0002\)/);
+  });
+
+  test("--save-strategy, --save-steps and --checkpoint-dir write checkpoints; --eval-data and --eval-steps evaluate", () => {
+    const checkpoints = path.join(work, "checkpoints");
+    const json = cliJson<TrainJson>(
+      trainOn(
+        trainData,
+        "--steps",
+        "4",
+        "--batch",
+        "2",
+        "--save-strategy",
+        "steps",
+        "--save-steps",
+        "2",
+        "--checkpoint-dir",
+        checkpoints,
+        "--json",
+      ),
+    );
+    assert.equal(json.steps.length, 4);
+    assert.deepEqual(fs.readdirSync(checkpoints).sort(), ["checkpoint-2", "checkpoint-4"]);
+    const evaluated = cliJson<TrainJson>(
+      trainOn(trainData, "--steps", "4", "--batch", "2", "--eval-data", trainData, "--eval-steps", "2", "--json"),
+    );
+    assert.deepEqual(
+      evaluated.evals!.map((e) => e.step),
+      [2, 4],
+    );
   });
 });

@@ -1,12 +1,25 @@
 /** The DSL end to end, as a user types it (on the real stories260K checkpoint). */
-import { before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { corpusBleu, compare, expandSpace, loadRun, model, lastRun, runs, sweep, TrainingInterrupted, type Model } from "../dsl/index.js";
+import {
+  corpusBleu,
+  compare,
+  expandSpace,
+  loadRun,
+  model,
+  lastRun,
+  runs,
+  sweep,
+  TrainingInterrupted,
+  UserError,
+  type Model,
+} from "../dsl/index.js";
 import { spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
+import { tf } from "../src/backend/index.js";
 
 const rows = [
   "The cat sat on the mat and purred.",
@@ -23,6 +36,8 @@ const runsDir = tempDir("runs");
 before(async () => {
   base = await model(STORIES);
 });
+
+after(() => fs.rmSync(runsDir, { recursive: true, force: true }));
 
 describe("DSL", () => {
   test("base.lora(...).train(ds) chains without an intermediate await, learns, and leaves the base model untouched", async () => {
@@ -50,7 +65,7 @@ describe("DSL", () => {
     assert.ok(full.trainableParams > 200_000);
   });
 
-  test("the run registry holds config.json, metrics.jsonl (every step), the PEFT adapter and summary.json; save/loadAdapter round trip", async () => {
+  test("the run registry holds config.json, metrics.jsonl (every step), the PEFT adapter and summary.json; save/loadAdapter round trip", async (t) => {
     const run = await base.lora({ r: 2 }).train(rows, { maxSteps: 4, batchSize: 2, runsDir, name: "registry" });
     const dir = run.dir!;
     assert.ok(dir.startsWith(runsDir) && path.basename(dir).includes("registry"));
@@ -71,7 +86,9 @@ describe("DSL", () => {
     assert.equal(summary.status, "completed");
     assert.equal(summary.final_loss, run.finalLoss);
     assert.ok(fs.existsSync(path.join(dir, "adapter", "adapter_config.json")));
-    const saved = path.join(tempDir("save"), "lora_finetuned");
+    const savedDir = tempDir("save");
+    t.after(() => fs.rmSync(savedDir, { recursive: true, force: true }));
+    const saved = path.join(savedDir, "lora_finetuned");
     await run.model.save(saved);
     const again = await base.loadAdapter(saved);
     assert.equal((await again.eval(rows)).perplexity, (await run.model.eval(rows)).perplexity);
@@ -186,8 +203,9 @@ describe("DSL", () => {
     assert.throws(() => loadRun("nope", runsDir), /no recorded run/);
   });
 
-  test("two processes recording runs into one registry at once keep both intact", async () => {
+  test("two processes recording runs into one registry at once keep both intact", async (t) => {
     const shared = tempDir("runs-concurrent");
+    t.after(() => fs.rmSync(shared, { recursive: true, force: true }));
     const dsl = pathToFileURL(path.join(REPO, "dist/dsl/index.js")).href;
     const script = `const { model } = await import(${JSON.stringify(dsl)});
       const base = await model("tiny-moby");
@@ -232,5 +250,82 @@ describe("DSL", () => {
     assert.ok(result.chrf! >= 0 && result.chrf! <= 100);
     assert.equal(result.exact_match, hyps.filter((h, i) => h === pairs[i]!.completion.trim()).length / 2);
     assert.ok(result.perplexity! > 1);
+  });
+
+  /** A rejected train() call: a UserError with this message, and no adapter left on the base model. */
+  async function refused(
+    options: Parameters<ReturnType<Model["lora"]>["train"]>[1],
+    message: string,
+    data: Record<string, unknown>[] = rows,
+  ) {
+    const adapters = [...base.peftModel().adapters.keys()];
+    await assert.rejects(base.lora(2).train(data, { runsDir: false, ...options }), (e: unknown) => {
+      assert.ok(e instanceof UserError, String(e));
+      assert.ok(e.message.startsWith(message), e.message);
+      return true;
+    });
+    assert.deepEqual([...base.peftModel().adapters.keys()], adapters, "a refused run adds no adapter");
+  }
+
+  test("an absurd learning rate is refused before anything is created", async () => {
+    await refused({ lr: 1e30 }, "train options: lr: expected a number in (0, 1], got 1e+30");
+  });
+
+  test("a misspelt option is refused, listing the known ones", async () => {
+    await refused({ warmup: 4 } as never, 'train options: unknown option "warmup"; known: lr, batchSize,');
+  });
+
+  test("maxLength above the model's context is refused", async () => {
+    await refused({ maxLength: 100000 }, "train options: maxLength: expected at most the model's context (512 tokens), got 100000");
+  });
+
+  test("rows that are all one token long: no tokens to train on", async () => {
+    await refused({ maxSteps: 1 }, "training data: no tokens to train on: none of the 2 rows", [{ input_ids: [5] }, { input_ids: [9] }]);
+  });
+
+  test("rows longer than the context are cut to it, with a one-line notice", async (t) => {
+    const warn = t.mock.method(console, "warn", () => {});
+    const long = Array.from({ length: 600 }, (_, i) => 3 + (i % 500));
+    const run = await base.lora(2).train([{ input_ids: long }, ...rows.slice(0, 2)], { maxSteps: 1, batchSize: 3, runsDir: false });
+    assert.equal(run.status, "completed");
+    assert.deepEqual(
+      warn.mock.calls.map((c) => c.arguments),
+      [["LoRA r=2: 1 of 3 rows were longer than 512 tokens and were cut to 512"]],
+    );
+  });
+
+  test("a run whose loss becomes NaN throws 'training diverged' and records the run as diverged", async () => {
+    const fresh = await model("tiny-moby");
+    let caught: unknown;
+    try {
+      await fresh.full().train(rows, {
+        maxSteps: 4,
+        batchSize: 2,
+        runsDir: false,
+        onStep: (log, run) => {
+          // Poison one weight after the first step: the second step's loss is NaN.
+          const [, w] = [...run.model.namedParameters()].find(([n]) => n.endsWith("down_proj.weight"))!;
+          if (log.step === 1) tf.tidy(() => w.assign(w.mul(NaN)));
+        },
+      });
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof UserError, String(caught));
+    assert.equal(caught.message, "training diverged: step 2: loss is NaN; the update was not applied");
+    assert.equal(lastRun()!.status, "diverged");
+    assert.equal(lastRun()!.step, 1);
+  });
+
+  test("a run reports PEFT's trainable-parameter summary of its own model", async () => {
+    const run = await base.lora(4).train(rows, { maxSteps: 1, batchSize: 2, runsDir: false });
+    const own = [...run.model.namedParameters()];
+    const adapterSize = own.filter(([n]) => n.includes(".lora_")).reduce((s, [, p]) => s + p.size, 0);
+    assert.equal(run.parameters.trainable, adapterSize);
+    assert.equal(run.parameters.all, base.parameters + adapterSize, "the base's parameters and this adapter's, no other adapter's");
+    assert.equal(
+      run.parameters.text,
+      `trainable params: ${adapterSize.toLocaleString("en-US")} || all params: ${(base.parameters + adapterSize).toLocaleString("en-US")} || trainable%: ${((100 * adapterSize) / (base.parameters + adapterSize)).toFixed(4)}`,
+    );
   });
 });

@@ -76,7 +76,7 @@ function isInstalled(pkg: string): boolean {
   }
 }
 
-async function activate(name: BackendName): Promise<void> {
+async function startBackend(name: BackendName): Promise<void> {
   const spec = SPECS[name];
   // PROD silences tfjs's console advice (e.g. the cpu backend's "install tfjs-node" banner); we report the backend ourselves.
   tf.env().set("PROD", true);
@@ -115,7 +115,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
       throw new UserError(`${source}: backend "${choice}" needs ${spec.pkg}, which is not installed; install it with: ${spec.install}`);
     }
     try {
-      await activate(choice);
+      await startBackend(choice);
     } catch (e) {
       throw new UserError(`${source}: backend "${choice}" (${spec.pkg}) failed to initialise: ${(e as Error).message}`);
     }
@@ -138,7 +138,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
       continue;
     }
     try {
-      await activate(name);
+      await startBackend(name);
     } catch (e) {
       skipped.push({ name, why: `failed to initialise: ${(e as Error).message}` });
       continue;

@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type Check, check, invalid } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -26,17 +27,28 @@ export function requireOption(value: string | undefined, flag: string): string {
   return value;
 }
 
+/** A number flag: `fallback` when absent, else its text as a number that `rule` accepts (the message quotes the text). */
+export function numberFlag(flag: string, text: string | undefined, rule: Check<number>, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = text.trim() === "" ? NaN : Number(text);
+  if (!rule.accepts(n)) throw invalid("", flag, rule.expected, text);
+  return n;
+}
+
+/** numberFlag with the rule given as a predicate and the words for what it accepts. */
 export function parseNumberOption(
   flag: string,
   value: string | undefined,
   fallback: number,
-  check: (n: number) => boolean = Number.isFinite,
+  accepts: (n: number) => boolean = Number.isFinite,
   expected = "a number",
 ): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value.trim() === "" || !check(n)) throw new UserError(`${flag} expects ${expected}, got "${value}"`);
-  return n;
+  return numberFlag(
+    flag,
+    value,
+    check(expected, (v) => typeof v === "number" && accepts(v)),
+    fallback,
+  );
 }
 
 export const isPositiveInt = (n: number) => Number.isInteger(n) && n > 0;

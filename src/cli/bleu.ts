@@ -1,5 +1,6 @@
 /** `loralab bleu`: sacrebleu-compatible BLEU / chrF of stdin against reference files. */
 import { readFile } from "node:fs/promises";
+import { nonNegativeInt, nonNegativeNumber, oneOf, validate } from "../core/check.js";
 import { inputError, UserError } from "../core/errors.js";
 import {
   corpusBleu,
@@ -9,12 +10,11 @@ import {
   SMOOTH_METHODS,
   type BleuOptions,
   type BleuScore,
-  type SmoothMethod,
 } from "../metrics/bleu.js";
 import { corpusChrf, formatChrfScore, sentenceChrf, type ChrfOptions, type ChrfScore } from "../metrics/chrf.js";
 import { pyRstrip } from "../metrics/pycompat.js";
-import { isTokenizerName, TOKENIZERS } from "../metrics/tokenizers.js";
-import { isNonNegativeInt, parseCommandArgs, parseNumberOption } from "./args.js";
+import { TOKENIZERS } from "../metrics/tokenizers.js";
+import { numberFlag, parseCommandArgs } from "./args.js";
 
 const usage = `usage: loralab bleu --ref REF [--ref REF2 ...] [options] < HYP
 
@@ -117,8 +117,7 @@ export async function bleu(argv: string[], io: BleuIO = processIO): Promise<numb
     return 0;
   }
 
-  const metric = v.metric ?? "bleu";
-  if (metric !== "bleu" && metric !== "chrf") throw new UserError(`--metric expects bleu or chrf, got "${metric}"`);
+  const metric = validate(v.metric ?? "bleu", oneOf("bleu", "chrf"), "", "--metric");
   const refFiles = [...(v.ref ?? []), ...positionals];
   if (refFiles.length === 0) throw new UserError("--ref is required");
 
@@ -134,24 +133,12 @@ export async function bleu(argv: string[], io: BleuIO = processIO): Promise<numb
   let bleuOptions: BleuOptions = {};
   let chrfOptions: ChrfOptions = {};
   if (metric === "bleu") {
-    const tokenize = v.tokenize ?? "13a";
-    if (!isTokenizerName(tokenize)) {
-      throw new UserError(`--tokenize: unknown tokenizer "${tokenize}" (expected ${TOKENIZERS.join(", ")})`);
-    }
-    const smoothMethod = (v["smooth-method"] ?? "exp") as SmoothMethod;
-    if (!SMOOTH_METHODS.includes(smoothMethod)) {
-      throw new UserError(`--smooth-method: unknown method "${smoothMethod}" (expected ${SMOOTH_METHODS.join(", ")})`);
-    }
+    const tokenize = validate(v.tokenize ?? "13a", oneOf(...TOKENIZERS), "", "--tokenize");
+    const smoothMethod = validate(v["smooth-method"] ?? "exp", oneOf(...SMOOTH_METHODS), "", "--smooth-method");
     if (v["smooth-value"] !== undefined && SMOOTH_DEFAULTS[smoothMethod] === null) {
       throw new UserError(`--smooth-value applies to --smooth-method floor or add-k, not ${smoothMethod}`);
     }
-    const smoothValue = parseNumberOption(
-      "--smooth-value",
-      v["smooth-value"],
-      SMOOTH_DEFAULTS[smoothMethod] ?? 0,
-      (n) => Number.isFinite(n) && n >= 0,
-      "a non-negative number",
-    );
+    const smoothValue = numberFlag("--smooth-value", v["smooth-value"], nonNegativeNumber, SMOOTH_DEFAULTS[smoothMethod] ?? 0);
     if (v["effective-order"] && v["no-effective-order"]) {
       throw new UserError("--effective-order and --no-effective-order are mutually exclusive");
     }
@@ -164,7 +151,7 @@ export async function bleu(argv: string[], io: BleuIO = processIO): Promise<numb
       smoothValue: SMOOTH_DEFAULTS[smoothMethod] === null ? null : smoothValue,
     };
   } else {
-    const wordOrder = parseNumberOption("--chrf-word-order", v["chrf-word-order"], 0, isNonNegativeInt, "a non-negative integer");
+    const wordOrder = numberFlag("--chrf-word-order", v["chrf-word-order"], nonNegativeInt, 0);
     chrfOptions = { wordOrder, lowercase: v.lowercase ?? false };
   }
 

@@ -1,3 +1,4 @@
+import { oneOf, validate } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { parseCommandArgs, requireOption } from "./args.js";
 
@@ -28,9 +29,8 @@ async function install(argv: string[]): Promise<number> {
     "interrupt-mode": { type: "string" },
   });
   if (positionals.length > 0) throw new UserError(`unexpected argument "${positionals[0]}"`);
-  const mode = values["interrupt-mode"];
-  if (mode !== undefined && mode !== "message" && mode !== "signal")
-    throw new UserError(`--interrupt-mode expects message or signal, got "${mode}"`);
+  const given = values["interrupt-mode"];
+  const mode = given === undefined ? undefined : validate(given, oneOf("message", "signal"), "", "--interrupt-mode");
   const { installKernelSpec } = await import("../../kernel/install.js");
   const dir = installKernelSpec({
     user: values.user,

@@ -2,19 +2,21 @@
  * `loralab train`: LoRA (or full) fine-tuning from the command line, e.g.
  *   loralab train --model DIR --data train.jsonl --lora r=8,alpha=16,targets=q_proj+v_proj --steps 100 --out adapter/
  */
+import { invalid } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
 import { loadAdapter } from "../lora/adapter-io.js";
 import { parseLoraSpec } from "../lora/config.js";
 import { PeftModel } from "../lora/peft-model.js";
+import type { LoadedModel } from "../models/load.js";
 import { saveModelDirectory } from "../models/save.js";
-import { countParameters } from "../nn/module.js";
-import { SCHEDULES, type ScheduleName } from "../train/schedule.js";
+import { trainableSummary } from "../nn/module.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
-import { Trainer, type StepLog } from "../train/trainer.js";
-import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
+import { type EvalLog, Trainer, type StepLog } from "../train/trainer.js";
+import { parseCommandArgs, requireOption } from "./args.js";
 import { backendOption, prepareModel, printJson, reportBackend } from "./common.js";
+import { trainingFlags, trainingFlagsHelp, trainingOptionsFromFlags } from "./training-flags.js";
 
 /** One-line progress on a terminal, redrawn in place. */
 function progressLine(log: StepLog, total: number): string {
@@ -22,81 +24,84 @@ function progressLine(log: StepLog, total: number): string {
   return `step ${log.step}/${total}  loss ${log.loss.toFixed(4)}  lr ${log.lr.toExponential(2)}  grad ${log.gradNorm.toFixed(3)}  ${log.tokensPerSecond.toFixed(0)} tok/s  ETA ${eta.toFixed(0)}s`;
 }
 
+const evalLine = (log: EvalLog) => `eval at step ${log.step}: loss ${log.evalLoss.toFixed(4)}  perplexity ${log.evalPerplexity.toFixed(3)}`;
+
+const usage = `usage: loralab train --model DIR|ID --data FILE.jsonl [--lora SPEC | --adapter DIR | --full] [options] [--out DIR] [--json]
+
+  --lora r=8,alpha=16,targets=q_proj+v_proj,dropout=0.05,bias=none,dora=false,rslora=false
+  --adapter DIR              continue training a saved PEFT adapter
+  --full                     train every weight (--out then writes a full checkpoint)
+  --eval-data FILE.jsonl     rows to evaluate (perplexity) every --eval-steps steps and at the end
+  --checkpoint-dir DIR       where --save-strategy writes checkpoint-N/ folders
+  --out DIR                  the trained adapter (or model) at the end
+
+training options:
+${trainingFlagsHelp().join("\n")}`;
+
+/** The rows of a JSONL file as token sequences for the model. */
+function readExamples(file: string, loaded: LoadedModel) {
+  const ctx = { file, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
+  return readJsonl(file).map((row) => rowToExample(ctx, row));
+}
+
 export async function train(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     ...backendOption,
+    ...trainingFlags,
     model: { type: "string" },
     adapter: { type: "string" },
     data: { type: "string" },
+    "eval-data": { type: "string" },
     lora: { type: "string" },
     full: { type: "boolean" },
-    steps: { type: "string" },
-    epochs: { type: "string" },
-    lr: { type: "string" },
-    batch: { type: "string" },
-    "grad-accum": { type: "string" },
-    warmup: { type: "string" },
-    schedule: { type: "string" },
-    "weight-decay": { type: "string" },
-    "max-grad-norm": { type: "string" },
-    seq: { type: "string" },
-    seed: { type: "string" },
-    "no-shuffle": { type: "boolean" },
+    "checkpoint-dir": { type: "string" },
     out: { type: "string" },
     json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
   });
+  if (values.help) {
+    console.log(usage);
+    return 0;
+  }
   const modelRef = requireOption(values.model, "--model");
   const dataFile = requireOption(values.data, "--data");
   if (values.full && (values.lora || values.adapter))
     throw new UserError("--full trains every weight; it cannot be combined with --lora or --adapter");
   if (values.adapter && values.lora) throw new UserError("--adapter continues a saved adapter with its own config; drop --lora");
-  if (values.steps && values.epochs) throw new UserError("give --steps or --epochs, not both");
-  const schedule = (values.schedule ?? "linear") as ScheduleName;
-  if (!SCHEDULES.includes(schedule)) throw new UserError(`--schedule: expected one of ${SCHEDULES.join(", ")}, got "${values.schedule}"`);
-  const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
-  const args = {
-    maxSteps: values.steps === undefined ? undefined : parseNumberOption("--steps", values.steps, 0, isPositiveInt, "a positive integer"),
-    epochs: parseNumberOption("--epochs", values.epochs, 1, (n) => n > 0, "a positive number"),
-    lr: parseNumberOption("--lr", values.lr, 2e-4, (n) => n > 0, "a positive number"),
-    batchSize: parseNumberOption("--batch", values.batch, 8, isPositiveInt, "a positive integer"),
-    gradAccum: parseNumberOption("--grad-accum", values["grad-accum"], 1, isPositiveInt, "a positive integer"),
-    warmupSteps: parseNumberOption("--warmup", values.warmup, 0, isNonNegativeInt, "a non-negative integer"),
-    weightDecay: parseNumberOption("--weight-decay", values["weight-decay"], 0, nonNegative, "a number ≥ 0"),
-    maxGradNorm: parseNumberOption("--max-grad-norm", values["max-grad-norm"], 1, nonNegative, "a number ≥ 0 (0 = off)"),
-    maxLength: parseNumberOption("--seq", values.seq, 0, isPositiveInt, "a positive integer"),
-    seed: parseNumberOption("--seed", values.seed, 42, Number.isInteger, "an integer"),
-    shuffle: !values["no-shuffle"],
-    schedule,
-  };
+  const flags = trainingOptionsFromFlags(values);
+  const checkpointDir = values["checkpoint-dir"];
+  if (flags.resolved.saveStrategy !== "no" && !checkpointDir)
+    throw invalid("", "--checkpoint-dir", `a directory (--save-strategy ${flags.resolved.saveStrategy} writes checkpoints)`, checkpointDir);
   const loraConfig = values.lora ? parseLoraSpec(values.lora) : {};
-  const rows = readJsonl(dataFile);
   const quiet = Boolean(values.json);
   const loaded = await prepareModel(modelRef, values.backend);
-  const ctx = { file: dataFile, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
-  const examples = rows.map((row) => rowToExample(ctx, row));
+  const { given, resolved } = trainingOptionsFromFlags(values, loaded.config.maxPositions);
+  const examples = readExamples(dataFile, loaded);
+  const evalData = values["eval-data"] === undefined ? undefined : readExamples(values["eval-data"], loaded);
 
-  reportBackend(quiet);
   let trainable: Trainable;
-  if (values.full) trainable = new FullTrainable(loaded.model, args.seed);
+  if (values.full) trainable = new FullTrainable(loaded.model, resolved.seed);
   else {
     const peft = values.adapter
-      ? await loadAdapter(loaded.model, values.adapter, { trainable: true, seed: args.seed })
-      : PeftModel.create(loaded.model, { baseModelNameOrPath: modelRef, ...loraConfig }, { seed: args.seed });
+      ? await loadAdapter(loaded.model, values.adapter, { trainable: true, seed: resolved.seed })
+      : PeftModel.create(loaded.model, { baseModelNameOrPath: modelRef, ...loraConfig }, { seed: resolved.seed });
     trainable = new LoraTrainable(peft);
   }
   const abort = new AbortController(); // Ctrl-C stops at the next step boundary; --out still gets the weights so far
-  const trainer = new Trainer(trainable, examples, { ...args, signal: abort.signal });
-  const trainableCount = trainable.trainableParameters().reduce((s, [, p]) => s + p.size, 0);
-  const allCount = countParameters(trainable.model);
-  if (!quiet)
-    console.error(
-      `trainable params: ${trainableCount.toLocaleString("en-US")} || all params: ${allCount.toLocaleString("en-US")} || trainable%: ${((100 * trainableCount) / allCount).toFixed(4)}`,
-    );
+  const trainer = new Trainer(trainable, examples, { ...given, evalData, outputDir: checkpointDir, signal: abort.signal });
+  const parameters = trainableSummary(trainable.model.namedParameters());
+  reportBackend(quiet);
+  if (!quiet) {
+    console.error(parameters.text);
+    const notice = trainer.data.cutNotice();
+    if (notice) console.error(`notice: ${notice} (--seq)`);
+  }
   const tty = process.stderr.isTTY && !quiet;
   trainer.on((e) => {
-    if (e.type !== "step" || quiet) return;
-    if (tty) process.stderr.write(`\r${progressLine(e.log, trainer.totalSteps)}\x1b[K`);
-    else console.error(progressLine(e.log, trainer.totalSteps));
+    if (quiet) return;
+    if (e.type === "step" && tty) process.stderr.write(`\r${progressLine(e.log, trainer.totalSteps)}\x1b[K`);
+    else if (e.type === "step") console.error(progressLine(e.log, trainer.totalSteps));
+    else if (e.type === "eval") console.error(`${tty ? "\n" : ""}${evalLine(e.log)}`);
   });
   const onSigint = () => abort.abort();
   process.once("SIGINT", onSigint);
@@ -110,8 +115,10 @@ export async function train(argv: string[]): Promise<number> {
   if (values.json) {
     printJson({
       steps: result.history.map((s) => ({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm })),
-      trainable_params: trainableCount,
-      all_params: allCount,
+      ...(evalData ? { evals: result.evals.map((e) => ({ step: e.step, loss: e.evalLoss, perplexity: e.evalPerplexity })) } : {}),
+      trainable_params: parameters.trainable,
+      all_params: parameters.all,
+      cut_rows: trainer.data.cutRows,
       adapter_dir: values.out ?? null,
       stopped: result.reason,
       ...(result.message ? { message: result.message } : {}),

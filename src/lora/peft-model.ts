@@ -9,7 +9,7 @@ import { Random } from "../core/random.js";
 import type { ModelConfig } from "../models/config.js";
 import type { CausalLM, ForwardOptions } from "../models/causal-lm.js";
 import { Conv1D, Linear } from "../nn/layers.js";
-import { getModule, Module } from "../nn/module.js";
+import { getModule, Module, type ParameterSummary, trainableSummary } from "../nn/module.js";
 import { fieldLabel, type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
 import { type LoraState, LoraLayer, parseAdapterParameter } from "./layer.js";
 import { ModulesToSave, modulesToSaveParameters } from "./modules-to-save.js";
@@ -242,21 +242,8 @@ export class PeftModel extends Module implements CausalLM {
   }
 
   /** PEFT's print_trainable_parameters line. */
-  trainableSummary(): { trainable: number; all: number; percent: number; text: string } {
-    let trainable = 0;
-    let all = 0;
-    for (const [, p] of this.base.namedParameters()) {
-      all += p.size;
-      if (p.trainable) trainable += p.size;
-    }
-    const percent = (100 * trainable) / all;
-    const fmt = (n: number) => n.toLocaleString("en-US");
-    return {
-      trainable,
-      all,
-      percent,
-      text: `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${percent.toFixed(4)}`,
-    };
+  trainableSummary(): ParameterSummary {
+    return trainableSummary(this.base.namedParameters());
   }
 
   /** Folds the active adapters into the base weights. */

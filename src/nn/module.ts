@@ -78,3 +78,31 @@ export function countParameters(root: Module): number {
   for (const [, p] of root.namedParameters()) n += p.size;
   return n;
 }
+
+/** PEFT's print_trainable_parameters: how many parameters train, of how many. */
+export interface ParameterSummary {
+  trainable: number;
+  all: number;
+  /** 100 · trainable / all. */
+  percent: number;
+  /** `trainable params: 14,336 || all params: 871,552 || trainable%: 1.6449` */
+  text: string;
+}
+
+/** The summary of `parameters` (e.g. `model.namedParameters()`); a parameter trains when its variable is trainable. */
+export function trainableSummary(parameters: Iterable<readonly [string, tf.Variable]>): ParameterSummary {
+  let trainable = 0;
+  let all = 0;
+  for (const [, p] of parameters) {
+    all += p.size;
+    if (p.trainable) trainable += p.size;
+  }
+  const percent = all > 0 ? (100 * trainable) / all : 0;
+  const count = (n: number) => n.toLocaleString("en-US");
+  return {
+    trainable,
+    all,
+    percent,
+    text: `trainable params: ${count(trainable)} || all params: ${count(all)} || trainable%: ${percent.toFixed(4)}`,
+  };
+}

@@ -30,11 +30,13 @@ export class AdamW {
   /**
    * One update of every parameter that has a gradient, with learning rate `lr`; parameters named in
    * `noDecay` skip weight decay (transformers exempts biases and normalisation weights).
+   * Returns false, changing nothing, when the update would make a weight NaN or infinite.
    */
-  apply(params: [string, tf.Variable][], grads: Map<string, tf.Tensor>, lr: number, noDecay: ReadonlySet<string> = new Set()): void {
-    this.step += 1;
-    const bias1 = 1 - this.beta1 ** this.step;
-    const bias2Sqrt = Math.sqrt(1 - this.beta2 ** this.step);
+  apply(params: [string, tf.Variable][], grads: Map<string, tf.Tensor>, lr: number, noDecay: ReadonlySet<string> = new Set()): boolean {
+    const t = this.step + 1;
+    const bias1 = 1 - this.beta1 ** t;
+    const bias2Sqrt = Math.sqrt(1 - this.beta2 ** t);
+    const updates: { name: string; p: tf.Variable; avg: tf.Tensor; avgSq: tf.Tensor; value: tf.Tensor }[] = [];
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) continue;
@@ -44,13 +46,25 @@ export class AdamW {
         const avgSq = (previous ? previous.avgSq.mul(this.beta2) : tf.zerosLike(g)).add(g.square().mul(1 - this.beta2));
         const decayed = this.weightDecay && !noDecay.has(name) ? p.mul(1 - lr * this.weightDecay) : p;
         const denom = avgSq.sqrt().div(bias2Sqrt).add(this.eps);
-        p.assign(decayed.sub(avg.div(denom).mul(lr / bias1)));
-        return { avg, avgSq };
+        return { avg, avgSq, value: decayed.sub(avg.div(denom).mul(lr / bias1)) };
       });
+      updates.push({ name, p, ...next });
+    }
+    // All weights are checked before any is written, so a refused update leaves the model as it was.
+    if (updates.length > 0 && !allFinite(updates.map((u) => u.value))) {
+      tf.dispose(updates.flatMap((u) => [u.avg, u.avgSq, u.value]));
+      return false;
+    }
+    this.step = t;
+    for (const { name, p, avg, avgSq, value } of updates) {
+      p.assign(value);
+      value.dispose();
+      const previous = this.exp.get(name);
       previous?.avg.dispose();
       previous?.avgSq.dispose();
-      this.exp.set(name, next);
+      this.exp.set(name, { avg, avgSq });
     }
+    return true;
   }
 
   /** Moments as named tensors (for checkpoints: `<param>.exp_avg`, `<param>.exp_avg_sq`). */
@@ -86,6 +100,13 @@ export class AdamW {
     for (const { avg, avgSq } of this.exp.values()) tf.dispose([avg, avgSq]);
     this.exp.clear();
   }
+}
+
+function allFinite(tensors: tf.Tensor[]): boolean {
+  const finite = tf.tidy(() => tf.stack(tensors.map((t) => tf.isFinite(t).all())).all());
+  const ok = finite.dataSync()[0] === 1;
+  finite.dispose();
+  return ok;
 }
 
 /**

@@ -1,77 +1,40 @@
 /**
- * The training loop (the seed's Trainer): batches with padding and label masks, gradient
- * accumulation, AdamW with a warmup schedule, gradient clipping, periodic evaluation and
- * checkpoints, resume, a NaN/Inf guard and cooperative cancellation.
+ * The training loop, as transformers' Trainer runs it: gradient accumulation, AdamW with a warmup schedule,
+ * gradient clipping, periodic evaluation and checkpoints, resume, a guard against NaN/Inf and cooperative
+ * cancellation. The options live in arguments.ts, the batch order in training-data.ts, the checkpoint files in
+ * trainer-checkpoint.ts; this file decides what happens at each step.
  *
  * A step's loss is the mean token NLL over all tokens of its micro-batches together, so
  * accumulation over G micro-batches computes exactly what one batch G times larger would.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
-import { UserError } from "../core/errors.js";
-import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { writeFileAtomic } from "../core/files.js";
+import { check, invalid, validate } from "../core/check.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
-import { IGNORE_INDEX, tokenNll } from "../models/loss.js";
+import { tokenNll } from "../models/loss.js";
 import { perplexity } from "../metrics/perplexity.js";
-import { Random } from "../core/random.js";
 import { LayerNorm, RMSNorm } from "../nn/layers.js";
 import type { Module } from "../nn/module.js";
+import { type ResolvedTrainingOptions, resolveTrainingOptions, type TrainingOptions } from "./arguments.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";
-import { lrMultiplier, type ScheduleName, SCHEDULES } from "./schedule.js";
+import { lrMultiplier } from "./schedule.js";
 import type { Trainable } from "./trainable.js";
+import { type EvalLog, readCheckpoint, type StepLog, type TrainerState, writeCheckpoint } from "./trainer-checkpoint.js";
+import { TrainingData } from "./training-data.js";
 
-export interface TrainingArguments {
-  /** Peak learning rate (default 2e-4). */
-  lr?: number;
-  /** Sequences per micro-batch (default 8). */
-  batchSize?: number;
-  /** Micro-batches per optimizer step (default 1). */
-  gradAccum?: number;
-  /** Passes over the data (default 1); ignored when maxSteps is set. */
-  epochs?: number;
-  maxSteps?: number;
-  warmupSteps?: number;
-  /** Warmup as a fraction of all steps (used when warmupSteps is not given). */
-  warmupRatio?: number;
-  schedule?: ScheduleName;
-  weightDecay?: number;
-  /** Clip the global gradient norm to this (default 1.0, as transformers); 0 = off. */
-  maxGradNorm?: number;
-  betas?: [number, number];
-  eps?: number;
-  /** Truncate examples to this many tokens. */
-  maxLength?: number;
-  seed?: number;
-  /** Reshuffle the data every epoch (default true); false takes rows in order, wrapping around. */
-  shuffle?: boolean;
-  /** Evaluate on evalData every N steps (0 = only at the end when evalData is given). */
-  evalSteps?: number;
+export type { EvalLog, StepLog } from "./trainer-checkpoint.js";
+
+/** The options of arguments.ts plus what a run trains against and where it writes. */
+export interface TrainingArguments extends TrainingOptions {
+  /** Evaluated every evalSteps steps and at the end. */
   evalData?: Example[];
-  saveStrategy?: "no" | "epoch" | "steps";
-  saveSteps?: number;
+  /** Where checkpoint-N/ folders go (needed when saveStrategy is not "no"). */
   outputDir?: string;
-  /** Checked between steps; an abort ends train() with reason "cancelled" (resume continues). */
+  /** Checked between steps; an abort ends train() with reason "cancelled" (train() again continues). */
   signal?: AbortSignal;
 }
 
-export interface StepLog {
-  step: number;
-  epoch: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  tokens: number;
-  tokensPerSecond: number;
-  elapsedSeconds: number;
-}
-
-export interface EvalLog {
-  step: number;
-  evalLoss: number;
-  evalPerplexity: number;
-}
+const WHERE = "training arguments";
 
 export type TrainerEvent =
   | { type: "step"; log: StepLog }
@@ -90,54 +53,6 @@ export interface TrainResult {
   lastCheckpoint?: string;
 }
 
-interface TrainerState {
-  step: number;
-  randomState: number;
-  history: StepLog[];
-  evals: EvalLog[];
-  elapsedSeconds: number;
-}
-
-const STATE_FILE = "trainer_state.json";
-const OPTIMIZER_FILE = "optimizer.safetensors";
-
-type Resolved = Required<Omit<TrainingArguments, "maxSteps" | "warmupSteps" | "evalData" | "outputDir" | "signal">> & TrainingArguments;
-
-function resolveArgs(a: TrainingArguments): Resolved {
-  const r: Resolved = {
-    lr: 2e-4,
-    batchSize: 8,
-    gradAccum: 1,
-    epochs: 1,
-    warmupRatio: 0,
-    schedule: "linear" as ScheduleName,
-    weightDecay: 0,
-    maxGradNorm: 1,
-    betas: [0.9, 0.999] as [number, number],
-    eps: 1e-8,
-    maxLength: 0,
-    seed: 42,
-    shuffle: true,
-    evalSteps: 0,
-    saveStrategy: "no" as const,
-    saveSteps: 500,
-    ...(Object.fromEntries(Object.entries(a).filter(([, v]) => v !== undefined)) as TrainingArguments),
-  };
-  const positiveInt = (k: keyof Resolved) => {
-    const v = r[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
-      throw new UserError(`training argument ${String(k)}: expected a positive integer, got ${JSON.stringify(v)}`);
-  };
-  positiveInt("batchSize");
-  positiveInt("gradAccum");
-  if (r.maxSteps !== undefined) positiveInt("maxSteps");
-  if (!(r.lr > 0)) throw new UserError(`training argument lr: expected a positive number, got ${r.lr}`);
-  if (!SCHEDULES.includes(r.schedule))
-    throw new UserError(`training argument schedule: expected one of ${SCHEDULES.join(", ")}, got "${r.schedule}"`);
-  if (r.saveStrategy !== "no" && !r.outputDir) throw new UserError(`training argument saveStrategy "${r.saveStrategy}" needs outputDir`);
-  return r;
-}
-
 type Listener = (e: TrainerEvent) => void;
 
 function noDecayParameters(model: Module): Set<string> {
@@ -149,10 +64,16 @@ function noDecayParameters(model: Module): Set<string> {
   return names;
 }
 
+const abortSignal = check<AbortSignal>("an AbortSignal", (v) => v instanceof AbortSignal);
+
 export class Trainer {
-  readonly args: Resolved;
+  readonly options: ResolvedTrainingOptions;
   readonly optimizer: AdamW;
-  private readonly examples: Example[];
+  /** The rows, cut to options.maxLength (default: the model's context), and their order. */
+  readonly data: TrainingData;
+  private readonly evalData: Example[] | undefined;
+  private readonly outputDir: string | undefined;
+  private signal: AbortSignal | undefined;
   private readonly listeners: Listener[] = [];
   private state: TrainerState;
   readonly stepsPerEpoch: number;
@@ -163,20 +84,27 @@ export class Trainer {
 
   constructor(
     readonly trainable: Trainable,
-    data: Example[],
+    rows: Example[],
     args: TrainingArguments = {},
   ) {
-    this.args = resolveArgs(args);
-    if (data.length === 0) throw new UserError("training data is empty");
-    const max = this.args.maxLength;
-    this.examples = data.map((e) =>
-      max > 0 && e.inputIds.length > max ? { inputIds: e.inputIds.slice(0, max), labels: e.labels?.slice(0, max) } : e,
+    const options = resolveTrainingOptions(
+      args,
+      { where: WHERE, otherKeys: ["evalData", "outputDir", "signal"] },
+      trainable.model.config.maxPositions,
     );
-    const rowsPerStep = this.args.batchSize * this.args.gradAccum;
-    this.stepsPerEpoch = Math.ceil(this.examples.length / rowsPerStep);
-    this.totalSteps = this.args.maxSteps ?? Math.ceil((this.args.epochs * this.examples.length) / rowsPerStep);
-    this.warmupSteps = this.args.warmupSteps ?? Math.ceil(this.args.warmupRatio * this.totalSteps);
-    this.optimizer = new AdamW({ betas: this.args.betas, eps: this.args.eps, weightDecay: this.args.weightDecay });
+    this.options = options;
+    if (args.signal !== undefined) validate(args.signal, abortSignal, WHERE, "signal");
+    if (options.saveStrategy !== "no" && !args.outputDir)
+      throw invalid(WHERE, "outputDir", `a directory (saveStrategy "${options.saveStrategy}" writes checkpoints)`, args.outputDir);
+    this.evalData = args.evalData;
+    this.outputDir = args.outputDir;
+    this.signal = args.signal;
+    this.data = new TrainingData(rows, options.maxLength, options);
+    const rowsPerStep = options.batchSize * options.gradAccum;
+    this.stepsPerEpoch = Math.ceil(this.data.length / rowsPerStep);
+    this.totalSteps = options.maxSteps ?? Math.ceil((options.epochs * this.data.length) / rowsPerStep);
+    this.warmupSteps = options.warmupSteps ?? Math.ceil(options.warmupRatio * this.totalSteps);
+    this.optimizer = new AdamW({ betas: options.betas, eps: options.eps, weightDecay: options.weightDecay });
     this.noDecay = noDecayParameters(trainable.parameterRoot);
     this.state = { step: 0, randomState: trainable.random.getState(), history: [], evals: [], elapsedSeconds: 0 };
   }
@@ -192,7 +120,7 @@ export class Trainer {
 
   /** Replaces the cancellation signal (a resumed run gets a fresh one). */
   setSignal(signal: AbortSignal | undefined): void {
-    this.args.signal = signal;
+    this.signal = signal;
   }
 
   get step(): number {
@@ -203,91 +131,84 @@ export class Trainer {
     return this.state.history;
   }
 
-  /**
-   * Row indices of optimizer step `step`: the data is a stream of epochs, each in its own order
-   * (a permutation seeded by seed + epoch, or file order), cut into consecutive groups.
-   */
-  private rowsOfStep(step: number): number[][] {
-    const n = this.examples.length;
-    const { batchSize, gradAccum } = this.args;
-    const start = step * batchSize * gradAccum;
-    const orders = new Map<number, number[]>();
-    const row = (i: number) => {
-      const epoch = Math.floor(i / n);
-      if (!orders.has(epoch)) {
-        const identity = Array.from({ length: n }, (_, k) => k);
-        orders.set(epoch, this.args.shuffle ? new Random(this.args.seed + epoch).shuffle(identity) : identity);
-      }
-      return orders.get(epoch)![i % n]!;
-    };
-    return Array.from({ length: gradAccum }, (_, m) => Array.from({ length: batchSize }, (_, b) => row(start + m * batchSize + b)));
+  /** Row indices of optimizer step `step` (0-based), one list per micro-batch. */
+  rowsOfStep(step: number): number[][] {
+    return this.data.rowsOfStep(step);
   }
 
-  private countedTokens(rows: number[]): number {
-    let count = 0;
-    for (const r of rows) {
-      const e = this.examples[r]!;
-      const labels = e.labels ?? e.inputIds;
-      for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) count++;
+  /** Gradients of the step's summed token NLL / `total` for each trainable parameter, and that NLL sum. */
+  private gradients(
+    microBatches: number[][],
+    params: [string, tf.Variable][],
+    total: number,
+  ): { grads: Map<string, tf.Tensor>; nllSum: number } {
+    const vars = params.map(([, p]) => p);
+    const byVarName = new Map(params.map(([name, p]) => [p.name, name]));
+    const grads = new Map<string, tf.Tensor>();
+    let nllSum = 0;
+    for (const rows of microBatches) {
+      // A micro-batch without counted tokens adds nothing (and one-token rows would leave no position to predict).
+      if (this.data.countedTokens(rows) === 0) continue;
+      const batch = collate(rows.map((r) => this.data.examples[r]!));
+      const { value, grads: g } = tf.variableGrads(
+        () =>
+          tf.tidy(() => {
+            const { nll } = tokenNll(this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
+            return nll.sum().div(total) as tf.Scalar;
+          }),
+        vars,
+      );
+      disposeBatch(batch);
+      nllSum += value.dataSync()[0]! * total;
+      value.dispose();
+      for (const [varName, grad] of Object.entries(g)) {
+        const name = byVarName.get(varName)!;
+        const previous = grads.get(name);
+        grads.set(name, previous ? tf.tidy(() => previous.add(grad)) : grad);
+        if (previous) {
+          previous.dispose();
+          grad.dispose();
+        }
+      }
     }
-    return count;
+    // A step without counted tokens still steps the optimizer, with zero gradients.
+    if (grads.size === 0) for (const [name, p] of params) grads.set(name, tf.zerosLike(p));
+    return { grads, nllSum };
   }
 
   /** One optimizer step; returns its log, or a description of what diverged. */
   private trainStep(): StepLog | string {
     const started = performance.now();
     const params = this.trainable.trainableParameters();
-    const vars = params.map(([, p]) => p);
-    const byVarName = new Map(params.map(([name, p]) => [p.name, name]));
-    const microBatches = this.rowsOfStep(this.state.step);
-    const total = this.countedTokens(microBatches.flat());
-    const grads = new Map<string, tf.Tensor>();
-    let nllSum = 0;
+    const microBatches = this.data.rowsOfStep(this.state.step);
+    const total = this.data.countedTokens(microBatches.flat());
     this.trainable.setTraining(true);
+    let computed: { grads: Map<string, tf.Tensor>; nllSum: number };
     try {
-      for (const rows of microBatches) {
-        const batch = collate(rows.map((r) => this.examples[r]!));
-        const { value, grads: g } = tf.variableGrads(
-          () =>
-            tf.tidy(() => {
-              const { nll } = tokenNll(this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
-              return nll.sum().div(Math.max(total, 1)) as tf.Scalar;
-            }),
-          vars,
-        );
-        disposeBatch(batch);
-        nllSum += value.dataSync()[0]! * Math.max(total, 1);
-        value.dispose();
-        for (const [varName, grad] of Object.entries(g)) {
-          const name = byVarName.get(varName)!;
-          const previous = grads.get(name);
-          grads.set(name, previous ? tf.tidy(() => previous.add(grad)) : grad);
-          if (previous) {
-            previous.dispose();
-            grad.dispose();
-          }
-        }
-      }
+      computed = this.gradients(microBatches, params, Math.max(total, 1));
     } finally {
       this.trainable.setTraining(false);
     }
+    const { grads, nllSum } = computed;
     const loss = total > 0 ? nllSum / total : 0;
-    const gradNorm = clipGradNorm(grads, this.args.maxGradNorm);
+    const gradNorm = clipGradNorm(grads, this.options.maxGradNorm);
     const stepNumber = this.state.step + 1;
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+    const lr = this.options.lr * lrMultiplier(this.options.schedule, this.state.step, this.warmupSteps, this.totalSteps);
+    try {
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
+        return `step ${stepNumber}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; the update was not applied`;
+      if (!this.optimizer.apply(params, grads, lr, this.noDecay))
+        return `step ${stepNumber}: the update (lr ${lr}) would make weights non-finite; it was not applied`;
+    } finally {
       tf.dispose([...grads.values()]);
-      return `step ${stepNumber}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; the update was not applied`;
     }
-    const lr = this.args.lr * lrMultiplier(this.args.schedule, this.state.step, this.warmupSteps, this.totalSteps);
-    this.optimizer.apply(params, grads, lr, this.noDecay);
-    tf.dispose([...grads.values()]);
     const seconds = (performance.now() - started) / 1000;
     this.state.elapsedSeconds += seconds;
     this.state.step = stepNumber;
-    const tokens = microBatches.flat().reduce((s, r) => s + this.examples[r]!.inputIds.length, 0);
+    const tokens = this.data.tokens(microBatches.flat());
     return {
       step: stepNumber,
-      epoch: (stepNumber * this.args.batchSize * this.args.gradAccum) / this.examples.length,
+      epoch: (stepNumber * this.options.batchSize * this.options.gradAccum) / this.data.length,
       loss,
       lr,
       gradNorm,
@@ -297,57 +218,27 @@ export class Trainer {
     };
   }
 
-  evaluate(data: Example[] = this.args.evalData ?? []): EvalLog {
-    const result = perplexity(this.trainable.model, data, { batchSize: this.args.batchSize });
+  evaluate(data: Example[] = this.evalData ?? []): EvalLog {
+    const result = perplexity(this.trainable.model, data, { batchSize: this.options.batchSize });
     return { step: this.state.step, evalLoss: result.loss, evalPerplexity: result.perplexity };
   }
 
   private shouldSave(step: number): boolean {
-    if (this.args.saveStrategy === "steps") return step % this.args.saveSteps === 0 || step === this.totalSteps;
-    if (this.args.saveStrategy === "epoch") return step % this.stepsPerEpoch === 0 || step === this.totalSteps;
+    if (this.options.saveStrategy === "steps") return step % this.options.saveSteps === 0 || step === this.totalSteps;
+    if (this.options.saveStrategy === "epoch") return step % this.stepsPerEpoch === 0 || step === this.totalSteps;
     return false;
   }
 
   /** Writes outputDir/checkpoint-<step>/ (trainable weights, optimizer moments, trainer state) atomically. */
-  async saveCheckpoint(dir = path.join(this.args.outputDir ?? ".", `checkpoint-${this.state.step}`)): Promise<string> {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    fs.mkdirSync(tmp, { recursive: true });
-    try {
-      await this.trainable.save(tmp);
-      const moments: Record<string, TensorToWrite> = {};
-      for (const [name, t] of this.optimizer.stateTensors()) moments[name] = { shape: t.shape, data: t.dataSync() as Float32Array };
-      await writeFileAtomic(path.join(tmp, OPTIMIZER_FILE), serializeSafetensors(moments, { step: String(this.optimizer.step) }));
-      const state: TrainerState = { ...this.state, randomState: this.trainable.random.getState() };
-      await writeFileAtomic(
-        path.join(tmp, STATE_FILE),
-        `${JSON.stringify({ ...state, args: { ...this.args, evalData: undefined, signal: undefined } }, null, 2)}\n`,
-      );
-      fs.rmSync(dir, { recursive: true, force: true });
-      fs.renameSync(tmp, dir);
-    } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      throw e;
-    }
+  async saveCheckpoint(dir = path.join(this.outputDir ?? ".", `checkpoint-${this.state.step}`)): Promise<string> {
+    const state = { ...this.state, randomState: this.trainable.random.getState() };
+    await writeCheckpoint(dir, { trainable: this.trainable, optimizer: this.optimizer, state, options: this.options });
     return dir;
   }
 
   /** Restores weights, optimizer moments, step and random state from a checkpoint directory. */
   async resumeFrom(dir: string): Promise<void> {
-    const stateFile = path.join(dir, STATE_FILE);
-    if (!fs.existsSync(stateFile)) throw new UserError(`${stateFile}: not found (not a loralab checkpoint directory)`);
-    const saved = JSON.parse(fs.readFileSync(stateFile, "utf8")) as TrainerState;
-    await this.trainable.restore(dir);
-    const optimizer = await readSafetensors(path.join(dir, OPTIMIZER_FILE));
-    this.optimizer.loadState(saved.step, optimizer);
-    this.state = {
-      step: saved.step,
-      randomState: saved.randomState,
-      history: saved.history,
-      evals: saved.evals,
-      elapsedSeconds: saved.elapsedSeconds,
-    };
-    this.trainable.random.setState(saved.randomState);
+    this.state = await readCheckpoint(dir, this.trainable, this.optimizer);
   }
 
   /** Trains until totalSteps (continuing from the current step: after a cancel, call again to resume). */
@@ -369,19 +260,19 @@ export class Trainer {
     while (this.state.step < this.totalSteps) {
       // Yield to the event loop between steps: signals, kernel messages and timers get their turn.
       await new Promise((resolve) => setImmediate(resolve));
-      if (this.args.signal?.aborted) return finish("cancelled");
+      if (this.signal?.aborted) return finish("cancelled");
       const log = this.trainStep();
       if (typeof log === "string") return finish("diverged", log);
       this.state.history.push(log);
       this.emit({ type: "step", log });
-      const evalDue = this.args.evalData && this.args.evalSteps > 0 && log.step % this.args.evalSteps === 0;
+      const evalDue = this.evalData && this.options.evalSteps > 0 && log.step % this.options.evalSteps === 0;
       if (evalDue) this.recordEval();
       if (this.shouldSave(log.step)) {
         lastCheckpoint = await this.saveCheckpoint();
         this.emit({ type: "save", step: log.step, dir: lastCheckpoint });
       }
     }
-    if (this.args.evalData && this.state.evals.at(-1)?.step !== this.state.step) this.recordEval();
+    if (this.evalData && this.state.evals.at(-1)?.step !== this.state.step) this.recordEval();
     return finish("completed");
   }
 
