@@ -14,7 +14,8 @@ export {
   LoraBuilder,
   FullBuilder,
   ModelView,
-  type EvalResult,
+  EvalResult,
+  type EvalMetrics,
   type Metric,
   type GenerateOptions,
   type TrainedRun,
@@ -23,7 +24,7 @@ export { Run, TrainingInterrupted, lastRun, type TrainOptions, type TrainedModel
 export { type DataInput } from "./data.js";
 export { dataset, Dataset } from "./data.js";
 export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
-export { compare, Comparison, type CompareOptions, type RunBuilder } from "./compare.js";
+export { compare, Comparison, METHOD_DEFAULTS, type CompareOptions, type Method, type RunBuilder } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
 export { lossChart } from "./presentation.js";
 export { DISPLAY, type MimeBundle } from "../src/runtime/display.js";

@@ -27,20 +27,10 @@ import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
 import { htmlKeyValues, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import { Run, type TrainedModel, type TrainOptions } from "./run.js";
+import { type EvalMetrics, EvalResult, type Metric } from "./evaluation.js";
+
+export { type EvalMetrics, EvalResult, type Metric };
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
-
-export type Metric = "perplexity" | "bleu" | "chrf" | "exact_match";
-
-export interface EvalResult {
-  perplexity?: number;
-  loss?: number;
-  tokens?: number;
-  bleu?: number;
-  chrf?: number;
-  exact_match?: number;
-  /** Per-example prompt, completion and generation of generation metrics, as an arquero table. */
-  examples?: aq.ColumnTable;
-}
 
 export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
   /** Return token ids as well as text. */
@@ -59,7 +49,8 @@ export abstract class ModelView {
 
   async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"]): Promise<EvalResult> {
     const wanted = Array.isArray(metrics) ? metrics : [metrics];
-    const result: EvalResult = {};
+    const result: EvalMetrics = {};
+    let table: aq.ColumnTable | undefined;
     const loaded = this.base.loaded;
     if (wanted.includes("perplexity")) {
       const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
@@ -73,9 +64,10 @@ export abstract class ModelView {
       const { examples, ...scores } = this.withWeights((m) =>
         generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }),
       );
-      Object.assign(result, scores, { examples: aq.from(examples) });
+      Object.assign(result, scores);
+      table = aq.from(examples);
     }
-    return result;
+    return new EvalResult(result, table);
   }
 
   async generate(prompt: string | number[], options: GenerateOptions = {}): Promise<{ text: string; ids: number[] }> {
@@ -315,6 +307,7 @@ export type TrainedRun = Run<LoraModel | FullModel>;
 
 /** `base.lora(cfg)`: not trained yet; `.train(ds, opts)` trains a new adapter and resolves to a Run. */
 export class LoraBuilder {
+  readonly kind = "lora";
   constructor(
     readonly base: Model,
     readonly config: LoraConfigInput,
@@ -337,6 +330,7 @@ export class LoraBuilder {
 
 /** `base.full()`: `.train(ds, opts)` fine-tunes every weight of a copy of the base and resolves to a Run. */
 export class FullBuilder {
+  readonly kind = "full";
   constructor(readonly base: Model) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<FullModel>> {

@@ -30,3 +30,11 @@ export function lossChart(points: { step: number; loss: number; series: string }
     },
   };
 }
+
+/** A number as tables and summaries show it: integers in full with separators, others at 4 significant digits. */
+export function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (Number.isInteger(x)) return x.toLocaleString("en-US");
+  const digits = Math.abs(x) >= 1e-3 && Math.abs(x) < 1e6 ? Number(x.toPrecision(4)).toString() : x.toExponential(3);
+  return digits;
+}

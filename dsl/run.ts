@@ -13,7 +13,13 @@ import { UserError } from "../src/core/errors.js";
 import { writeFileAtomic } from "../src/core/files.js";
 import type { LoadedModel } from "../src/models/load.js";
 import { type ParameterSummary, trainableSummary } from "../src/nn/module.js";
-import { pickTrainingOptions, resolveTrainingOptions, type TrainingFieldName, type TrainingOptions } from "../src/train/arguments.js";
+import {
+  pickTrainingOptions,
+  type ResolvedTrainingOptions,
+  resolveTrainingOptions,
+  type TrainingFieldName,
+  type TrainingOptions,
+} from "../src/train/arguments.js";
 import type { Trainable } from "../src/train/trainable.js";
 import { Trainer, type EvalLog, type StepLog, type TrainResult } from "../src/train/trainer.js";
 import { checkTrainingRows } from "../src/train/training-data.js";
@@ -163,6 +169,11 @@ export class Run<M extends TrainedModel = TrainedModel> {
     last = run;
     await run.record();
     return run.continue();
+  }
+
+  /** The training options this run used, every default filled in. */
+  get trainingOptions(): ResolvedTrainingOptions {
+    return this.trainer.options;
   }
 
   get kind(): string {

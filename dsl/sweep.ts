@@ -15,7 +15,7 @@ import { writeFileAtomic } from "../src/core/files.js";
 import type { DataInput } from "./data.js";
 import { lossChart } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import type { EvalResult, Metric, TrainedRun } from "./model.js";
+import type { EvalMetrics, Metric, TrainedRun } from "./model.js";
 import { runsDirectory } from "./run.js";
 
 /**
@@ -41,7 +41,7 @@ export interface TrialRecord {
   config: Record<string, unknown>;
   trainableParams: number;
   finalLoss: number | null;
-  metrics: Omit<EvalResult, "examples">;
+  metrics: EvalMetrics;
   wallSeconds: number;
   peakTensorMiB: number;
   history: { step: number; loss: number }[];
@@ -159,8 +159,9 @@ export async function sweep(
     }
     const started = performance.now();
     const run = await train(config);
-    const evaluated = options.eval ? await run.model.eval(options.eval.data, options.eval.metrics ?? ["perplexity"]) : {};
-    const { examples: _examples, ...metrics } = evaluated;
+    const metrics: EvalMetrics = options.eval
+      ? { ...(await run.model.eval(options.eval.data, options.eval.metrics ?? ["perplexity"])) }
+      : {};
     const record: TrialRecord = {
       trial,
       config,

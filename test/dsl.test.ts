@@ -5,9 +5,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import {
   corpusBleu,
+  DISPLAY,
   compare,
   expandSpace,
   loadRun,
+  METHOD_DEFAULTS,
   model,
   lastRun,
   runs,
@@ -17,6 +19,7 @@ import {
   type Model,
 } from "../dsl/index.js";
 import { spawn } from "node:child_process";
+import { inspect } from "node:util";
 import { pathToFileURL } from "node:url";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { tf } from "../src/backend/index.js";
@@ -191,6 +194,35 @@ describe("DSL", () => {
     assert.ok(t.every((r) => (r.median_step_ms as number) > 0 && (r.peak_MiB as number) > 0 && (r.perplexity as number) > 1));
   });
 
+  test("compare: each method trains with its own options, over the shared ones, and the table says which", async () => {
+    const c = await compare(
+      { full: [base.full(), { lr: 1e-4 }], lora: base.lora(4), tuned: [base.lora(4), { lr: 5e-3, batchSize: 2 }] },
+      rows,
+      {
+        maxSteps: 2,
+        batchSize: 3,
+        runsDir: false,
+      },
+    );
+    assert.equal(c.runs.full!.trainingOptions.lr, 1e-4);
+    assert.equal(c.runs.lora!.trainingOptions.lr, METHOD_DEFAULTS.lora!.lr, "a method without a learning rate gets its kind's default");
+    assert.deepEqual([c.runs.tuned!.trainingOptions.lr, c.runs.tuned!.trainingOptions.batchSize], [5e-3, 2]);
+    assert.equal(c.runs.full!.trainingOptions.batchSize, 3, "shared options reach every method");
+    const options = (c.table().objects() as { method: string; options: string }[]).map((r) => [r.method, r.options]);
+    assert.deepEqual(options, [
+      ["full", "lr=0.0001, batchSize=3, gradAccum=1, maxSteps=2"],
+      ["lora", `lr=${METHOD_DEFAULTS.lora!.lr}, batchSize=3, gradAccum=1, maxSteps=2`],
+      ["tuned", "lr=0.005, batchSize=2, gradAccum=1, maxSteps=2"],
+    ]);
+  });
+
+  test("compare: a method that is not a builder is a user error naming it", async () => {
+    await assert.rejects(
+      compare({ full: base.full(), oops: [{ r: 8 } as never, {}] }, rows, { maxSteps: 1, runsDir: false }),
+      (e: Error) => e instanceof UserError && /compare: oops: expected base.lora/.test(e.message),
+    );
+  });
+
   test("runs() lists recorded runs; loadRun reads one back", () => {
     const table = runs(runsDir).objects() as { id: string; status: string }[];
     assert.ok(table.length >= 2);
@@ -250,6 +282,21 @@ describe("DSL", () => {
     assert.ok(result.chrf! >= 0 && result.chrf! <= 100);
     assert.equal(result.exact_match, hyps.filter((h, i) => h === pairs[i]!.completion.trim()).length / 2);
     assert.ok(result.perplexity! > 1);
+  });
+
+  test("an eval result reads well when printed inside an object: its numbers and the examples' size, no table internals", async () => {
+    const pairs = [{ prompt: "The cat sat", completion: " on the mat." }];
+    const result = await base.eval(pairs, ["perplexity", "bleu"]);
+    const printed = inspect({ before: result });
+    assert.match(
+      printed,
+      /^\{\s+before: EvalResult \{ perplexity: [\d.]+, loss: [\d.]+, tokens: \d+, bleu: [\d.]+, examples: 1 rows \(\.examples\) \}\s+\}$/,
+    );
+    assert.deepEqual(Object.keys({ ...result }), ["perplexity", "loss", "tokens", "bleu"], "spreading keeps the numbers only");
+    assert.equal(JSON.parse(JSON.stringify(result)).examples, undefined);
+    assert.equal(result.examples!.numRows(), 1, "the table stays reachable");
+    const bundle = result[DISPLAY]();
+    assert.match(bundle["text/html"] as string, /<table>.*The cat sat/s);
   });
 
   /** A rejected train() call: a UserError with this message, and no adapter left on the base model. */
