@@ -6,6 +6,7 @@
  * `<r:8>` config literals written out, re-declared names renamed and each cell's result displayed (ts-cell.ts).
  * Top-level await stays: the output is an ES module.
  */
+import { basename } from "node:path";
 import { UserError } from "../core/errors.js";
 import { cellSource, type Notebook } from "../notebook/nbformat.js";
 import { rewriteConfigLiterals } from "../../kernel/sugar.js";
@@ -46,7 +47,7 @@ export function notebookToTs(notebook: Notebook, file: string, script: string): 
   if (scope.usesRequire) scope.imports.add({ module: "node:module", imported: "createRequire", local: "createRequire", typeOnly: false });
   const imports = scope.imports.declarations();
   const header = [
-    `// ${file}, exported by \`loralab export --to ts\`: run it with \`npx tsx ${script}\`.`,
+    `// ${basename(file)}, exported by \`loralab export --to ts\`: run it with \`npx tsx ${script}\`.`,
     "// What the notebook shows is printed; charts are written as PNG files beside this script.",
   ];
   const prologue = [...imports, ...(scope.usesRequire ? ["const require = createRequire(import.meta.url);"] : [])];
