@@ -4,7 +4,8 @@
  * charts with their PNG); elsewhere text goes to stdout and images to files beside the script: a vega-lite
  * chart as `<script>-<n>.png`, PNG/JPEG/SVG data as they are. Values show as the kernel shows them: their
  * [Symbol.for("Jupyter.display")]() bundle, an arquero table as markdown, a vega-lite spec as a chart,
- * anything else through util.inspect.
+ * anything else through util.inspect. In a script `undefined` shows nothing, as a cell whose last expression is
+ * undefined shows nothing (an exported cell's result is `display(expr)`).
  */
 import { randomBytes } from "node:crypto";
 import * as path from "node:path";
@@ -98,21 +99,20 @@ function printBundle(bundle: MimeBundle): void {
   for (const f of files) console.log(`[image: ${f}]`);
 }
 
-function show(bundle: MimeBundle | Promise<MimeBundle>): DisplayHandle {
-  if (bundle instanceof Promise) {
-    bundle.then(printBundle, (e: unknown) => {
-      console.error(`display failed: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 1;
-    });
-  } else printBundle(bundle);
-  const handle: DisplayHandle = { displayId: randomBytes(8).toString("hex"), update: (value) => (show(bundleOf(value)), handle) };
-  return handle;
+function print(bundle: MimeBundle | Promise<MimeBundle>): void {
+  if (!(bundle instanceof Promise)) return printBundle(bundle);
+  bundle.then(printBundle, (e: unknown) => {
+    console.error(`display failed: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  });
 }
 
 /** Shows `value`: in the kernel's output, else on stdout (and images in files beside the script). */
 function showValue(value: unknown): DisplayHandle {
   if (inKernel()) return kernelDisplay(value)!;
-  return show(bundleOf(value));
+  if (value !== undefined) print(bundleOf(value));
+  const handle: DisplayHandle = { displayId: randomBytes(8).toString("hex"), update: (next) => (showValue(next), handle) };
+  return handle;
 }
 
 /** A value whose display is exactly `bundle`. */

@@ -197,12 +197,14 @@ test("--to ts: a cell's last expression is displayed; display and console calls 
   const { dir, file, text } = exportCells(t, [
     { code: "const rows = [{ a: 1, b: [1, 2] }];\nrows" },
     { code: 'console.log("logged")' },
+    { code: "[1, 2].forEach(() => {}) // undefined: shows nothing, as in the notebook" },
     { code: 'display.html("<b>bold</b>");' },
     { code: "const n = 41;\nn + 1 // the answer" },
   ]);
   assert.match(text, /^import \{ display \} from "loralab";$/m);
   assert.match(text, /^display\(rows\);$/m);
   assert.match(text, /^console\.log\("logged"\)$/m);
+  assert.match(text, /^display\(\[1, 2\]\.forEach\(\(\) => \{\}\)\);/m);
   assert.match(text, /^display\.html\("<b>bold<\/b>"\);$/m);
   assert.match(text, /^display\(n \+ 1\); \/\/ the answer$/m);
   const r = runTsx(dir, path.basename(file));
