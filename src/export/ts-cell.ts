@@ -11,7 +11,7 @@
  * - the cell's imports leave it (the module hoists them), the same binding imported again is the same name;
  * - its last bare expression, which the kernel shows as the cell's result, becomes `display(expr)`.
  */
-import { Node, Project, type Identifier, type SourceFile, type Statement } from "ts-morph";
+import { Node, Project, type Identifier, type ImportDeclaration, type SourceFile, type Statement } from "ts-morph";
 import type { ImportTable } from "./ts-imports.js";
 
 /** What a module-level name is, so that a preamble can declare it with the same meanings. */
@@ -64,7 +64,7 @@ export class ModuleScope {
   }
 }
 
-const project = new Project({ useInMemoryFileSystem: true, compilerOptions: { noLib: true, allowJs: false } });
+const project = new Project({ useInMemoryFileSystem: true, compilerOptions: { noLib: true } });
 
 /** A cell's statements for the module (imports taken out into `scope.imports`), as text. */
 export function exportCell(code: string, cell: number, scope: ModuleScope): string {
@@ -150,8 +150,7 @@ function isResult(statement: Statement): boolean {
   return !(Node.isCallExpression(e) && /^(display|console)(\.\w+)?$|^clearOutput$/.test(e.getExpression().getText()));
 }
 
-function hoistImport(statement: Node, imports: ImportTable): void {
-  if (!Node.isImportDeclaration(statement)) return;
+function hoistImport(statement: ImportDeclaration, imports: ImportTable): void {
   const module = statement.getModuleSpecifierValue();
   const typeOnly = statement.isTypeOnly();
   const clause = statement.getImportClause();
