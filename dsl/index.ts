@@ -27,6 +27,7 @@ export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, ty
 export { compare, Comparison, METHOD_DEFAULTS, type CompareOptions, type Method, type RunBuilder } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
 export { lossChart } from "./presentation.js";
+export { display, type Display, type DisplayHandle } from "./script-display.js";
 export { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 export { UserError } from "../src/core/errors.js";
 export { saveChart, chartToPng, chartToSvg } from "../src/charts/render.js";

@@ -14,11 +14,15 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 /** Layers from the ground up; a file belongs to the first entry whose folder holds it. */
 const LAYERS: { layer: number; name: string; folders: string[] }[] = [
   { layer: 0, name: "ground", folders: ["src/core", "src/runtime"] },
-  { layer: 1, name: "storage and compute", folders: ["src/backend", "src/nn", "src/checkpoint", "src/charts", "src/quant"] },
+  {
+    layer: 1,
+    name: "storage and compute",
+    folders: ["src/backend", "src/nn", "src/checkpoint", "src/charts", "src/quant", "src/notebook"],
+  },
   { layer: 2, name: "models and data", folders: ["src/models", "src/data"] },
   { layer: 3, name: "lora", folders: ["src/lora"] },
   { layer: 4, name: "train and metrics", folders: ["src/train", "src/metrics", "src/study"] },
-  { layer: 5, name: "faces", folders: ["dsl", "src/cli", "kernel"] },
+  { layer: 5, name: "faces", folders: ["dsl", "src/cli", "kernel", "src/export"] },
   { layer: 6, name: "tools", folders: ["scripts", "bench"] },
 ];
 

@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   bleu: async () => (await import("./bleu.js")).bleu,
   bench: async () => (await import("./bench.js")).bench,
   quickstart: async () => (await import("./quickstart.js")).quickstart,
+  export: async () => (await import("./export.js")).exportCommand,
 };
 
 const usage = `usage: loralab <command> [options]
@@ -27,6 +28,7 @@ commands:
   kernel install|start         the Jupyter kernel (install a kernelspec; what Jupyter runs)
   bench                        forward-pass throughput per backend
   quickstart                   a tour on the shipped model
+  export NB.ipynb --to ts|html a notebook as a TypeScript module or a standalone page
 
 common options: --backend wasm|cpu|tensorflow|tensorflow-gpu (or LORALAB_BACKEND)`;
 
