@@ -6,7 +6,8 @@ import type { AddressInfo } from "node:net";
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
-import { hubCachePath, resolveModel } from "../src/checkpoint/hub.js";
+import { hubCachePath } from "../src/checkpoint/hub/environment.js";
+import { resolveModel } from "../src/models/reference.js";
 import { UserError } from "../src/core/errors.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -399,7 +400,7 @@ test("LORALAB_HUB_TIMEOUT_MS sets the timeout; a bad value is a UserError", asyn
     assert.ok(Date.now() - start < 3000);
   });
   await withEnv({ HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, LORALAB_HUB_TIMEOUT_MS: "soon" }, async () => {
-    await rejectsUserError(resolveModel("org/absent"), /LORALAB_HUB_TIMEOUT_MS must be a positive number/);
+    await rejectsUserError(resolveModel("org/absent"), /^LORALAB_HUB_TIMEOUT_MS: expected a positive number of milliseconds, got "soon"$/);
   });
 });
 

@@ -14,7 +14,8 @@ import {
   writeSafetensors,
   type TensorsToWrite,
 } from "../src/checkpoint/safetensors.js";
-import { INDEX_FILE, readCheckpointTensors, writeShardedCheckpoint } from "../src/checkpoint/sharded.js";
+import { readCheckpointTensors, writeShardedCheckpoint } from "../src/checkpoint/sharded.js";
+import { INDEX_FILE } from "../src/checkpoint/shard-index.js";
 
 const repoRoot = path.resolve(fileURLToPath(new URL(".", import.meta.url)), "..");
 const F = "model.safetensors";
@@ -381,13 +382,18 @@ async function indexRejects(mutate: (dir: string, index: any) => Promise<unknown
 const S1 = "model-00001-of-00002.safetensors";
 const S2 = "model-00002-of-00002.safetensors";
 
-test("index: not JSON", () => indexRejects(async () => "{oops", /not valid JSON/));
-test("index: no weight_map", () => indexRejects(async () => ({ metadata: {} }), /no "weight_map" object/));
-test("index: empty weight_map", () => indexRejects(async () => ({ weight_map: {} }), /weight_map is empty/));
+test("index: not JSON", () => indexRejects(async () => "{oops", /invalid JSON/));
+test("index: no weight_map", () =>
+  indexRejects(
+    async () => ({ metadata: {} }),
+    /weight_map: expected an object of tensor name → shard file \(the field is required\), got nothing$/,
+  ));
+test("index: empty weight_map", () =>
+  indexRejects(async () => ({ weight_map: {} }), /weight_map: expected at least one tensor, got \{\}$/));
 test("index: shard name that is not a plain file name", () =>
   indexRejects(
     async (_d, ix) => ({ weight_map: { ...ix.weight_map, b: "../x.safetensors" } }),
-    /weight_map\["b"\] is "\.\.\/x\.safetensors"; expected a shard file name/,
+    /weight_map\["b"\]: expected a shard file name in the same directory, got "\.\.\/x\.safetensors"$/,
   ));
 test("index: shard file missing", () =>
   indexRejects((d) => rm(path.join(d, S2)), /lists shard "model-00002-of-00002\.safetensors" but .* does not exist/));

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { initBackend } from "../src/backend/index.js";
 import { writeSafetensors } from "../src/checkpoint/safetensors.js";
-import { resolveModel } from "../src/checkpoint/hub.js";
+import { resolveModel } from "../src/models/reference.js";
 import { mobyDickSplit, packBlocks } from "../src/data/moby-dick.js";
 import { generate } from "../src/models/generation.js";
 import { perplexity } from "../src/metrics/perplexity.js";

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
-import { resolveModel } from "../checkpoint/hub.js";
+import { resolveModel } from "./reference.js";
 import { readCheckpointTensors } from "../checkpoint/sharded.js";
 import type { DecodedTensor } from "../checkpoint/safetensors.js";
 import { Tokenizer } from "./tokenizer.js";
