@@ -455,7 +455,7 @@ test("bad rows fail with file:line: what is wrong (UserError, no stack needed)",
 
 test("rowToExample keeps the CLI's signature and now reads every field family", () => {
   const ctx = { file: "d.jsonl", tokenizer: tok, vocabSize: V };
-  assert.deepEqual(rowToExample(ctx, { line: 1, value: { input_ids: [1, 2] } }), { inputIds: [1, 2] });
+  assert.deepEqual(rowToExample(ctx, { line: 1, value: { input_ids: [1, 2] } }), { inputIds: [1, 2], source: "d.jsonl:1" });
   assert.deepEqual(rowToExample(ctx, { line: 2, value: { text: "hi" } }).inputIds, tok.encode("hi"));
   assert.ok(rowToExample(ctx, { line: 3, value: { prompt: "Q:", completion: " a" } }).labels);
   userError(

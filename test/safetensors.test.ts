@@ -13,6 +13,7 @@ import {
   serializeSafetensors,
   writeSafetensors,
   type TensorsToWrite,
+  type TensorToWrite,
 } from "../src/checkpoint/safetensors.js";
 import { readCheckpointTensors, writeShardedCheckpoint } from "../src/checkpoint/sharded.js";
 import { INDEX_FILE } from "../src/checkpoint/shard-index.js";
@@ -56,6 +57,20 @@ async function tempDir(): Promise<string> {
 test("rejects a file shorter than 8 bytes", () => rejects(new Uint8Array(5), /5 bytes, shorter than the 8-byte/));
 test("rejects a header length over 100 MB", () => rejects(raw({}, 0, 100_000_001n), /exceeds the 100000000-byte limit/));
 test("rejects a header length larger than the file", () => rejects(raw("{}", 0, 1000n), /header length 1000 is larger than the 2 bytes/));
+test("rejects a UTF-8 byte-order mark before the file", () => {
+  const file = raw('{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4);
+  rejects(
+    Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), file]),
+    /^model\.safetensors: file starts with a UTF-8 byte-order mark; expected the 8-byte header length first/,
+  );
+});
+test("rejects a UTF-8 byte-order mark before the header's JSON", () => {
+  const header = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}')]);
+  rejects(
+    raw(new Uint8Array(header), 4),
+    /^model\.safetensors: header starts with a UTF-8 byte-order mark; expected a JSON object right after the length$/,
+  );
+});
 test("rejects a header that is not UTF-8", () => rejects(raw(new Uint8Array([0x7b, 0xff, 0x7d])), /not valid UTF-8/));
 test("rejects a header that is not JSON", () => rejects(raw("{nope"), /header is not valid JSON \(.*\); expected a JSON object/));
 test("rejects a header that is not an object", () => {
@@ -236,32 +251,88 @@ test("BF16 encoding rounds to nearest even and handles specials", () => {
   assert.notEqual(nan! & 0x7f, 0);
 });
 
-test("round trips F32 exactly and F16/BF16 to their representable values", async () => {
-  const f32 = new Float32Array([1, -2.5, Math.fround(0.1), 3.4e38, -1e-40, NaN, Infinity]);
-  const half = new Float32Array([1, -2.5, 65504, 2 ** -24, -0, Infinity, NaN, 0.1]);
+test("round trips F32 exactly and F16/BF16 to their representable values", async (t) => {
+  const f32 = new Float32Array([1, -2.5, Math.fround(0.1), 3.4e38, -1e-40]);
+  const half = new Float32Array([1, -2.5, 65504, 2 ** -24, -0, 0.1]);
   const dir = await tempDir();
-  try {
-    const file = path.join(dir, "x.safetensors");
-    await writeSafetensors(
-      file,
-      {
-        f32: { shape: [7], data: f32 },
-        f16: { dtype: "F16", shape: [2, 4], data: half },
-        bf16: { dtype: "BF16", shape: [8], data: half },
-      },
-      { format: "pt" },
-    );
-    const m = await readSafetensors(file);
-    assert.deepEqual(m.get("f32")!.data, f32);
-    assert.equal(m.get("f32")!.dtype, "F32");
-    const f16 = m.get("f16")!;
-    assert.deepEqual([f16.dtype, f16.shape], ["F16", [2, 4]]);
-    assert.deepEqual(Array.from(f16.data), [1, -2.5, 65504, 2 ** -24, -0, Infinity, NaN, 0.0999755859375]);
-    assert.deepEqual(Array.from(m.get("bf16")!.data), [1, -2.5, 65536, 2 ** -24, -0, Infinity, NaN, 0.10009765625]);
-    assert.deepEqual(parseSafetensors(await readFile(file), file).metadata, { format: "pt" });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "x.safetensors");
+  await writeSafetensors(
+    file,
+    {
+      f32: { shape: [5], data: f32 },
+      f16: { dtype: "F16", shape: [2, 3], data: half },
+      bf16: { dtype: "BF16", shape: [6], data: half },
+    },
+    { format: "pt" },
+  );
+  const m = await readSafetensors(file);
+  assert.deepEqual(m.get("f32")!.data, f32);
+  assert.equal(m.get("f32")!.dtype, "F32");
+  const f16 = m.get("f16")!;
+  assert.deepEqual([f16.dtype, f16.shape], ["F16", [2, 3]]);
+  assert.deepEqual(Array.from(f16.data), [1, -2.5, 65504, 2 ** -24, -0, 0.0999755859375]);
+  assert.deepEqual(Array.from(m.get("bf16")!.data), [1, -2.5, 65536, 2 ** -24, -0, 0.10009765625]);
+  assert.deepEqual(parseSafetensors(await readFile(file), file).metadata, { format: "pt" });
+});
+
+test("NaN and ±Inf survive encoding to F32, F16 and BF16 (the format can hold them)", () => {
+  const specials = new Float32Array([NaN, Infinity, -Infinity]);
+  const bytes = serializeSafetensors({
+    f32: { shape: [3], data: specials },
+    f16: { dtype: "F16", shape: [3], data: specials },
+    bf16: { dtype: "BF16", shape: [3], data: specials },
+  });
+  const parsed = parseSafetensors(bytes, F);
+  const decoded = ["f32", "f16", "bf16"].map((name) => Array.from(decodeTensor(bytes, parsed.tensors.get(name)!)));
+  assert.deepEqual(decoded, [
+    [NaN, Infinity, -Infinity],
+    [NaN, Infinity, -Infinity],
+    [NaN, Infinity, -Infinity],
+  ]);
+});
+
+/** A safetensors file holding `tensors`, written into a fresh temp dir removed after the test. */
+async function fileWith(t: { after: (fn: () => Promise<void>) => void }, tensors: Record<string, TensorToWrite>): Promise<string> {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "weights.safetensors");
+  await writeSafetensors(file, tensors);
+  return file;
+}
+
+const NON_FINITE_CASES: [string, TensorToWrite, RegExp][] = [
+  ["NaN in F32", { shape: [2, 3], data: new Float32Array([0, 1, 2, 3, NaN, 5]) }, /tensor "w"\[1, 1\]: expected a finite number, got NaN$/],
+  [
+    "+Inf in F16",
+    { dtype: "F16", shape: [4], data: new Float32Array([0, 1e6, 2, 3]) },
+    /tensor "w"\[1\]: expected a finite number, got Infinity$/,
+  ],
+  [
+    "-Inf in BF16, counted",
+    { dtype: "BF16", shape: [3], data: new Float32Array([-Infinity, -Infinity, NaN]) },
+    /tensor "w"\[0\]: expected a finite number, got -Infinity \(and 2 more non-finite values\)$/,
+  ],
+];
+for (const [name, tensor, message] of NON_FINITE_CASES) {
+  test(`readSafetensors rejects a float tensor holding non-finite values: ${name}`, async (t) => {
+    const file = await fileWith(t, { ok: { shape: [1], data: new Float32Array([1]) }, w: tensor });
+    await assert.rejects(readSafetensors(file), (e: unknown) => {
+      assert.ok(e instanceof UserError, String(e));
+      assert.ok(e.message.startsWith(`${file}: `), e.message);
+      assert.match(e.message, message);
+      return true;
+    });
+  });
+}
+
+test("readSafetensors rejects an F64 value beyond float32's range, showing the stored value", async (t) => {
+  const bytes = raw('{"w":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}', new Uint8Array(new Float64Array([1, 1e300]).buffer));
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "f64.safetensors");
+  await writeFile(file, bytes);
+  await assert.rejects(readSafetensors(file), /tensor "w"\[1\]: expected a finite number, got 1e\+300 \(beyond float32's range\)$/);
 });
 
 test("serialization is deterministic, sorted, and space-padded to a multiple of 8", () => {
