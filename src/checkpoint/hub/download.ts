@@ -5,12 +5,12 @@
  * download never leaves a truncated file behind a snapshot link. The ref is written last, once the snapshot is
  * complete.
  */
+import { dirname, join } from "node:path";
 import { downloadFileToCacheDir, modelInfo } from "@huggingface/hub";
 import { UserError } from "../../core/errors.js";
 import { INDEX_FILE, readShardIndex } from "../shard-index.js";
 import { SINGLE_FILE } from "../sharded.js";
 import { COMMIT_SHA, markAbsent, missingEssentials, writeRef } from "./cache.js";
-import { dirname, join } from "node:path";
 
 /** Small files fetched with every model when the repo has them (the weights are added separately). */
 export const DEFAULT_MODEL_FILES: readonly string[] = [
