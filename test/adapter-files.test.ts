@@ -19,7 +19,7 @@ import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, saveAdapter } from "../src/lora/adapte
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { model, type Model } from "../dsl/index.js";
 import { tempDir } from "./helpers/paths.js";
-import { expectUserError, runCli } from "./helpers/cli.js";
+import { expectCliError, runCli } from "./helpers/cli.js";
 import { writeTinyCheckpoint } from "./helpers/tiny-models.js";
 import { tinyData } from "./helpers/tiny-train.js";
 
@@ -163,7 +163,7 @@ describe("adapter files PEFT's format does not allow: loralab eval --adapter", (
   for (const c of CASES) {
     test(c.what, async () => {
       const dir = await badAdapter(c);
-      expectUserError(["eval", "--model", tinyDir, "--adapter", dir, "--data", dataFile], path.join(dir, c.file), c.key);
+      expectCliError(["eval", "--model", tinyDir, "--adapter", dir, "--data", dataFile], [path.join(dir, c.file), c.key]);
     });
   }
 });

@@ -19,16 +19,25 @@ const CHATML =
   "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /** The stories260K tokenizer with a ChatML-style chat_template added to its tokenizer_config.json. */
-function chatTokenizer(template = CHATML): Tokenizer {
-  const dir = tempDir("chat-tok");
+function chatTokenizer(t: TestContext, template = CHATML): Tokenizer {
+  const dir = scratch(t, "chat-tok");
   fs.copyFileSync(path.join(STORIES, "tokenizer.json"), path.join(dir, "tokenizer.json"));
   const cfg = JSON.parse(fs.readFileSync(path.join(STORIES, "tokenizer_config.json"), "utf8")) as Record<string, unknown>;
   fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ ...cfg, chat_template: template }));
   return Tokenizer.fromDirectory(dir);
 }
 
-function write(name: string, content: string | Buffer): string {
-  const file = path.join(tempDir("data"), name);
+type TestContext = { after: (fn: () => void) => void };
+
+/** A temp directory removed when the test ends. */
+function scratch(t: TestContext, prefix: string): string {
+  const dir = tempDir(prefix);
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function write(t: TestContext, name: string, content: string | Buffer): string {
+  const file = path.join(scratch(t, "data"), name);
   fs.writeFileSync(file, content);
   return file;
 }
@@ -149,8 +158,8 @@ test("shuffle and split are seeded, deterministic and disjoint; sizes round down
   userError(() => ds.shuffle(1.5), "shuffle: the seed must be an integer, got 1.5");
 });
 
-test("JSONL: text rows tokenize with the tokenizer's BOS; rows keep their line numbers", () => {
-  const file = write("d.jsonl", '{"text": "Once upon a time"}\n\n{"text": "there was a cat."}\n');
+test("JSONL: text rows tokenize with the tokenizer's BOS; rows keep their line numbers", (t) => {
+  const file = write(t, "d.jsonl", '{"text": "Once upon a time"}\n\n{"text": "there was a cat."}\n');
   const ds = Dataset.load(file);
   assert.deepEqual(ds.sources(), [`${file}:1`, `${file}:3`]);
   const ex = ds.toExamples(tok);
@@ -159,13 +168,13 @@ test("JSONL: text rows tokenize with the tokenizer's BOS; rows keep their line n
   assert.equal(ex[0]!.labels, undefined); // labels = ids
   assert.equal(ex[1]!.source, `${file}:3`);
   // .json is read as JSON Lines too; a JSON array is explained
-  assert.equal(Dataset.load(write("d.json", '{"text": "hi"}\n')).length, 1);
-  const arr = write("arr.json", '[{"text": "hi"}]');
+  assert.equal(Dataset.load(write(t, "d.json", '{"text": "hi"}\n')).length, 1);
+  const arr = write(t, "arr.json", '[{"text": "hi"}]');
   userError(() => Dataset.load(arr), new RegExp(`^${arr}: holds a JSON array; loralab reads JSON Lines`));
 });
 
-test("CSV via arquero: quoted commas/newlines/quotes, CRLF, blank lines; rows keep the line they start on", () => {
-  const file = write("d.csv", 'prompt,completion\r\n"Say ""hi"", please:", hi\r\n\r\n"multi\nline\nprompt:", ok\r\nplain:, yes\r\n');
+test("CSV via arquero: quoted commas/newlines/quotes, CRLF, blank lines; rows keep the line they start on", (t) => {
+  const file = write(t, "d.csv", 'prompt,completion\r\n"Say ""hi"", please:", hi\r\n\r\n"multi\nline\nprompt:", ok\r\nplain:, yes\r\n');
   const ds = Dataset.fromCsv(file);
   assert.deepEqual(ds.rows(), [
     { prompt: 'Say "hi", please:', completion: " hi" },
@@ -176,7 +185,7 @@ test("CSV via arquero: quoted commas/newlines/quotes, CRLF, blank lines; rows ke
   assert.equal(ds.toExamples(tok).length, 3);
 
   // cells stay strings (no type guessing); ids in a cell may be "1 2 3" or a JSON array
-  const ids = write("ids.csv", 'input_ids,labels,year\n1 5 9,-100 5 9,007\n"[1,6,7]",,2021-01-01\n');
+  const ids = write(t, "ids.csv", 'input_ids,labels,year\n1 5 9,-100 5 9,007\n"[1,6,7]",,2021-01-01\n');
   const ds2 = Dataset.load(ids);
   assert.equal(ds2.at(0)!.year, "007");
   assert.equal(ds2.at(1)!.year, "2021-01-01");
@@ -193,35 +202,91 @@ test("CSV via arquero: quoted commas/newlines/quotes, CRLF, blank lines; rows ke
     ],
   );
 
-  const tsv = write("d.tsv", 'text\tlabel\nhello, world\tpos\n"tab\there"\tneg\n');
+  const tsv = write(t, "d.tsv", 'text\tlabel\nhello, world\tpos\n"tab\there"\tneg\n');
   assert.deepEqual(Dataset.load(tsv).rows(), [
     { text: "hello, world", label: "pos" },
     { text: "tab\there", label: "neg" },
   ]);
 });
 
-test("CSV errors name the line", () => {
-  const extra = write("extra.csv", 'text,label\n"fine, quoted",a\nnot quoted, oops,b\n');
-  userError(() => Dataset.load(extra), `${extra}:3: 3 values, but the header has 2 columns (quote values that contain ",")`);
-  const open = write("open.csv", 'text\n"ok"\n"never closed\nmore\n');
-  userError(() => Dataset.load(open), `${open}:3: unterminated quoted value (a " is never closed)`);
-  const junk = write("junk.csv", 'text,label\n"a"b,c\n');
-  userError(() => Dataset.load(junk), /^.*junk\.csv:2: malformed quoted value/);
-  const dup = write("dup.csv", "text,text\na,b\n");
-  userError(() => Dataset.load(dup), `${dup}:1: duplicate column name "text"`);
-  userError(() => Dataset.load(write("empty.csv", "")), /empty\.csv: no rows \(the file is empty\)$/);
-  userError(() => Dataset.load(write("header.csv", "text,label\n")), /header\.csv: no rows \(only a header\)$/);
-  const bad = write("bad.csv", Buffer.concat([Buffer.from("text\nfine\nbad "), Buffer.from([0xff, 0xfe]), Buffer.from("\n")]));
-  userError(() => Dataset.load(bad), `${bad}:3: invalid UTF-8`);
-  // a bad row after a multi-line quoted value still points at its own line
-  const later = write("later.csv", 'text\n"one\ntwo\nthree"\n"   "\n');
-  userError(() => Dataset.load(later).toExamples(tok), `${later}:5: "text" is empty`);
-});
+/** A delimited file that Dataset.load (or toExamples, with `tokenize`) rejects with `expected(file)`. */
+const CSV_ERROR_CASES: {
+  name: string;
+  file: string;
+  content: string | Buffer;
+  expected: (f: string) => string | RegExp;
+  tokenize?: boolean;
+}[] = [
+  {
+    name: "an unquoted delimiter inside a value",
+    file: "extra.csv",
+    content: 'text,label\n"fine, quoted",a\nnot quoted, oops,b\n',
+    expected: (f) => `${f}:3: 3 values, but the header has 2 columns (quote values that contain ",")`,
+  },
+  {
+    name: "a quote that is never closed",
+    file: "open.csv",
+    content: 'text\n"ok"\n"never closed\nmore\n',
+    expected: (f) => `${f}:3: unterminated quoted value (a " is never closed)`,
+  },
+  {
+    name: "text after a closing quote",
+    file: "junk.csv",
+    content: 'text,label\n"a"b,c\n',
+    expected: () => /^.*junk\.csv:2: malformed quoted value/,
+  },
+  {
+    name: "a duplicate column name",
+    file: "dup.csv",
+    content: "text,text\na,b\n",
+    expected: (f) => `${f}:1: duplicate column name "text"`,
+  },
+  {
+    name: "a duplicate quoted column name holding the delimiter",
+    file: "dupq.csv",
+    content: '"a,b",text,"a,b"\n1,2,3\n',
+    expected: (f) => `${f}:1: duplicate column name "a,b"`,
+  },
+  {
+    name: 'a column named "__proto__" (was: an internal error from arquero)',
+    file: "proto.csv",
+    content: "text,__proto__\nhello,x\n",
+    expected: (f) => `${f}:1: column 2: expected a name that is not a built-in property of JavaScript objects, got "__proto__"`,
+  },
+  {
+    name: 'a column named "toString" (was: read as "[object Undefined]")',
+    file: "tostring.csv",
+    content: 'text,"toString"\nhello,x\n',
+    expected: (f) => `${f}:1: column 2: expected a name that is not a built-in property of JavaScript objects, got "toString"`,
+  },
+  { name: "an empty file", file: "empty.csv", content: "", expected: () => /empty\.csv: no rows \(the file is empty\)$/ },
+  { name: "only a header", file: "header.csv", content: "text,label\n", expected: () => /header\.csv: no rows \(only a header\)$/ },
+  {
+    name: "invalid UTF-8",
+    file: "bad.csv",
+    content: Buffer.concat([Buffer.from("text\nfine\nbad "), Buffer.from([0xff, 0xfe]), Buffer.from("\n")]),
+    expected: (f) => `${f}:3: invalid UTF-8`,
+  },
+  {
+    name: "a bad row after a multi-line quoted value points at its own line",
+    file: "later.csv",
+    content: 'text\n"one\ntwo\nthree"\n"   "\n',
+    expected: (f) => `${f}:5: "text" is empty`,
+    tokenize: true,
+  },
+];
 
-test("plain text: tokenized once with BOS at the start, packed into consecutive blocks; a last block of ≥ 2 tokens is kept", () => {
+for (const c of CSV_ERROR_CASES) {
+  test(`CSV errors name the line: ${c.name}`, (t) => {
+    const file = write(t, c.file, c.content);
+    userError(() => (c.tokenize ? Dataset.load(file).toExamples(tok) : Dataset.load(file)), c.expected(file));
+  });
+}
+
+test("plain text: tokenized once with BOS at the start, packed into consecutive blocks; a last block of ≥ 2 tokens is kept", (t) => {
   const text =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\nOne day, she saw a big, red ball.";
-  const file = write("story.txt", text);
+  const file = write(t, "story.txt", text);
   const all = [tok.bosTokenId!, ...tok.encode(text, { specialTokens: false })];
   const N = all.length;
   const ds = Dataset.load(file, { blockSize: 8, tokenizer: tok });
@@ -251,10 +316,10 @@ test("plain text: tokenized once with BOS at the start, packed into consecutive 
   userError(() => Dataset.load(file), `${file}: plain text is tokenized and packed into blocks; give { blockSize, tokenizer }`);
   userError(() => Dataset.fromText(file, { blockSize: 1, tokenizer: tok }), `${file}: blockSize must be an integer ≥ 2, got 1`);
   userError(
-    () => Dataset.fromText(write("blank.txt", " \n"), { blockSize: 8, tokenizer: tok }),
+    () => Dataset.fromText(write(t, "blank.txt", " \n"), { blockSize: 8, tokenizer: tok }),
     /blank\.txt: no text \(the file is empty\)$/,
   );
-  const bad = write("bad.txt", Buffer.concat([Buffer.from("line one\nline two\nthree "), Buffer.from([0xc3, 0x28]), Buffer.from("\n")]));
+  const bad = write(t, "bad.txt", Buffer.concat([Buffer.from("line one\nline two\nthree "), Buffer.from([0xc3, 0x28]), Buffer.from("\n")]));
   userError(() => Dataset.fromText(bad, { blockSize: 8, tokenizer: tok }), `${bad}:3: invalid UTF-8`);
 });
 
@@ -280,8 +345,8 @@ test("prompt + completion: labels are -100 on the prompt and the ids on the comp
   assert.notDeepEqual(scored.slice(0, -1), tok.encode(completion, { specialTokens: false }));
 });
 
-test("messages: rendered with the chat_template through jinja; only assistant turns (and their end marker) are scored", () => {
-  const chat = chatTokenizer();
+test("messages: rendered with the chat_template through jinja; only assistant turns (and their end marker) are scored", (t) => {
+  const chat = chatTokenizer(t);
   const messages = [
     { role: "system", content: "You are kind." },
     { role: "user", content: "Hi there" },
@@ -289,7 +354,7 @@ test("messages: rendered with the chat_template through jinja; only assistant tu
     { role: "user", content: "Bye" },
     { role: "assistant", content: "See you soon." },
   ];
-  const file = write("chat.jsonl", `${JSON.stringify({ messages })}\n`);
+  const file = write(t, "chat.jsonl", `${JSON.stringify({ messages })}\n`);
   const [e] = Dataset.load(file).toExamples(chat);
   const rendered = "<s>" + messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("");
   assert.deepEqual(e!.inputIds, chat.encode(rendered, { specialTokens: false }));
@@ -302,12 +367,13 @@ test("messages: rendered with the chat_template through jinja; only assistant tu
   e!.labels!.forEach((l, t) => l !== IGNORED && assert.equal(l, e!.inputIds[t]));
 
   // messages in a CSV cell are JSON
-  const csv = write("chat.csv", `messages\n"${JSON.stringify(messages).replace(/"/g, '""')}"\n`);
+  const csv = write(t, "chat.csv", `messages\n"${JSON.stringify(messages).replace(/"/g, '""')}"\n`);
   assert.deepEqual(Dataset.load(csv).toExamples(chat)[0]!.labels, e!.labels);
 
   // a template that puts EOS after assistant turns: the EOS is scored
   // (chat templates render with trim_blocks, as in transformers: a newline right after a block tag is dropped)
   const eosTok = chatTokenizer(
+    t,
     "{% for m in messages %}{{ m.role }}: {{ m.content }}{% if m.role == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
   );
   const [e2] = Dataset.fromRows([{ messages: messages.slice(1, 4) }]).toExamples(eosTok);
@@ -319,55 +385,75 @@ test("messages: rendered with the chat_template through jinja; only assistant tu
   assert.equal(eosTok.decode(runs[0]!.slice(0, eosAt)), "Hello, friend.");
 });
 
-test("messages errors: no chat_template, unknown role, no assistant, template exceptions", () => {
-  const file = write(
-    "chat.jsonl",
-    [
-      {
-        messages: [
-          { role: "user", content: "hi" },
-          { role: "assistant", content: "yo" },
-        ],
-      },
-      {
-        messages: [
-          { role: "user", content: "hi" },
-          { role: "bot", content: "yo" },
-        ],
-      },
-      { messages: [{ role: "user", content: "hi" }] },
-      {
-        messages: [
-          { role: "user", content: "hi" },
-          { role: "system", content: "late" },
-          { role: "assistant", content: "yo" },
-        ],
-      },
-      {
-        messages: [
-          { role: "user", content: 3 },
-          { role: "assistant", content: "yo" },
-        ],
-      },
-      { messages: "not json" },
-    ]
-      .map((r) => JSON.stringify(r))
-      .join("\n"),
-  );
-  const ds = Dataset.load(file);
+const GOOD_CHAT = {
+  messages: [
+    { role: "user", content: "hi" },
+    { role: "assistant", content: "yo" },
+  ],
+};
+
+/** A "messages" row the ChatML tokenizer rejects; it is line 2 of its file, after a good row. */
+const BAD_CHATS: [name: string, row: unknown, expected: string][] = [
+  [
+    "an unknown role",
+    {
+      messages: [
+        { role: "user", content: "hi" },
+        { role: "bot", content: "yo" },
+      ],
+    },
+    `"messages"[1].role "bot" is unknown; expected one of system, user, assistant, tool`,
+  ],
+  [
+    "no assistant message",
+    { messages: [{ role: "user", content: "hi" }] },
+    `"messages" has no "assistant" message, so nothing would be scored`,
+  ],
+  [
+    "an exception raised by the template",
+    {
+      messages: [
+        { role: "user", content: "hi" },
+        { role: "system", content: "late" },
+        { role: "assistant", content: "yo" },
+      ],
+    },
+    `chat_template: the system message must come first`,
+  ],
+  [
+    "content that is not a string",
+    {
+      messages: [
+        { role: "user", content: 3 },
+        { role: "assistant", content: "yo" },
+      ],
+    },
+    `"messages"[0].content must be a string, got 3`,
+  ],
+  ["messages that are not a list", { messages: "not json" }, `"messages" is not a valid JSON array`],
+];
+
+for (const [name, row, expected] of BAD_CHATS) {
+  test(`messages errors: ${name}`, (t) => {
+    const file = write(t, "chat.jsonl", `${JSON.stringify(GOOD_CHAT)}\n${JSON.stringify(row)}\n`);
+    const ds = Dataset.load(file);
+    const chat = chatTokenizer(t);
+    assert.equal(ds.take(1).toExamples(chat).length, 1);
+    userError(() => ds.toExamples(chat), `${file}:2: ${expected}`);
+  });
+}
+
+test("messages errors: a tokenizer without a chat_template", (t) => {
+  const file = write(t, "chat.jsonl", `${JSON.stringify(GOOD_CHAT)}\n`);
   userError(
-    () => ds.take(1).toExamples(tok),
+    () => Dataset.load(file).toExamples(tok),
     `${file}:1: "messages" rows need a chat template, but the tokenizer has none (tokenizer_config.json has no "chat_template"); add one there, or write the rows as "prompt"/"completion" or "text"`,
   );
-  const chat = chatTokenizer();
-  assert.equal(ds.take(1).toExamples(chat).length, 1);
-  const row = (n: number) => ds.slice(n - 1, n);
-  userError(() => row(2).toExamples(chat), `${file}:2: "messages"[1].role "bot" is unknown; expected one of system, user, assistant, tool`);
-  userError(() => row(3).toExamples(chat), `${file}:3: "messages" has no "assistant" message, so nothing would be scored`);
-  userError(() => row(4).toExamples(chat), `${file}:4: chat_template: the system message must come first`);
-  userError(() => row(5).toExamples(chat), `${file}:5: "messages"[0].content must be a string, got 3`);
-  userError(() => row(6).toExamples(chat), `${file}:6: "messages" is not a valid JSON array`);
-  userError(() => ds.take(1).toExamples(chatTokenizer("{% for m in %}")), /:1: the tokenizer's chat_template does not parse: /);
+});
+
+test("messages errors: a chat_template that does not parse", (t) => {
+  const file = write(t, "chat.jsonl", `${JSON.stringify(GOOD_CHAT)}\n`);
+  userError(() => Dataset.load(file).toExamples(chatTokenizer(t, "{% for m in %}")), /:1: the tokenizer's chat_template does not parse: /);
 });
 
 test("input_ids rows with optional labels; truncation keeps the start", () => {
@@ -401,61 +487,58 @@ test("input_ids rows with optional labels; truncation keeps the start", () => {
   userError(() => ds.toExamples(undefined), "rows: toExamples() needs a tokenizer or { vocabSize } to check the ids against");
 });
 
-test("bad rows fail with file:line: what is wrong (UserError, no stack needed)", () => {
-  const lines = [
-    '{"text": "fine"}',
-    '{"txt": "typo"}',
-    '{"text": 5}',
-    '{"text": "   "}',
-    '{"input_ids": [1, 2, 999]}',
-    '{"input_ids": [1, 2], "labels": [1]}',
-    '{"prompt": "Q:"}',
-    '{"prompt": "Q:", "completion": ["a"]}',
-    '{"input_ids": [1, 2.5]}',
-    '{"input_ids": [1, 2], "labels": [-100, 600]}',
-    '{"text": "\\ud800 lone"}',
-    '{"input_ids": []}',
-  ];
-  const file = write("bad.jsonl", lines.join("\n"));
-  const ds = Dataset.load(file);
-  const at = (line: number) => ds.filter((_, i) => i === line - 1);
-  assert.equal(at(1).toExamples(tok).length, 1);
+/** A JSONL row that toExamples rejects; it is line 2 of its file, after a good row. */
+const BAD_ROWS: [row: string, expected: string][] = [
+  ['{"txt": "typo"}', `expected a "text", "prompt"+"completion", "messages" or "input_ids" field, found "txt"`],
+  ['{"text": 5}', `"text" must be a string, got 5`],
+  ['{"text": "   "}', `"text" is empty`],
+  ['{"input_ids": [1, 2, 999]}', `"input_ids"[2] = 999 is outside the vocabulary (0…511)`],
+  ['{"input_ids": [1, 2], "labels": [1]}', `"labels" has 1 entries but "input_ids" has 2`],
+  ['{"prompt": "Q:"}', `"completion" is missing`],
+  ['{"prompt": "Q:", "completion": ["a"]}', `"completion" must be a string, got ["a"]`],
+  ['{"input_ids": [1, 2.5]}', `"input_ids"[1] = 2.5 is not an integer token id`],
+  ['{"input_ids": [1, 2], "labels": [-100, 600]}', `"labels"[1] = 600 is outside the vocabulary (0…511, or -100 for not scored)`],
+  ['{"text": "\\ud800 lone"}', `"text" is not valid Unicode (it holds a lone UTF-16 surrogate, so it has no UTF-8 form)`],
+  ['{"input_ids": []}', `"input_ids" must be a non-empty array of token ids, got []`],
+];
+
+for (const [row, expected] of BAD_ROWS) {
+  test(`a bad row fails with file:line: what is wrong: ${row}`, (t) => {
+    const file = write(t, "bad.jsonl", `{"text": "fine"}\n${row}\n`);
+    const ds = Dataset.load(file);
+    assert.equal(ds.take(1).toExamples(tok).length, 1);
+    userError(() => ds.toExamples(tok), `${file}:2: ${expected}`);
+  });
+}
+
+test("a row whose tokens fall outside the model's vocabulary names the id", (t) => {
+  const file = write(t, "ok.jsonl", '{"text": "fine"}\n');
   userError(
-    () => at(2).toExamples(tok),
-    `${file}:2: expected a "text", "prompt"+"completion", "messages" or "input_ids" field, found "txt"`,
-  );
-  userError(() => at(3).toExamples(tok), `${file}:3: "text" must be a string, got 5`);
-  userError(() => at(4).toExamples(tok), `${file}:4: "text" is empty`);
-  userError(() => at(5).toExamples(tok), `${file}:5: "input_ids"[2] = 999 is outside the vocabulary (0…511)`);
-  userError(() => at(6).toExamples(tok), `${file}:6: "labels" has 1 entries but "input_ids" has 2`);
-  userError(() => at(7).toExamples(tok), `${file}:7: "completion" is missing`);
-  userError(() => at(8).toExamples(tok), `${file}:8: "completion" must be a string, got ["a"]`);
-  userError(() => at(9).toExamples(tok), `${file}:9: "input_ids"[1] = 2.5 is not an integer token id`);
-  userError(() => at(10).toExamples(tok), `${file}:10: "labels"[1] = 600 is outside the vocabulary (0…511, or -100 for not scored)`);
-  userError(
-    () => at(11).toExamples(tok),
-    `${file}:11: "text" is not valid Unicode (it holds a lone UTF-16 surrogate, so it has no UTF-8 form)`,
-  );
-  userError(() => at(12).toExamples(tok), `${file}:12: "input_ids" must be a non-empty array of token ids, got []`);
-  // ids the tokenizer produces must fit the model's vocabulary
-  userError(
-    () => at(1).toExamples(tok, { vocabSize: 100 }),
+    () => Dataset.load(file).toExamples(tok, { vocabSize: 100 }),
     new RegExp(`^${file}:1: the tokenizer produced id \\d+ \\(token \\d+\\), outside the model's vocabulary \\(0…99\\)$`),
   );
-  // text needs a tokenizer
+});
+
+test("a text row needs a tokenizer", (t) => {
+  const file = write(t, "ok.jsonl", '{"text": "fine"}\n');
   userError(
-    () => at(1).toExamples(undefined, { vocabSize: V }),
+    () => Dataset.load(file).toExamples(undefined, { vocabSize: V }),
     `${file}:1: "text" needs a tokenizer, but the model directory has no tokenizer.json (use "input_ids")`,
   );
-  // invalid UTF-8 and invalid JSON in the file itself
-  const utf = write("utf.jsonl", Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "'), Buffer.from([0xff]), Buffer.from('"}\n')]));
+});
+
+test("a JSONL file with invalid UTF-8 names the line", (t) => {
+  const utf = write(t, "utf.jsonl", Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "'), Buffer.from([0xff]), Buffer.from('"}\n')]));
   userError(() => Dataset.load(utf), `${utf}:2: invalid UTF-8`);
-  userError(() => Dataset.load(write("j.jsonl", '{"text": "ok"}\n{"text": \n')), /j\.jsonl:2: invalid JSON: /);
+});
+
+test("a JSONL file with invalid JSON names the line", (t) => {
+  userError(() => Dataset.load(write(t, "j.jsonl", '{"text": "ok"}\n{"text": \n')), /j\.jsonl:2: invalid JSON: /);
 });
 
 test("rowToExample keeps the CLI's signature and now reads every field family", () => {
   const ctx = { file: "d.jsonl", tokenizer: tok, vocabSize: V };
-  assert.deepEqual(rowToExample(ctx, { line: 1, value: { input_ids: [1, 2] } }), { inputIds: [1, 2] });
+  assert.deepEqual(rowToExample(ctx, { line: 1, value: { input_ids: [1, 2] } }), { inputIds: [1, 2], source: "d.jsonl:1" });
   assert.deepEqual(rowToExample(ctx, { line: 2, value: { text: "hi" } }).inputIds, tok.encode("hi"));
   assert.ok(rowToExample(ctx, { line: 3, value: { prompt: "Q:", completion: " a" } }).labels);
   userError(

@@ -6,7 +6,8 @@ import type { AddressInfo } from "node:net";
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
-import { hubCachePath, resolveModel } from "../src/checkpoint/hub.js";
+import { hubCachePath } from "../src/checkpoint/hub/environment.js";
+import { resolveModel } from "../src/models/reference.js";
 import { UserError } from "../src/core/errors.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -209,15 +210,21 @@ async function rejectsUserError(p: Promise<unknown>, pattern: RegExp): Promise<U
 // ---------------------------------------------------------------------------------------------
 // Cache location
 
-test("hubCachePath follows huggingface_hub precedence", async () => {
-  await withEnv({}, async () => assert.equal(hubCachePath(), join(homedir(), ".cache", "huggingface", "hub")));
-  await withEnv({ XDG_CACHE_HOME: "/x" }, async () => assert.equal(hubCachePath(), "/x/huggingface/hub"));
-  await withEnv({ XDG_CACHE_HOME: "/x", HF_HOME: "/h" }, async () => assert.equal(hubCachePath(), "/h/hub"));
-  await withEnv({ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy" }, async () => assert.equal(hubCachePath(), "/legacy"));
-  await withEnv({ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy", HF_HUB_CACHE: "/c" }, async () => assert.equal(hubCachePath(), "/c"));
-  await withEnv({ HF_HOME: "~/hf" }, async () => assert.equal(hubCachePath(), join(homedir(), "hf", "hub")));
-  await withEnv({ HF_HUB_CACHE: "", HF_HOME: "/h" }, async () => assert.equal(hubCachePath(), "/h/hub"));
-});
+const CACHE_PATHS: [vars: Record<string, string>, expected: string][] = [
+  [{}, join(homedir(), ".cache", "huggingface", "hub")],
+  [{ XDG_CACHE_HOME: "/x" }, "/x/huggingface/hub"],
+  [{ XDG_CACHE_HOME: "/x", HF_HOME: "/h" }, "/h/hub"],
+  [{ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy" }, "/legacy"],
+  [{ HF_HOME: "/h", HUGGINGFACE_HUB_CACHE: "/legacy", HF_HUB_CACHE: "/c" }, "/c"],
+  [{ HF_HOME: "~/hf" }, join(homedir(), "hf", "hub")],
+  [{ HF_HUB_CACHE: "", HF_HOME: "/h" }, "/h/hub"],
+];
+
+for (const [vars, expected] of CACHE_PATHS) {
+  test(`hubCachePath follows huggingface_hub precedence: ${JSON.stringify(vars)} → ${expected}`, async () => {
+    await withEnv(vars, async () => assert.equal(hubCachePath(), expected));
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Local directories
@@ -240,21 +247,28 @@ test("an existing directory resolves to its absolute path, relative or not", asy
   });
 });
 
-test("a path-like ref that does not exist is a clear error", async (t) => {
-  const dir = await tempDir(t);
-  await writeFile(join(dir, "file.txt"), "x");
-  await withEnv({}, async () => {
-    await rejectsUserError(resolveModel(join(dir, "missing")), /^model directory not found: .*missing$/);
-    await rejectsUserError(resolveModel("./no-such-model-dir"), /^model directory not found: /);
-    await rejectsUserError(resolveModel("../no/such/dir"), /^model directory not found: /);
-    await rejectsUserError(resolveModel("a/b/c"), /^model directory not found: /);
-    await rejectsUserError(resolveModel("~/no-such-loralab-dir"), /^model directory not found: /);
-    await rejectsUserError(resolveModel(join(dir, "file.txt")), /^model path is not a directory: /);
-    await rejectsUserError(resolveModel("bad id!"), /neither an existing directory nor a valid Hugging Face model id/);
-    await rejectsUserError(resolveModel("org--x/name"), /neither an existing directory nor a valid/);
-    await rejectsUserError(resolveModel(""), /model reference is empty/);
+/** References that cannot resolve, and the start of their message; `{dir}` is a temp dir holding file.txt. */
+const BAD_REFS: [ref: string, message: RegExp][] = [
+  ["{dir}/missing", /^model directory not found: .*missing$/],
+  ["./no-such-model-dir", /^model directory not found: /],
+  ["../no/such/dir", /^model directory not found: /],
+  ["a/b/c", /^model directory not found: /],
+  ["~/no-such-loralab-dir", /^model directory not found: /],
+  ["{dir}/file.txt", /^model path is not a directory: /],
+  ["bad id!", /neither an existing directory nor a valid Hugging Face model id/],
+  ["org--x/name", /neither an existing directory nor a valid/],
+  ["", /model reference is empty/],
+];
+
+for (const [ref, message] of BAD_REFS) {
+  test(`a reference that cannot resolve is a clear error: ${JSON.stringify(ref)}`, async (t) => {
+    const dir = await tempDir(t);
+    await writeFile(join(dir, "file.txt"), "x");
+    await withEnv({}, async () => {
+      await rejectsUserError(resolveModel(ref.replace("{dir}", dir)), message);
+    });
   });
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // Cache hits: no network at all (the endpoint is a loopback server that records requests)
@@ -314,25 +328,46 @@ test("sharded safetensors count as complete only when every shard is there", asy
   });
 });
 
+test("a cached index naming a shard outside its snapshot is not a usable snapshot (the same index reader as loading)", async (t) => {
+  const cache = await tempDir(t);
+  const index = JSON.stringify({ weight_map: { a: "../escape.safetensors" } });
+  await cacheModel(cache, "org/escape", SHA_A, { "config.json": CONFIG, "model.safetensors.index.json": index });
+  await withEnv({ HF_HUB_CACHE: cache, HF_HUB_OFFLINE: "1" }, async () => {
+    await rejectsUserError(
+      resolveModel("org/escape"),
+      /only partly in the Hugging Face cache .*lacks a valid model\.safetensors\.index\.json/,
+    );
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Offline
 
-test("offline and not cached: the documented error, whichever switch turned offline on", async (t) => {
+const OFFLINE_SWITCHES: [name: string, vars: Record<string, string>, options: { offline?: boolean }][] = [
+  ["the offline option", {}, { offline: true }],
+  ["HF_HUB_OFFLINE=1", { HF_HUB_OFFLINE: "1" }, {}],
+  ["TRANSFORMERS_OFFLINE=1", { TRANSFORMERS_OFFLINE: "1" }, {}],
+];
+
+for (const [name, vars, options] of OFFLINE_SWITCHES) {
+  test(`offline (${name}) and not cached: the documented error, without network`, async (t) => {
+    const cache = await tempDir(t);
+    const hub = await loopback(t, (_req, res) => res.end());
+    await withEnv({ HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, ...vars }, async () => {
+      const e = await rejectsUserError(resolveModel("org/absent", options), /offline mode is on/);
+      assert.equal(
+        e.message,
+        `model "org/absent" is not in the Hugging Face cache (${cache}) and offline mode is on; ` +
+          `download it on a connected machine (e.g. huggingface-cli download org/absent) or pass a local directory`,
+      );
+    });
+    assert.deepEqual(hub.requests, []);
+  });
+}
+
+test("offline and not cached at a revision: the command to download names the revision", async (t) => {
   const cache = await tempDir(t);
   const hub = await loopback(t, (_req, res) => res.end());
-  const expected =
-    `model "org/absent" is not in the Hugging Face cache (${cache}) and offline mode is on; ` +
-    `download it on a connected machine (e.g. huggingface-cli download org/absent) or pass a local directory`;
-  for (const [vars, opts] of [
-    [{}, { offline: true }],
-    [{ HF_HUB_OFFLINE: "1" }, {}],
-    [{ TRANSFORMERS_OFFLINE: "1" }, {}],
-  ] as const) {
-    await withEnv({ HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, ...vars }, async () => {
-      const e = await rejectsUserError(resolveModel("org/absent", opts), /offline mode is on/);
-      assert.equal(e.message, expected);
-    });
-  }
   await withEnv({ HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, HF_HUB_OFFLINE: "1" }, async () => {
     await rejectsUserError(
       resolveModel("org/absent", { revision: "v2" }),
@@ -399,7 +434,7 @@ test("LORALAB_HUB_TIMEOUT_MS sets the timeout; a bad value is a UserError", asyn
     assert.ok(Date.now() - start < 3000);
   });
   await withEnv({ HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, LORALAB_HUB_TIMEOUT_MS: "soon" }, async () => {
-    await rejectsUserError(resolveModel("org/absent"), /LORALAB_HUB_TIMEOUT_MS must be a positive number/);
+    await rejectsUserError(resolveModel("org/absent"), /^LORALAB_HUB_TIMEOUT_MS: expected a positive number of milliseconds, got "soon"$/);
   });
 });
 

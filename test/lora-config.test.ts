@@ -17,7 +17,7 @@ import {
   toAdapterConfigJson,
 } from "../src/lora/config.js";
 import { tempDir } from "./helpers/paths.js";
-import { expectUserError, runCli } from "./helpers/cli.js";
+import { expectCliError, runCli } from "./helpers/cli.js";
 import { writeTinyCheckpoint } from "./helpers/tiny-models.js";
 
 const work = tempDir("lora-config");
@@ -213,7 +213,7 @@ describe("loralab train --lora: user errors through the CLI", () => {
   for (const [spec, message] of BAD_SPECS) {
     test(spec, async () => {
       await ready;
-      expectUserError(["train", "--model", model, "--data", data, "--lora", spec], message);
+      expectCliError(["train", "--model", model, "--data", data, "--lora", spec], [message]);
     });
   }
 

@@ -116,21 +116,30 @@ describe("padding", () => {
     return nlls.map((row, b) => row.reduce((s, v) => s + v, 0) / masks[b]!.reduce((s, v) => s + v, 0));
   }
 
-  for (const kind of ["llama", "gpt2"] as const) {
-    test(`${kind}: a right-padded batch gives each row the loss it has alone`, () => {
+  const examples = [11, 4, 7, 2].map((len, i) => ({ inputIds: sequence(len, TINY_VOCAB, 40 + i) }));
+
+  // The pad token's identity must not matter either.
+  for (const [kind, padId] of [
+    ["llama", 0],
+    ["llama", 17],
+    ["gpt2", 0],
+    ["gpt2", 17],
+  ] as const) {
+    test(`${kind}: a batch right-padded with id ${padId} gives each row the loss it has alone`, () => {
       const m = model(kind);
-      const examples = [11, 4, 7, 2].map((len, i) => ({ inputIds: sequence(len, TINY_VOCAB, 40 + i) }));
       const alone = examples.map((e) => perplexity(m, [e]).loss);
-      for (const padId of [0, 17]) {
-        // the pad token's identity must not matter either
-        const batched = batchedRowLosses(m, examples, padId);
-        batched.forEach((loss, i) =>
-          assert.ok(Math.abs(loss - alone[i]!) < 1e-5, `${kind} row ${i}, pad ${padId}: ${loss} vs ${alone[i]} alone`),
-        );
-      }
+      const batched = batchedRowLosses(m, examples, padId);
+      batched.forEach((loss, i) => assert.ok(Math.abs(loss - alone[i]!) < 1e-5, `row ${i}: ${loss} vs ${alone[i]} alone`));
+    });
+  }
+
+  for (const kind of ["llama", "gpt2"] as const) {
+    test(`${kind}: perplexity() over a padded batch gives each row the loss it has alone`, () => {
+      const m = model(kind);
+      const alone = examples.map((e) => perplexity(m, [e]).loss);
       const viaPerplexity = perplexity(m, examples, { batchSize: examples.length }).perExample;
       viaPerplexity.forEach((r, i) =>
-        assert.ok(Math.abs(r.loss - alone[i]!) < 1e-5, `${kind} row ${i} via perplexity(): ${r.loss} vs ${alone[i]}`),
+        assert.ok(Math.abs(r.loss - alone[i]!) < 1e-5, `row ${i} via perplexity(): ${r.loss} vs ${alone[i]}`),
       );
     });
   }
@@ -266,11 +275,18 @@ describe("tokenizer (stories260K)", () => {
     assert.deepEqual(tokenizer.encode(SENTENCE, { specialTokens: false }), IDS.slice(1));
   });
 
-  test("decode round-trips text and skips special tokens", () => {
-    for (const text of [SENTENCE, "Tom and Sue went to the beach. They built a big sand castle and laughed."]) {
+  for (const text of [SENTENCE, "Tom and Sue went to the beach. They built a big sand castle and laughed."]) {
+    test(`decode round-trips ${JSON.stringify(text.slice(0, 20))}…, with and without BOS`, () => {
       assert.equal(tokenizer.decode(tokenizer.encode(text)), text);
       assert.equal(tokenizer.decode(tokenizer.encode(text, { specialTokens: false })), text);
-    }
+    });
+  }
+
+  test("decode keeps special tokens when asked", () => {
     assert.equal(tokenizer.decode(IDS, { skipSpecialTokens: false }), `<s> ${SENTENCE}`);
+  });
+
+  test("decode of no ids is the empty text", () => {
+    assert.equal(tokenizer.decode([]), "");
   });
 });

@@ -10,7 +10,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { initBackend } from "../src/backend/index.js";
 import { loadModel, type LoadedModel } from "../src/models/load.js";
-import { perplexity } from "../src/metrics/perplexity.js";
+import { perplexity, type PerplexityOptions } from "../src/metrics/perplexity.js";
+import { UserError } from "../src/core/errors.js";
 import { IGNORE_INDEX } from "../src/models/loss.js";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { PYTHON, torchAvailable } from "./helpers/reference.js";
@@ -23,14 +24,44 @@ before(async () => {
 });
 
 describe("perplexity", () => {
-  test("texts shorter than the window: sliding window = full context, at any stride", () => {
-    const examples = STORY_TEXTS.map((t) => ({ inputIds: stories.tokenizer!.encode(t) }));
-    const full = perplexity(stories.model, examples);
-    for (const stride of [1, 7, 64]) {
+  for (const stride of [1, 7, 64]) {
+    test(`texts shorter than the window: sliding window = full context, at stride ${stride}`, () => {
+      const examples = STORY_TEXTS.map((t) => ({ inputIds: stories.tokenizer!.encode(t) }));
+      const full = perplexity(stories.model, examples);
       const windowed = perplexity(stories.model, examples, { maxLength: 64, stride });
       assert.equal(windowed.tokens, full.tokens);
-      assert.ok(Math.abs(windowed.loss - full.loss) < 1e-6, `stride ${stride}: ${windowed.loss} vs ${full.loss}`);
-    }
+      assert.ok(Math.abs(windowed.loss - full.loss) < 1e-6, `${windowed.loss} vs ${full.loss}`);
+    });
+  }
+
+  const OPTION_ERRORS: [name: string, options: PerplexityOptions, message: string][] = [
+    [
+      "a stride beyond the window",
+      { maxLength: 64, stride: 65 },
+      "perplexity: stride: expected an integer in 1…64 (the window length), got 65",
+    ],
+    ["a stride of 0", { stride: 0 }, "perplexity: stride: expected an integer in 1…512 (the window length), got 0"],
+    [
+      "a window of one token",
+      { maxLength: 1 },
+      "perplexity: maxLength: expected an integer ≥ 2 (a window scores each token from the ones before it), got 1",
+    ],
+  ];
+  for (const [name, options, message] of OPTION_ERRORS) {
+    test(`${name} is a UserError`, () => {
+      assert.throws(
+        () => perplexity(stories.model, [{ inputIds: [1, 2, 3] }], options),
+        (e: unknown) => e instanceof UserError && e.message === message,
+      );
+    });
+  }
+
+  test("rows with nothing to score are a UserError naming them, not a NaN loss", () => {
+    const rows = [
+      { inputIds: [1], source: "a.jsonl:1" },
+      { inputIds: [1, 5], labels: [-100, -100], source: "a.jsonl:2" },
+    ];
+    assert.throws(() => perplexity(stories.model, rows), /^UserError: perplexity: no token to score in a\.jsonl:1 … a\.jsonl:2: /);
   });
 
   test("per-example figures combine token-weighted into the corpus figure", () => {

@@ -16,7 +16,8 @@ import { referenceOutputs, type ReferenceCase, type ReferenceResult } from "./he
 import { tempDir } from "./helpers/paths.js";
 
 const work = tempDir("reference-test");
-let cases: ReferenceCase[] = [];
+// Built before the tests are declared (one test per case); the reference runs in before().
+const cases: ReferenceCase[] = await buildReferenceCases(work);
 let results: Record<string, ReferenceResult> = {};
 const models = new Map<string, LoadedModel>();
 
@@ -34,7 +35,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 before(async () => {
   await initBackend();
-  cases = await buildReferenceCases(work);
   const out = referenceOutputs(cases, work);
   results = out.results;
   console.log(`# reference outputs: ${out.source}`);
@@ -45,9 +45,12 @@ after(() => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-describe("engine vs PyTorch reference", () => {
-  test("loss (mean NLL over non-padding tokens) within 1e-4, per-token NLL within 1e-4", async () => {
-    for (const c of cases.filter((c) => c.kind === "loss")) {
+type Case<K extends ReferenceCase["kind"]> = Extract<ReferenceCase, { kind: K }>;
+const ofKind = <K extends ReferenceCase["kind"]>(kind: K) => cases.filter((c): c is Case<K> => c.kind === kind);
+
+describe("engine vs PyTorch reference: loss (mean NLL over non-padding tokens) within 1e-4, per-token NLL within 1e-4", () => {
+  for (const c of ofKind("loss")) {
+    test(c.name, async () => {
       const ref = results[c.name]!;
       assert.equal(ref.error, undefined, `${c.name}: reference failed: ${ref.error}`);
       const { model: m } = await model(c.model);
@@ -76,11 +79,13 @@ describe("engine vs PyTorch reference", () => {
           }),
         );
       }
-    }
-  });
+    });
+  }
+});
 
-  test("logits within 1e-4 (relative to their scale)", async () => {
-    for (const c of cases.filter((c) => c.kind === "logits")) {
+describe("engine vs PyTorch reference: logits within 1e-4 (relative to their scale)", () => {
+  for (const c of ofKind("logits")) {
+    test(c.name, async () => {
       const ref = results[c.name]!;
       const { model: m } = await model(c.model);
       const logits = tf.tidy(() => m.forward(tf.tensor2d([c.input_ids], undefined, "int32") as tf.Tensor2D).squeeze([0])); // [T, V]
@@ -92,11 +97,13 @@ describe("engine vs PyTorch reference", () => {
         const diff = maxAbsDiff(all[p]!, ref.logits[i]!);
         assert.ok(diff / scale < 1e-4 && diff < 1e-3, `${c.name}: position ${p}: max |Δ| ${diff} (scale ${scale})`);
       });
-    }
-  });
+    });
+  }
+});
 
-  test("greedy generation with the KV cache yields exactly the reference ids", async () => {
-    for (const c of cases.filter((c) => c.kind === "greedy")) {
+describe("engine vs PyTorch reference: greedy generation with the KV cache yields exactly the reference ids", () => {
+  for (const c of ofKind("greedy")) {
+    test(c.name, async () => {
       const ref = results[c.name]!;
       const loaded = await model(c.model);
       const out = generate(loaded.model, c.input_ids, {
@@ -105,6 +112,6 @@ describe("engine vs PyTorch reference", () => {
         eosTokenIds: c.eos ? loaded.eosTokenIds : [],
       });
       assert.deepEqual(out.ids, ref.new_ids, c.name);
-    }
-  });
+    });
+  }
 });

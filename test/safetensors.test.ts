@@ -13,8 +13,10 @@ import {
   serializeSafetensors,
   writeSafetensors,
   type TensorsToWrite,
+  type TensorToWrite,
 } from "../src/checkpoint/safetensors.js";
-import { INDEX_FILE, readCheckpointTensors, writeShardedCheckpoint } from "../src/checkpoint/sharded.js";
+import { readCheckpointTensors, writeShardedCheckpoint } from "../src/checkpoint/sharded.js";
+import { INDEX_FILE } from "../src/checkpoint/shard-index.js";
 
 const repoRoot = path.resolve(fileURLToPath(new URL(".", import.meta.url)), "..");
 const F = "model.safetensors";
@@ -46,8 +48,13 @@ function rejects(bytes: Uint8Array, re: RegExp) {
 
 const t = (dtype: string, shape: number[], begin: number, end: number) => ({ dtype, shape, data_offsets: [begin, end] });
 
-async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(tmpdir(), "loralab-st-"));
+type TestContext = { after: (fn: () => Promise<void>) => void };
+
+/** A fresh temp directory, removed when the test ends. */
+async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "loralab-st-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 // ---- validation: one malformed file per rule ----
@@ -55,34 +62,53 @@ async function tempDir(): Promise<string> {
 test("rejects a file shorter than 8 bytes", () => rejects(new Uint8Array(5), /5 bytes, shorter than the 8-byte/));
 test("rejects a header length over 100 MB", () => rejects(raw({}, 0, 100_000_001n), /exceeds the 100000000-byte limit/));
 test("rejects a header length larger than the file", () => rejects(raw("{}", 0, 1000n), /header length 1000 is larger than the 2 bytes/));
+test("rejects a UTF-8 byte-order mark before the file", () => {
+  const file = raw('{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4);
+  rejects(
+    Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), file]),
+    /^model\.safetensors: file starts with a UTF-8 byte-order mark; expected the 8-byte header length first/,
+  );
+});
+test("rejects a UTF-8 byte-order mark before the header's JSON", () => {
+  const header = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}')]);
+  rejects(
+    raw(new Uint8Array(header), 4),
+    /^model\.safetensors: header starts with a UTF-8 byte-order mark; expected a JSON object right after the length$/,
+  );
+});
 test("rejects a header that is not UTF-8", () => rejects(raw(new Uint8Array([0x7b, 0xff, 0x7d])), /not valid UTF-8/));
 test("rejects a header that is not JSON", () => rejects(raw("{nope"), /header is not valid JSON \(.*\); expected a JSON object/));
-test("rejects a header that is not an object", () => {
-  rejects(raw("[1,2]"), /header is an array; expected a JSON object/);
-  rejects(raw("null"), /header is null; expected a JSON object/);
-});
-test("rejects __metadata__ that is not an object", () =>
-  rejects(raw({ __metadata__: "pt" }), /"__metadata__" is "pt"; expected an object/));
-test("rejects __metadata__ with a non-string value", () =>
-  rejects(raw({ __metadata__: { n: 1 } }), /"__metadata__" key "n" is 1; expected a string value/));
-test("rejects an entry that is not an object", () =>
-  rejects(raw({ a: 3 }), /tensor "a": entry is 3; expected \{dtype, shape, data_offsets\}/));
-test("rejects an unknown or missing dtype", () => {
-  rejects(raw({ a: t("F8_E4M3", [1], 0, 1) }, 1), /tensor "a": unknown dtype "F8_E4M3"; expected one of F64, F32/);
-  rejects(raw({ a: { shape: [1], data_offsets: [0, 1] } }, 1), /tensor "a": unknown dtype undefined/);
-  rejects(raw({ a: t("toString", [1], 0, 1) }, 1), /unknown dtype "toString"/);
-});
-test("rejects a bad shape", () => {
-  rejects(raw({ a: t("U8", [2, -1], 0, 0) }), /tensor "a": shape \[2,-1\]; expected an array of non-negative integers/);
-  rejects(raw({ a: t("U8", [1.5], 0, 0) }), /shape \[1.5\]/);
-  rejects(raw({ a: { dtype: "U8", shape: 4, data_offsets: [0, 4] } }, 4), /shape 4; expected an array/);
-});
-test("rejects bad data_offsets", () => {
-  rejects(raw({ a: t("U8", [0], 4, 2) }, 4), /tensor "a": data_offsets \[4,2\]; expected \[begin, end\].*begin <= end/);
-  rejects(raw({ a: { dtype: "U8", shape: [1], data_offsets: [0, 1, 2] } }, 1), /data_offsets \[0,1,2\]/);
-  rejects(raw({ a: { dtype: "U8", shape: [1], data_offsets: [0, "1"] } }, 1), /data_offsets \[0,"1"\]/);
-  rejects(raw({ a: { dtype: "U8", shape: [1] } }, 1), /data_offsets undefined/);
-});
+/** Malformed headers, one rule each: [what is wrong, file bytes, message]. */
+const MALFORMED: [name: string, bytes: () => Uint8Array, message: RegExp][] = [
+  ["a header that is an array", () => raw("[1,2]"), /header is an array; expected a JSON object/],
+  ["a header that is null", () => raw("null"), /header is null; expected a JSON object/],
+  ["__metadata__ that is not an object", () => raw({ __metadata__: "pt" }), /"__metadata__" is "pt"; expected an object/],
+  ["__metadata__ with a non-string value", () => raw({ __metadata__: { n: 1 } }), /"__metadata__" key "n" is 1; expected a string value/],
+  ["an entry that is not an object", () => raw({ a: 3 }), /tensor "a": entry is 3; expected \{dtype, shape, data_offsets\}/],
+  ["an unknown dtype", () => raw({ a: t("F8_E4M3", [1], 0, 1) }, 1), /tensor "a": unknown dtype "F8_E4M3"; expected one of F64, F32/],
+  ["a missing dtype", () => raw({ a: { shape: [1], data_offsets: [0, 1] } }, 1), /tensor "a": unknown dtype undefined/],
+  ["a dtype named like an object property", () => raw({ a: t("toString", [1], 0, 1) }, 1), /unknown dtype "toString"/],
+  [
+    "a negative dimension",
+    () => raw({ a: t("U8", [2, -1], 0, 0) }),
+    /tensor "a": shape \[2,-1\]; expected an array of non-negative integers/,
+  ],
+  ["a fractional dimension", () => raw({ a: t("U8", [1.5], 0, 0) }), /shape \[1.5\]/],
+  ["a shape that is not an array", () => raw({ a: { dtype: "U8", shape: 4, data_offsets: [0, 4] } }, 4), /shape 4; expected an array/],
+  [
+    "data_offsets with begin > end",
+    () => raw({ a: t("U8", [0], 4, 2) }, 4),
+    /tensor "a": data_offsets \[4,2\]; expected \[begin, end\].*begin <= end/,
+  ],
+  ["three data_offsets", () => raw({ a: { dtype: "U8", shape: [1], data_offsets: [0, 1, 2] } }, 1), /data_offsets \[0,1,2\]/],
+  ["a data_offset that is a string", () => raw({ a: { dtype: "U8", shape: [1], data_offsets: [0, "1"] } }, 1), /data_offsets \[0,"1"\]/],
+  ["no data_offsets", () => raw({ a: { dtype: "U8", shape: [1] } }, 1), /data_offsets undefined/],
+];
+
+for (const [name, bytes, message] of MALFORMED) {
+  test(`rejects ${name}`, () => rejects(bytes(), message));
+}
+
 test("rejects data_offsets past the data section", () =>
   rejects(raw({ a: t("U8", [8], 0, 8) }, 4), /tensor "a": data_offsets \[0,8\] extend past the end of the 4-byte data section/));
 test("rejects a shape × dtype size that disagrees with data_offsets", () => {
@@ -235,32 +261,85 @@ test("BF16 encoding rounds to nearest even and handles specials", () => {
   assert.notEqual(nan! & 0x7f, 0);
 });
 
-test("round trips F32 exactly and F16/BF16 to their representable values", async () => {
-  const f32 = new Float32Array([1, -2.5, Math.fround(0.1), 3.4e38, -1e-40, NaN, Infinity]);
-  const half = new Float32Array([1, -2.5, 65504, 2 ** -24, -0, Infinity, NaN, 0.1]);
-  const dir = await tempDir();
-  try {
-    const file = path.join(dir, "x.safetensors");
-    await writeSafetensors(
-      file,
-      {
-        f32: { shape: [7], data: f32 },
-        f16: { dtype: "F16", shape: [2, 4], data: half },
-        bf16: { dtype: "BF16", shape: [8], data: half },
-      },
-      { format: "pt" },
-    );
-    const m = await readSafetensors(file);
-    assert.deepEqual(m.get("f32")!.data, f32);
-    assert.equal(m.get("f32")!.dtype, "F32");
-    const f16 = m.get("f16")!;
-    assert.deepEqual([f16.dtype, f16.shape], ["F16", [2, 4]]);
-    assert.deepEqual(Array.from(f16.data), [1, -2.5, 65504, 2 ** -24, -0, Infinity, NaN, 0.0999755859375]);
-    assert.deepEqual(Array.from(m.get("bf16")!.data), [1, -2.5, 65536, 2 ** -24, -0, Infinity, NaN, 0.10009765625]);
-    assert.deepEqual(parseSafetensors(await readFile(file), file).metadata, { format: "pt" });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+test("round trips F32 exactly and F16/BF16 to their representable values", async (t) => {
+  const f32 = new Float32Array([1, -2.5, Math.fround(0.1), 3.4e38, -1e-40]);
+  const half = new Float32Array([1, -2.5, 65504, 2 ** -24, -0, 0.1]);
+  const dir = await tempDir(t);
+  const file = path.join(dir, "x.safetensors");
+  await writeSafetensors(
+    file,
+    {
+      f32: { shape: [5], data: f32 },
+      f16: { dtype: "F16", shape: [2, 3], data: half },
+      bf16: { dtype: "BF16", shape: [6], data: half },
+    },
+    { format: "pt" },
+  );
+  const m = await readSafetensors(file);
+  assert.deepEqual(m.get("f32")!.data, f32);
+  assert.equal(m.get("f32")!.dtype, "F32");
+  const f16 = m.get("f16")!;
+  assert.deepEqual([f16.dtype, f16.shape], ["F16", [2, 3]]);
+  assert.deepEqual(Array.from(f16.data), [1, -2.5, 65504, 2 ** -24, -0, 0.0999755859375]);
+  assert.deepEqual(Array.from(m.get("bf16")!.data), [1, -2.5, 65536, 2 ** -24, -0, 0.10009765625]);
+  assert.deepEqual(parseSafetensors(await readFile(file), file).metadata, { format: "pt" });
+});
+
+test("NaN and ±Inf survive encoding to F32, F16 and BF16 (the format can hold them)", () => {
+  const specials = new Float32Array([NaN, Infinity, -Infinity]);
+  const bytes = serializeSafetensors({
+    f32: { shape: [3], data: specials },
+    f16: { dtype: "F16", shape: [3], data: specials },
+    bf16: { dtype: "BF16", shape: [3], data: specials },
+  });
+  const parsed = parseSafetensors(bytes, F);
+  const decoded = ["f32", "f16", "bf16"].map((name) => Array.from(decodeTensor(bytes, parsed.tensors.get(name)!)));
+  assert.deepEqual(decoded, [
+    [NaN, Infinity, -Infinity],
+    [NaN, Infinity, -Infinity],
+    [NaN, Infinity, -Infinity],
+  ]);
+});
+
+/** A safetensors file holding `tensors`, written into a fresh temp dir removed after the test. */
+async function fileWith(t: TestContext, tensors: Record<string, TensorToWrite>): Promise<string> {
+  const dir = await tempDir(t);
+  const file = path.join(dir, "weights.safetensors");
+  await writeSafetensors(file, tensors);
+  return file;
+}
+
+const NON_FINITE_CASES: [string, TensorToWrite, RegExp][] = [
+  ["NaN in F32", { shape: [2, 3], data: new Float32Array([0, 1, 2, 3, NaN, 5]) }, /tensor "w"\[1, 1\]: expected a finite number, got NaN$/],
+  [
+    "+Inf in F16",
+    { dtype: "F16", shape: [4], data: new Float32Array([0, 1e6, 2, 3]) },
+    /tensor "w"\[1\]: expected a finite number, got Infinity$/,
+  ],
+  [
+    "-Inf in BF16, counted",
+    { dtype: "BF16", shape: [3], data: new Float32Array([-Infinity, -Infinity, NaN]) },
+    /tensor "w"\[0\]: expected a finite number, got -Infinity \(and 2 more non-finite values\)$/,
+  ],
+];
+for (const [name, tensor, message] of NON_FINITE_CASES) {
+  test(`readSafetensors rejects a float tensor holding non-finite values: ${name}`, async (t) => {
+    const file = await fileWith(t, { ok: { shape: [1], data: new Float32Array([1]) }, w: tensor });
+    await assert.rejects(readSafetensors(file), (e: unknown) => {
+      assert.ok(e instanceof UserError, String(e));
+      assert.ok(e.message.startsWith(`${file}: `), e.message);
+      assert.match(e.message, message);
+      return true;
+    });
+  });
+}
+
+test("readSafetensors rejects an F64 value beyond float32's range, showing the stored value", async (t) => {
+  const bytes = raw('{"w":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}', new Uint8Array(new Float64Array([1, 1e300]).buffer));
+  const dir = await tempDir(t);
+  const file = path.join(dir, "f64.safetensors");
+  await writeFile(file, bytes);
+  await assert.rejects(readSafetensors(file), /tensor "w"\[1\]: expected a finite number, got 1e\+300 \(beyond float32's range\)$/);
 });
 
 test("serialization is deterministic, sorted, and space-padded to a multiple of 8", () => {
@@ -300,23 +379,19 @@ test("readSafetensors reports a missing file as a UserError", async () => {
 
 // ---- atomic writes ----
 
-test("atomic writes leave no temp file, on success or failure", async () => {
-  const dir = await tempDir();
-  try {
-    await writeFileAtomic(path.join(dir, "a.txt"), "hello");
-    writeFileAtomicSync(path.join(dir, "b.bin"), new Uint8Array([1, 2, 3]));
-    await writeSafetensors(path.join(dir, "c.safetensors"), { x: { shape: [1], data: new Float32Array([1]) } });
-    await writeFileAtomic(path.join(dir, "a.txt"), "replaced");
-    assert.deepEqual((await readdir(dir)).sort(), ["a.txt", "b.bin", "c.safetensors"]);
-    assert.equal(await readFile(path.join(dir, "a.txt"), "utf8"), "replaced");
-    // Renaming a file over a directory fails: the temp file must be cleaned up.
-    await mkdir(path.join(dir, "sub"));
-    await assert.rejects(writeFileAtomic(path.join(dir, "sub"), "x"));
-    assert.throws(() => writeFileAtomicSync(path.join(dir, "sub"), "x"));
-    assert.deepEqual((await readdir(dir)).sort(), ["a.txt", "b.bin", "c.safetensors", "sub"]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+test("atomic writes leave no temp file, on success or failure", async (t) => {
+  const dir = await tempDir(t);
+  await writeFileAtomic(path.join(dir, "a.txt"), "hello");
+  writeFileAtomicSync(path.join(dir, "b.bin"), new Uint8Array([1, 2, 3]));
+  await writeSafetensors(path.join(dir, "c.safetensors"), { x: { shape: [1], data: new Float32Array([1]) } });
+  await writeFileAtomic(path.join(dir, "a.txt"), "replaced");
+  assert.deepEqual((await readdir(dir)).sort(), ["a.txt", "b.bin", "c.safetensors"]);
+  assert.equal(await readFile(path.join(dir, "a.txt"), "utf8"), "replaced");
+  // Renaming a file over a directory fails: the temp file must be cleaned up.
+  await mkdir(path.join(dir, "sub"));
+  await assert.rejects(writeFileAtomic(path.join(dir, "sub"), "x"));
+  assert.throws(() => writeFileAtomicSync(path.join(dir, "sub"), "x"));
+  assert.deepEqual((await readdir(dir)).sort(), ["a.txt", "b.bin", "c.safetensors", "sub"]);
 });
 
 // ---- sharded checkpoints ----
@@ -327,87 +402,86 @@ function someTensors(): TensorsToWrite {
   return m;
 }
 
-test("sharded write/read round trip, and single-file when it fits", async () => {
-  const dir = await tempDir();
-  try {
-    const files = await writeShardedCheckpoint(dir, someTensors(), 150); // 64 bytes each → 2 per shard
-    assert.deepEqual(files, [
-      "model-00001-of-00003.safetensors",
-      "model-00002-of-00003.safetensors",
-      "model-00003-of-00003.safetensors",
-      INDEX_FILE,
-    ]);
-    const index = JSON.parse(await readFile(path.join(dir, INDEX_FILE), "utf8"));
-    assert.equal(index.metadata.total_size, 5 * 64);
-    assert.equal(index.weight_map["layer.4.weight"], "model-00003-of-00003.safetensors");
-    const back = await readCheckpointTensors(dir);
-    assert.deepEqual([...back.keys()].sort(), [...(someTensors() as Map<string, unknown>).keys()]);
-    assert.deepEqual(Array.from(back.get("layer.3.weight")!.data.subarray(0, 3)), [300, 301, 302]);
+test("sharded write/read round trip, and single-file when it fits", async (t) => {
+  const dir = await tempDir(t);
+  const files = await writeShardedCheckpoint(dir, someTensors(), 150); // 64 bytes each → 2 per shard
+  assert.deepEqual(files, [
+    "model-00001-of-00003.safetensors",
+    "model-00002-of-00003.safetensors",
+    "model-00003-of-00003.safetensors",
+    INDEX_FILE,
+  ]);
+  const index = JSON.parse(await readFile(path.join(dir, INDEX_FILE), "utf8"));
+  assert.equal(index.metadata.total_size, 5 * 64);
+  assert.equal(index.weight_map["layer.4.weight"], "model-00003-of-00003.safetensors");
+  const back = await readCheckpointTensors(dir);
+  assert.deepEqual([...back.keys()].sort(), [...(someTensors() as Map<string, unknown>).keys()]);
+  assert.deepEqual(Array.from(back.get("layer.3.weight")!.data.subarray(0, 3)), [300, 301, 302]);
 
-    // Re-saving as one file removes the stale index and shards (and vice versa).
-    assert.deepEqual(await writeShardedCheckpoint(dir, someTensors(), 1e9), ["model.safetensors"]);
-    assert.deepEqual(await readdir(dir), ["model.safetensors"]);
-    await writeShardedCheckpoint(dir, someTensors(), 64);
-    assert.equal((await readdir(dir)).length, 6);
-    assert.equal((await readCheckpointTensors(dir)).size, 5);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  // Re-saving as one file removes the stale index and shards (and vice versa).
+  assert.deepEqual(await writeShardedCheckpoint(dir, someTensors(), 1e9), ["model.safetensors"]);
+  assert.deepEqual(await readdir(dir), ["model.safetensors"]);
+  await writeShardedCheckpoint(dir, someTensors(), 64);
+  assert.equal((await readdir(dir)).length, 6);
+  assert.equal((await readCheckpointTensors(dir)).size, 5);
 });
 
 /** Write a 2-shard checkpoint, let `mutate` break it, and expect readCheckpointTensors to name the index. */
-async function indexRejects(mutate: (dir: string, index: any) => Promise<unknown>, re: RegExp) {
-  const dir = await tempDir();
-  try {
-    await writeShardedCheckpoint(
-      dir,
-      { a: { shape: [1], data: new Float32Array([1]) }, b: { shape: [1], data: new Float32Array([2]) } },
-      4,
-    );
-    const indexPath = path.join(dir, INDEX_FILE);
-    const result = await mutate(dir, JSON.parse(await readFile(indexPath, "utf8")));
-    if (result !== undefined) await writeFile(indexPath, typeof result === "string" ? result : JSON.stringify(result));
-    await assert.rejects(readCheckpointTensors(dir), (e: unknown) => {
-      assert.ok(e instanceof UserError, String(e));
-      assert.ok(e.message.startsWith(`${indexPath}: `), e.message);
-      assert.match(e.message, re);
-      return true;
-    });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+async function indexRejects(t: TestContext, mutate: (dir: string, index: any) => Promise<unknown>, re: RegExp) {
+  const dir = await tempDir(t);
+  await writeShardedCheckpoint(dir, { a: { shape: [1], data: new Float32Array([1]) }, b: { shape: [1], data: new Float32Array([2]) } }, 4);
+  const indexPath = path.join(dir, INDEX_FILE);
+  const result = await mutate(dir, JSON.parse(await readFile(indexPath, "utf8")));
+  if (result !== undefined) await writeFile(indexPath, typeof result === "string" ? result : JSON.stringify(result));
+  await assert.rejects(readCheckpointTensors(dir), (e: unknown) => {
+    assert.ok(e instanceof UserError, String(e));
+    assert.ok(e.message.startsWith(`${indexPath}: `), e.message);
+    assert.match(e.message, re);
+    return true;
+  });
 }
 
 const S1 = "model-00001-of-00002.safetensors";
 const S2 = "model-00002-of-00002.safetensors";
 
-test("index: not JSON", () => indexRejects(async () => "{oops", /not valid JSON/));
-test("index: no weight_map", () => indexRejects(async () => ({ metadata: {} }), /no "weight_map" object/));
-test("index: empty weight_map", () => indexRejects(async () => ({ weight_map: {} }), /weight_map is empty/));
-test("index: shard name that is not a plain file name", () =>
+test("index: not JSON", (t) => indexRejects(t, async () => "{oops", /invalid JSON/));
+test("index: no weight_map", (t) =>
   indexRejects(
-    async (_d, ix) => ({ weight_map: { ...ix.weight_map, b: "../x.safetensors" } }),
-    /weight_map\["b"\] is "\.\.\/x\.safetensors"; expected a shard file name/,
+    t,
+    async () => ({ metadata: {} }),
+    /weight_map: expected an object of tensor name → shard file \(the field is required\), got nothing$/,
   ));
-test("index: shard file missing", () =>
-  indexRejects((d) => rm(path.join(d, S2)), /lists shard "model-00002-of-00002\.safetensors" but .* does not exist/));
-test("index: shard holds a tensor the weight_map does not list", () =>
+test("index: empty weight_map", (t) =>
+  indexRejects(t, async () => ({ weight_map: {} }), /weight_map: expected at least one tensor, got \{\}$/));
+test("index: shard name that is not a plain file name", (t) =>
   indexRejects(
+    t,
+    async (_d, ix) => ({ weight_map: { ...ix.weight_map, b: "../x.safetensors" } }),
+    /weight_map\["b"\]: expected a shard file name in the same directory, got "\.\.\/x\.safetensors"$/,
+  ));
+test("index: shard file missing", (t) =>
+  indexRejects(t, (d) => rm(path.join(d, S2)), /lists shard "model-00002-of-00002\.safetensors" but .* does not exist/));
+test("index: shard holds a tensor the weight_map does not list", (t) =>
+  indexRejects(
+    t,
     async () => ({ weight_map: { a: S1, c: S2 } }),
     /shard "model-00002-of-00002\.safetensors" contains tensor "b", which weight_map does not list/,
   ));
-test("index: weight_map puts a tensor in the wrong shard", () =>
+test("index: weight_map puts a tensor in the wrong shard", (t) =>
   indexRejects(
+    t,
     async () => ({ weight_map: { a: S1, b: S1 } }),
     /weight_map puts tensor "b" in "model-00001-of-00002\.safetensors" but that shard does not contain it/,
   ));
-test("index: shard holds a tensor listed under another shard", () =>
+test("index: shard holds a tensor listed under another shard", (t) =>
   indexRejects(
+    t,
     async () => ({ weight_map: { b: S1, a: S2 } }),
     /contains tensor "a" but weight_map puts it in "model-00002-of-00002\.safetensors"/,
   ));
-test("index: tensor in two shards", () =>
+test("index: tensor in two shards", (t) =>
   indexRejects(
+    t,
     (d) =>
       writeSafetensors(path.join(d, S2), {
         a: { shape: [1], data: new Float32Array([9]) },
@@ -416,21 +490,17 @@ test("index: tensor in two shards", () =>
     /tensor "a" is in two shards, "model-00001-of-00002\.safetensors" and "model-00002-of-00002\.safetensors"/,
   ));
 
-test("a directory without model.safetensors or an index is a clear UserError", async () => {
-  const dir = await tempDir();
-  try {
-    await writeFile(path.join(dir, "pytorch_model.bin"), "x");
-    await assert.rejects(
-      readCheckpointTensors(dir),
-      (e: unknown) =>
-        e instanceof UserError &&
-        e.message.startsWith(`${dir}: no model.safetensors or model.safetensors.index.json`) &&
-        /\.bin.*not supported.*convert/.test(e.message),
-    );
-    await assert.rejects(readCheckpointTensors(path.join(dir, "nope")), /not a directory/);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+test("a directory without model.safetensors or an index is a clear UserError", async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(path.join(dir, "pytorch_model.bin"), "x");
+  await assert.rejects(
+    readCheckpointTensors(dir),
+    (e: unknown) =>
+      e instanceof UserError &&
+      e.message.startsWith(`${dir}: no model.safetensors or model.safetensors.index.json`) &&
+      /\.bin.*not supported.*convert/.test(e.message),
+  );
+  await assert.rejects(readCheckpointTensors(path.join(dir, "nope")), /not a directory/);
 });
 
 // ---- a real checkpoint ----

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { initBackend } from "../src/backend/index.js";
 import { writeSafetensors } from "../src/checkpoint/safetensors.js";
-import { resolveModel } from "../src/checkpoint/hub.js";
+import { resolveModel } from "../src/models/reference.js";
 import { mobyDickSplit, packBlocks } from "../src/data/moby-dick.js";
 import { generate } from "../src/models/generation.js";
 import { perplexity } from "../src/metrics/perplexity.js";
@@ -53,7 +53,7 @@ describe("shipped model tiny-moby", () => {
     } finally {
       process.chdir(cwd);
     }
-    for (const f of [
+    const files = [
       "config.json",
       "model.safetensors",
       "generation_config.json",
@@ -61,9 +61,12 @@ describe("shipped model tiny-moby", () => {
       "tokenizer_config.json",
       "special_tokens_map.json",
       "README.md",
-    ]) {
-      assert.ok(fs.existsSync(path.join(DIR, f)), `models/tiny-moby/${f}`);
-    }
+    ];
+    assert.deepEqual(
+      files.filter((f) => !fs.existsSync(path.join(DIR, f))),
+      [],
+      "files missing from models/tiny-moby/",
+    );
     assert.ok(fs.statSync(path.join(DIR, "model.safetensors")).size < 5_000_000, "the weights stay small");
     assert.deepEqual(
       { type: shipped.config.modelType, layers: shipped.config.numLayers, vocab: shipped.config.vocabSize, eos: shipped.eosTokenIds },
@@ -71,23 +74,39 @@ describe("shipped model tiny-moby", () => {
     );
   });
 
-  test("its tokenizer round-trips text exactly (punctuation, digits, whitespace, unicode)", () => {
-    const t = tokenizer();
-    const samples = [
-      "Call me Ishmael. Some years ago—never mind how long precisely—having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world.",
-      "  Leading and trailing spaces  \n\n\ttabs,\r\nCRLF, and   runs   of   spaces.  ",
-      "Digits 0 1 12 123 1234 3.14159 -42 1,000,000 (1851); marks !?.,;:'\"()[]{}<>@#$%^&*_+=|\\/~`",
-      "Unicode: café, naïve, Œdipus, Ἀχιλλεύς, חן, 日本語, 🐋🐳, e\u0301; it's, we've, I'm, you'll, she'd.",
-      mobyDickSplit().validation,
-    ];
-    for (const text of samples) {
+  const ROUND_TRIPS: [name: string, text: () => string][] = [
+    [
+      "prose with dashes",
+      () =>
+        "Call me Ishmael. Some years ago—never mind how long precisely—having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world.",
+    ],
+    [
+      "whitespace: leading, trailing, tabs, CRLF, runs",
+      () => "  Leading and trailing spaces  \n\n\ttabs,\r\nCRLF, and   runs   of   spaces.  ",
+    ],
+    ["digits and punctuation", () => "Digits 0 1 12 123 1234 3.14159 -42 1,000,000 (1851); marks !?.,;:'\"()[]{}<>@#$%^&*_+=|\\/~`"],
+    [
+      "unicode and contractions",
+      () => "Unicode: café, naïve, Œdipus, Ἀχιλλεύς, חן, 日本語, 🐋🐳, e\u0301; it's, we've, I'm, you'll, she'd.",
+    ],
+    ["the held-out part of the book", () => mobyDickSplit().validation],
+  ];
+
+  for (const [name, sample] of ROUND_TRIPS) {
+    test(`its tokenizer round-trips text exactly: ${name}`, () => {
+      const t = tokenizer();
+      const text = sample();
       const ids = t.encode(text);
       assert.equal(ids[0], t.bosTokenId, "BOS is added (add_bos_token)");
       assert.notEqual(ids.at(-1), t.eosTokenId, "no EOS (add_eos_token false)");
       assert.ok(ids.every((id) => id >= 0 && id < 1024));
       assert.equal(t.decode(ids), text);
       assert.equal(t.decode(t.encode(text, { specialTokens: false })), text);
-    }
+    });
+  }
+
+  test("its tokenizer shows BOS when asked to keep special tokens", () => {
+    const t = tokenizer();
     assert.equal(t.decode([t.bosTokenId!, ...t.encode("Ahab", { specialTokens: false })], { skipSpecialTokens: false }), "<s>Ahab");
   });
 

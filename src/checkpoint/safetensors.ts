@@ -10,6 +10,7 @@
 import { readFile } from "node:fs/promises";
 import { inputError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/files.js";
+import { f32BitsToBf16, f32BitsToF16, getHalfTable } from "./half-float.js";
 
 /** Bytes per element of each safetensors dtype. (F8 types are not supported.) */
 export const DTYPE_SIZES = {
@@ -28,6 +29,13 @@ export const DTYPE_SIZES = {
   BOOL: 1,
 } as const;
 export type DType = keyof typeof DTYPE_SIZES;
+
+const FLOAT_DTYPES: ReadonlySet<DType> = new Set(["F64", "F32", "F16", "BF16"]);
+
+/** Floating-point dtypes: what weights, adapters and optimizer states are stored as. */
+export function isFloatDType(dtype: DType): boolean {
+  return FLOAT_DTYPES.has(dtype);
+}
 
 /** One header entry; `begin`/`end` are absolute byte offsets into the parsed file's bytes. */
 export interface TensorInfo {
@@ -66,11 +74,17 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 const showShape = (shape: readonly number[]) => `[${shape.join(",")}]`;
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+const startsWithBom = (bytes: Uint8Array, at: number) => bytes[at] === 0xef && bytes[at + 1] === 0xbb && bytes[at + 2] === 0xbf;
+
 export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFile {
   if (bytes.length < 8) {
     throw inputError(file, `file is ${bytes.length} bytes, shorter than the 8-byte header-length prefix of a safetensors file`);
   }
   const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  // A BOM in front makes the length absurd (bytes EF BB BF are its low bytes): say what is wrong instead.
+  if (startsWithBom(bytes, 0) && headerLen > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
+    throw inputError(file, "file starts with a UTF-8 byte-order mark; expected the 8-byte header length first (was it saved as text?)");
+  }
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
     throw inputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit; expected a safetensors file`);
   }
@@ -83,6 +97,9 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   const dataStart = 8 + Number(headerLen);
   const dataLen = bytes.length - dataStart;
 
+  // TextDecoder would drop a BOM silently; the format (and the reference reader) has none.
+  if (startsWithBom(bytes, 8))
+    throw inputError(file, "header starts with a UTF-8 byte-order mark; expected a JSON object right after the length");
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart));
@@ -166,27 +183,6 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   return { metadata, tensors };
 }
 
-/** f16 bit pattern → float32 value, built on first use (256 KiB). Every f16 value is exact in f32. */
-let halfTable: Float32Array | undefined;
-function getHalfTable(): Float32Array {
-  if (halfTable) return halfTable;
-  halfTable = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    halfTable[h] =
-      exp === 0
-        ? sign * mant * 2 ** -24 // subnormal (and ±0)
-        : exp === 31
-          ? mant
-            ? NaN
-            : sign * Infinity
-          : sign * (1024 + mant) * 2 ** (exp - 25);
-  }
-  return halfTable;
-}
-
 /**
  * Decode one tensor to a fresh Float32Array (never a view of `bytes`, so callers may mutate it and
  * the file buffer can be freed). Everything becomes float32 because that is what the engine computes in:
@@ -265,40 +261,41 @@ export async function readSafetensors(path: string): Promise<Map<string, Decoded
   }
   const { tensors } = parseSafetensors(bytes, path);
   const out = new Map<string, DecodedTensor>();
-  for (const [name, info] of tensors) out.set(name, { shape: info.shape, data: decodeTensor(bytes, info), dtype: info.dtype });
+  for (const [name, info] of tensors) {
+    const data = decodeTensor(bytes, info);
+    if (isFloatDType(info.dtype)) rejectNonFinite(path, name, info, data, bytes);
+    out.set(name, { shape: info.shape, data, dtype: info.dtype });
+  }
   return out;
 }
 
-/** f32 bits → f16 bits, round to nearest, ties to even. */
-function f32BitsToF16(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf, or a quiet NaN
-  const e = exp - 127 + 15; // rebias
-  if (e >= 31) return sign | 0x7c00; // too large even before rounding
-  if (e >= 1) {
-    let h = (e << 10) | (mant >>> 13);
-    const rest = mant & 0x1fff;
-    // A carry out of the mantissa bumps the exponent, possibly to Inf (0x7c00) — both correct.
-    if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
-    return sign | h;
+/**
+ * Weights, adapters, optimizer states and checkpoints never legitimately hold NaN or ±Inf (nor F64 values beyond
+ * float32's range, which decode to ±Inf): such a file is corrupt or comes from a diverged run, and every number
+ * computed from it would be NaN. Rejected here, naming the tensor and the first bad element.
+ */
+function rejectNonFinite(file: string, name: string, info: TensorInfo, data: Float32Array, bytes: Uint8Array): void {
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (v - v !== 0) {
+      // true exactly for NaN and ±Inf
+      if (first < 0) first = i;
+      count++;
+    }
   }
-  // f16 subnormal: value / 2^-24 = (mant | implicit 1) >> shift.
-  const shift = 14 - e;
-  if (exp === 0 || shift > 24) return sign; // below half the smallest subnormal → ±0
-  const m = mant | 0x800000;
-  let h = m >>> shift;
-  const rest = m & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  if (rest > half || (rest === half && h & 1)) h++;
-  return sign | h;
-}
-
-/** f32 bits → bf16 bits, round to nearest, ties to even. */
-function f32BitsToBf16(x: number): number {
-  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff; // NaN: keep it a (quiet) NaN
-  return (x + 0x7fff + ((x >>> 16) & 1)) >>> 16; // cannot exceed 2^32 for non-NaN input
+  if (first < 0) return;
+  const index: number[] = [];
+  for (let rest = first, d = info.shape.length - 1; d >= 0; d--) {
+    index.unshift(rest % info.shape[d]!);
+    rest = Math.floor(rest / info.shape[d]!);
+  }
+  const stored =
+    info.dtype === "F64" ? new DataView(bytes.buffer, bytes.byteOffset + info.begin + 8 * first, 8).getFloat64(0, true) : data[first]!;
+  const got = Number.isFinite(stored) ? `${stored} (beyond float32's range)` : String(stored);
+  const more = count > 1 ? ` (and ${count - 1} more non-finite value${count > 2 ? "s" : ""})` : "";
+  throw inputError(file, `tensor "${name}"${index.length ? `[${index.join(", ")}]` : ""}: expected a finite number, got ${got}${more}`);
 }
 
 function encode(data: Float32Array, dtype: WritableDType): Uint8Array {

@@ -3,10 +3,12 @@
  * `model-00001-of-0000N.safetensors` listed by `model.safetensors.index.json`
  * ({"metadata": {"total_size": …}, "weight_map": {tensor name: shard file}}).
  */
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { inputError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/files.js";
+import { pathKind } from "../core/paths.js";
+import { INDEX_FILE, readShardIndex } from "./shard-index.js";
 import {
   readSafetensors,
   serializeSafetensors,
@@ -18,59 +20,28 @@ import {
 } from "./safetensors.js";
 
 export const SINGLE_FILE = "model.safetensors";
-export const INDEX_FILE = "model.safetensors.index.json";
 const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
-
-async function kind(path: string): Promise<"file" | "dir" | undefined> {
-  try {
-    const s = await stat(path);
-    return s.isFile() ? "file" : s.isDirectory() ? "dir" : undefined;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw e;
-  }
-}
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Read every tensor of the checkpoint in `dir`, decoded to float32. */
 export async function readCheckpointTensors(dir: string): Promise<Map<string, DecodedTensor>> {
-  if ((await kind(dir)) !== "dir") throw inputError(dir, "not a directory; expected a checkpoint directory");
+  if ((await pathKind(dir)) !== "dir") throw inputError(dir, "not a directory; expected a checkpoint directory");
   const single = join(dir, SINGLE_FILE);
-  if ((await kind(single)) === "file") return readSafetensors(single);
-  const index = join(dir, INDEX_FILE);
-  if ((await kind(index)) === "file") return readSharded(dir, index);
+  if ((await pathKind(single)) === "file") return readSafetensors(single);
+  if ((await pathKind(join(dir, INDEX_FILE))) === "file") return readSharded(dir);
   throw inputError(
     dir,
     `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory; PyTorch .bin (pickle) checkpoints are not supported — convert them to safetensors first`,
   );
 }
 
-async function readSharded(dir: string, indexPath: string): Promise<Map<string, DecodedTensor>> {
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexPath, "utf8"));
-  } catch (e) {
-    throw inputError(indexPath, `not valid JSON (${(e as Error).message}); expected {"weight_map": {tensor name: shard file}}`);
-  }
-  if (!isObject(index) || !isObject(index.weight_map)) {
-    throw inputError(indexPath, `no "weight_map" object; expected {"weight_map": {tensor name: shard file}}`);
-  }
-  const shardOf = new Map<string, string>();
-  const byShard = new Map<string, Set<string>>();
-  for (const [tensor, shard] of Object.entries(index.weight_map)) {
-    // Plain file names only: an index must not point outside its own directory.
-    if (typeof shard !== "string" || shard === "" || basename(shard) !== shard || shard === "." || shard === ".." || shard.includes("\\")) {
-      throw inputError(indexPath, `weight_map["${tensor}"] is ${JSON.stringify(shard)}; expected a shard file name in the same directory`);
-    }
-    shardOf.set(tensor, shard);
-    if (!byShard.has(shard)) byShard.set(shard, new Set());
-    byShard.get(shard)!.add(tensor);
-  }
-  if (byShard.size === 0) throw inputError(indexPath, "weight_map is empty; expected at least one tensor");
+async function readSharded(dir: string): Promise<Map<string, DecodedTensor>> {
+  const index = readShardIndex(dir);
+  const indexPath = index.file;
+  const byShard = new Map<string, Set<string>>(index.shards.map((s) => [s, new Set()]));
+  for (const [tensor, shard] of index.weightMap) byShard.get(shard)!.add(tensor);
   // Check all shards exist before reading any: fail fast rather than after loading gigabytes.
-  for (const shard of byShard.keys()) {
-    if ((await kind(join(dir, shard))) !== "file") {
+  for (const shard of index.shards) {
+    if ((await pathKind(join(dir, shard))) !== "file") {
       throw inputError(indexPath, `weight_map lists shard "${shard}" but ${join(dir, shard)} does not exist`);
     }
   }
@@ -88,7 +59,7 @@ async function readSharded(dir: string, indexPath: string): Promise<Map<string, 
         );
       }
       if (!listed.has(name)) {
-        const listedIn = shardOf.get(name);
+        const listedIn = index.weightMap.get(name);
         throw inputError(
           indexPath,
           listedIn === undefined

@@ -1,7 +1,8 @@
+import { invalid } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
-import { perplexity } from "../metrics/perplexity.js";
+import { NonFiniteLossError, perplexity } from "../metrics/perplexity.js";
 import { GENERATION_METRICS, type GenerationMetric, generationScores } from "../metrics/generation-eval.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
 import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
@@ -48,13 +49,24 @@ export async function evalCommand(argv: string[]): Promise<number> {
     return { prompt: prompt as string, completion: completion as string };
   });
   const loaded = await prepareModel(modelRef, values.backend);
+  const context = loaded.config.maxPositions;
+  if (stride !== undefined && stride > context) {
+    throw invalid("", "--stride", `an integer in 1…${context} (the model's context, max_position_embeddings)`, values.stride);
+  }
   const ctx = { file: dataFile, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
   const examples = rows.map((row) => rowToExample(ctx, row));
   const model = await withAdapter(loaded, values.adapter);
   const report: Record<string, number> = {};
   if (metrics.includes("perplexity")) {
-    const result = perplexity(model, examples, { batchSize, stride });
-    Object.assign(report, { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens });
+    try {
+      const result = perplexity(model, examples, { batchSize, stride });
+      Object.assign(report, { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens });
+    } catch (e) {
+      if (!(e instanceof NonFiniteLossError)) throw e;
+      // Divergence, not bad input: exit 3, as `train` does.
+      console.error(`loralab eval: ${e.message}`);
+      return 3;
+    }
   }
   if (generative.length) {
     if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: generation metrics need tokenizer.json`);

@@ -1,6 +1,6 @@
 import { UserError } from "../core/errors.js";
 import { generate as generateTokens } from "../models/generation.js";
-import { isNonNegativeInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
+import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
 import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
 
 function parseIds(text: string, vocabSize: number): number[] {
@@ -31,7 +31,7 @@ export async function generate(argv: string[]): Promise<number> {
   });
   const modelRef = requireOption(values.model, "--model");
   if ((values.prompt === undefined) === (values.ids === undefined)) throw new UserError("give exactly one of --prompt TEXT or --ids 1,2,3");
-  const maxNewTokens = parseNumberOption("--max-new-tokens", values["max-new-tokens"], 32, isNonNegativeInt, "a non-negative integer");
+  const maxNewTokens = parseNumberOption("--max-new-tokens", values["max-new-tokens"], 32, isPositiveInt, "a positive integer");
   const temperature = parseNumberOption("--temperature", values.temperature, 0, (n) => Number.isFinite(n) && n >= 0, "a number ≥ 0");
   const topK = parseNumberOption("--top-k", values["top-k"], 0, isNonNegativeInt, "a non-negative integer");
   const topP = parseNumberOption("--top-p", values["top-p"], 1, (n) => n > 0 && n <= 1, "a number in (0, 1]");
@@ -43,8 +43,6 @@ export async function generate(argv: string[]): Promise<number> {
     if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: no tokenizer.json, so --prompt cannot be encoded; use --ids`);
     prompt = loaded.tokenizer.encode(values.prompt!);
   }
-  if (prompt.length >= loaded.config.maxPositions)
-    throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${loaded.config.maxPositions}`);
   const model = await withAdapter(loaded, values.adapter);
   const out = generateTokens(model, prompt, { maxNewTokens, temperature, topK, topP, seed, eosTokenIds: loaded.eosTokenIds });
   const text = loaded.tokenizer ? loaded.tokenizer.decode(out.ids) : undefined;

@@ -6,6 +6,8 @@ export interface Example {
   inputIds: number[];
   /** Per-token labels (IGNORE_INDEX for unscored tokens, e.g. a prompt); default: the ids themselves. */
   labels?: number[];
+  /** Where it came from ("data.jsonl:3"), for messages that name a row. */
+  source?: string;
 }
 
 export interface Batch {

@@ -8,6 +8,7 @@
  * "007" stays "007", "2021-01-01" is not a Date); an empty cell is "".
  */
 import { fromCSV } from "arquero";
+import { invalid } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { readUtf8 } from "./text-file.js";
 
@@ -75,6 +76,28 @@ function scanRecords(text: string, delimiter: string, file: string): RecordInfo[
   return records;
 }
 
+/** The header's column names, unquoted by the same rules (the scan has already rejected malformed quotes). */
+function columnNames(text: string, delimiter: string): string[] {
+  const names: string[] = [];
+  let i = 0;
+  for (;;) {
+    let name = "";
+    if (text[i] === '"') {
+      // A quoted name ends at a lone quote; "" inside it is one quote.
+      for (i++; i < text.length && !(text[i] === '"' && text[i + 1] !== '"'); i++) {
+        name += text[i];
+        if (text[i] === '"') i++;
+      }
+      i++;
+    } else {
+      while (i < text.length && text[i] !== delimiter && text[i] !== "\n" && text[i] !== "\r") name += text[i++];
+    }
+    names.push(name);
+    if (text[i] !== delimiter) return names;
+    i++;
+  }
+}
+
 /** Parses delimited text (the header names the fields); `file` is only used in messages. */
 export function parseDelimited(text: string, file: string, delimiter = ","): CsvRow[] {
   const records = scanRecords(text, delimiter, file);
@@ -82,6 +105,19 @@ export function parseDelimited(text: string, file: string, delimiter = ","): Csv
   if (!header || records.every((r) => r.blank)) throw new UserError(`${file}: no rows (the file is empty)`);
   if (header.blank) throw new UserError(`${file}:1: the first line must be the header (column names), but it is blank`);
   if (records.length - 1 === records.slice(1).filter((r) => r.blank).length) throw new UserError(`${file}: no rows (only a header)`);
+  const headerNames = columnNames(text, delimiter);
+  const dup = headerNames.find((name, k) => headerNames.indexOf(name) !== k);
+  if (dup !== undefined) throw new UserError(`${file}:1: duplicate column name "${dup}"`);
+  // arquero keeps columns in a plain object: "__proto__" or "toString" would replace or shadow its own properties.
+  const reserved = headerNames.findIndex((name) => name in Object.prototype);
+  if (reserved >= 0) {
+    throw invalid(
+      `${file}:1`,
+      `column ${reserved + 1}`,
+      "a name that is not a built-in property of JavaScript objects",
+      headerNames[reserved],
+    );
+  }
   let table;
   try {
     table = fromCSV(text, { delimiter, autoType: false });
@@ -89,13 +125,8 @@ export function parseDelimited(text: string, file: string, delimiter = ","): Csv
     throw new UserError(`${file}: cannot parse: ${(e as Error).message}`);
   }
   const names = table.columnNames();
-  if (new Set(names).size !== header.fields) {
-    const raw = text
-      .slice(0, text.search(/\r|\n|$/))
-      .split(delimiter)
-      .map((s) => s.replace(/^"|"$/g, ""));
-    const dup = raw.find((name, k) => raw.indexOf(name) !== k);
-    throw new UserError(`${file}:1: duplicate column name${dup === undefined ? "" : ` "${dup}"`}`);
+  if (names.length !== header.fields) {
+    throw new Error(`internal: ${file}: arquero read ${names.length} columns but the header has ${header.fields}`);
   }
   const objects = table.objects() as Record<string, unknown>[];
   if (objects.length !== records.length - 1) {

@@ -48,7 +48,8 @@ export function rowFormat(value: RowValue): RowFormat | undefined {
 
 /** A JSONL row → Example (the CLI's entry point; errors say `file:line: …`). */
 export function rowToExample(ctx: RowContext, row: JsonlRow): Example {
-  return convertRow(row.value, `${ctx.file}:${row.line}`, ctx);
+  const source = `${ctx.file}:${row.line}`;
+  return { ...convertRow(row.value, source, ctx), source };
 }
 
 /** Any row → Example; `where` (e.g. "data.csv:7") prefixes every error message. */

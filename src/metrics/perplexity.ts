@@ -5,6 +5,8 @@
  * tokens the previous one did not, with the rest as context.
  */
 import { tf } from "../backend/index.js";
+import { check, invalid, validate } from "../core/check.js";
+import { UserError } from "../core/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { IGNORE_INDEX, tokenNll } from "../models/loss.js";
@@ -59,11 +61,40 @@ function score(nllSum: number, tokens: number): PerplexityScore {
   return { loss, perplexity: Math.exp(loss), tokens };
 }
 
+/**
+ * A loss that is NaN or ±Inf although every weight is finite (weights are checked when they are read): the
+ * forward pass overflowed float32, as happens to a diverged fine-tune. The CLI exits with 3 for it, as for a
+ * diverged `train`.
+ */
+export class NonFiniteLossError extends UserError {
+  constructor(
+    /** Index of the first example whose loss is not finite. */
+    readonly example: number,
+    readonly loss: number,
+    where: string,
+  ) {
+    super(
+      `the loss is ${loss} on ${where} although every weight is finite: the forward pass overflowed float32 (diverged or exploding weights?)`,
+    );
+  }
+}
+
+/** How messages name an example: its source ("data.jsonl:3") when it has one. */
+const nameOf = (examples: Example[], i: number) => examples[i]?.source ?? `example ${i + 1}`;
+
+/** A window must hold a token and one before it that predicts it. */
+const windowLength = check<number>(
+  "an integer ≥ 2 (a window scores each token from the ones before it)",
+  (v) => Number.isInteger(v) && (v as number) >= 2,
+);
+
 export function perplexity(model: CausalLM, examples: Example[], options: PerplexityOptions = {}): PerplexityResult {
   const batchSize = options.batchSize ?? 8;
-  const maxLength = options.maxLength ?? model.config.maxPositions;
+  const maxLength = validate(options.maxLength ?? model.config.maxPositions, windowLength, "perplexity", "maxLength");
   const stride = options.stride ?? maxLength;
-  if (stride < 1 || stride > maxLength) throw new RangeError(`stride must be between 1 and maxLength (${maxLength})`);
+  if (!(Number.isInteger(stride) && stride >= 1 && stride <= maxLength)) {
+    throw invalid("perplexity", "stride", `an integer in 1…${maxLength} (the window length)`, stride);
+  }
   const sums = new Float64Array(examples.length);
   const counts = new Float64Array(examples.length);
   const all = windows(examples, maxLength, stride);
@@ -87,5 +118,15 @@ export function perplexity(model: CausalLM, examples: Example[], options: Perple
     sums.reduce((a, b) => a + b, 0),
     counts.reduce((a, b) => a + b, 0),
   );
+  if (total.tokens === 0) {
+    const rows = examples.length === 1 ? nameOf(examples, 0) : `${nameOf(examples, 0)} … ${nameOf(examples, examples.length - 1)}`;
+    throw new UserError(
+      `perplexity: no token to score in ${rows}: every row has a single token or no scored label (a row of n tokens scores n − 1, each predicted from the ones before it)`,
+    );
+  }
+  if (!Number.isFinite(total.loss)) {
+    const first = sums.findIndex((s) => !Number.isFinite(s));
+    throw new NonFiniteLossError(first, sums[first]!, nameOf(examples, first));
+  }
   return { ...total, perExample: [...sums].map((s, i) => score(s, counts[i]!)) };
 }

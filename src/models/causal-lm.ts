@@ -53,8 +53,13 @@ export interface CausalLM extends Module {
  * number where not (future keys, padding, keys outside a sliding window). Finite, so a fully masked
  * padding row gives a uniform softmax instead of NaN.
  */
-export function attentionBias(batch: number, queryLen: number, pastLen: number, attentionMask?: tf.Tensor2D,
-  slidingWindow: number | null = null): tf.Tensor4D {
+export function attentionBias(
+  batch: number,
+  queryLen: number,
+  pastLen: number,
+  attentionMask?: tf.Tensor2D,
+  slidingWindow: number | null = null,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const keyLen = pastLen + queryLen;
     const allowed = new Float32Array(queryLen * keyLen);

@@ -3,9 +3,9 @@
  * Fields we do not implement are rejected with a clear message rather than silently ignored:
  * a model that loads must compute what transformers computes.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { UserError } from "../core/errors.js";
+import { boolean, check, Fields, invalid, oneOf, positiveInt, positiveNumber, validate } from "../core/check.js";
+import { readJsonObject } from "../core/json-file.js";
 
 export type RopeScaling =
   | { type: "linear"; factor: number }
@@ -61,191 +61,145 @@ export type ModelConfig = LlamaConfig | Gpt2Config;
 
 type Json = Record<string, unknown>;
 
-/** Reads fields of one config file, producing `config.json: field "x": expected …` errors. */
-class FieldReader {
-  constructor(private readonly raw: Json, private readonly file: string) {}
+export const tokenId = check<number>("a token id (a non-negative integer)", (v) => Number.isInteger(v) && (v as number) >= 0);
+export const tokenIds = check<number | number[]>("a token id or a list of token ids", (v) =>
+  Array.isArray(v) ? v.every((x) => tokenId.accepts(x)) : tokenId.accepts(v),
+);
+/** A context of one position could never score or generate a token (each is predicted from the ones before it). */
+const contextLength = check<number>(
+  "an integer ≥ 2 (each token is predicted from the ones before it)",
+  (v) => Number.isInteger(v) && (v as number) >= 2,
+);
+const object = check<Json>("an object", (v) => typeof v === "object" && v !== null && !Array.isArray(v));
 
-  fail(field: string, expected: string): never {
-    throw new UserError(`${this.file}: field "${field}": expected ${expected}, got ${JSON.stringify(this.raw[field])}`);
-  }
+/**
+ * Rejects a field whose value would change the computation in a way loralab does not implement: absent (or
+ * null) and `allowed` are fine, anything else is `<file>: <field>: expected <expected>, got <value>`.
+ */
+function rejectUnless(f: Fields, field: string, allowed: unknown, expected: string): void {
+  if (f.has(field) && f.raw[field] !== allowed) throw invalid(f.where, field, expected, f.raw[field]);
+}
 
-  has(field: string): boolean {
-    return this.raw[field] !== undefined && this.raw[field] !== null;
-  }
-
-  int(field: string, fallback?: number): number {
-    const v = this.raw[field];
-    if (v === undefined || v === null) {
-      if (fallback !== undefined) return fallback;
-      this.fail(field, "a positive integer (the field is required)");
-    }
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) this.fail(field, "a positive integer");
-    return v;
-  }
-
-  number(field: string, fallback?: number): number {
-    const v = this.raw[field];
-    if (v === undefined || v === null) {
-      if (fallback !== undefined) return fallback;
-      this.fail(field, "a positive number (the field is required)");
-    }
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) this.fail(field, "a positive number");
-    return v;
-  }
-
-  bool(field: string, fallback: boolean): boolean {
-    const v = this.raw[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== "boolean") this.fail(field, "true or false");
-    return v;
-  }
-
-  optionalTokenId(field: string): number | null {
-    const v = this.raw[field];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) this.fail(field, "a token id (non-negative integer) or null");
-    return v;
-  }
-
-  tokenIds(field: string): number[] {
-    const v = this.raw[field];
-    if (v === undefined || v === null) return [];
-    const list = Array.isArray(v) ? v : [v];
-    if (!list.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0)) this.fail(field, "a token id or a list of token ids");
-    return list as number[];
-  }
-
-  oneOf<T extends string>(field: string, allowed: readonly T[], fallback: T): T {
-    const v = this.raw[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) this.fail(field, `one of ${allowed.map((a) => `"${a}"`).join(", ")}`);
-    return v as T;
-  }
-
-  /** Rejects a field whose value changes the computation in a way we do not implement. */
-  rejectUnless(field: string, ok: (v: unknown) => boolean, why: string): void {
-    const v = this.raw[field];
-    if (v !== undefined && !ok(v)) throw new UserError(`${this.file}: field "${field}" = ${JSON.stringify(v)} is not supported: ${why}`);
+/** Fields of every architecture that loralab cannot honour. */
+function rejectUnsupported(f: Fields): void {
+  // Pre-quantized checkpoints (bitsandbytes, GPTQ, AWQ, …) store packed integers that would load as nonsense.
+  if (f.has("quantization_config")) {
+    throw invalid(
+      f.where,
+      "quantization_config",
+      `no quantization_config: loralab loads full-precision safetensors weights and quantizes them itself (--quantize nf4, or quantize: "nf4" in code)`,
+      f.raw.quantization_config,
+    );
   }
 }
 
 const LLAMA_TYPES = ["llama", "mistral", "qwen2"] as const;
 
-function parseRopeScaling(raw: unknown, file: string): RopeScaling | null {
-  if (raw === undefined || raw === null) return null;
-  const where = `${file}: field "rope_scaling"`;
-  if (typeof raw !== "object" || Array.isArray(raw)) throw new UserError(`${where}: expected an object or null`);
-  const r = raw as Json;
+function parseRopeScaling(f: Fields): RopeScaling | null {
+  const r = f.optional("rope_scaling", object, null);
+  if (r === null) return null;
+  const where = f.where;
+  const typeField = r.rope_type !== undefined ? "rope_scaling.rope_type" : "rope_scaling.type";
   const type = r.rope_type ?? r.type;
-  const num = (k: string, fallback?: number): number => {
-    const v = r[k] ?? fallback;
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new UserError(`${where}.${k}: expected a positive number, got ${JSON.stringify(r[k])}`);
-    return v;
-  };
+  const num = (k: string, fallback?: number): number =>
+    r[k] === undefined && fallback !== undefined ? fallback : validate(r[k], positiveNumber, where, `rope_scaling.${k}`);
   if (type === "default") return null;
   if (type === "linear") return { type: "linear", factor: num("factor") };
   if (type === "llama3") {
     return {
-      type: "llama3", factor: num("factor"), lowFreqFactor: num("low_freq_factor", 1), highFreqFactor: num("high_freq_factor", 4),
+      type: "llama3",
+      factor: num("factor"),
+      lowFreqFactor: num("low_freq_factor", 1),
+      highFreqFactor: num("high_freq_factor", 4),
       originalMaxPositionEmbeddings: num("original_max_position_embeddings", 8192),
     };
   }
-  throw new UserError(`${where}: RoPE scaling type ${JSON.stringify(type)} is not supported (supported: "linear", "llama3", or null)`);
+  throw invalid(where, typeField, `"linear", "llama3" or "default" (other RoPE scaling types are not implemented)`, type);
 }
 
-function parseLlama(f: FieldReader, raw: Json, file: string): LlamaConfig {
-  const modelType = raw.model_type as string;
-  const hiddenSize = f.int("hidden_size");
-  const numHeads = f.int("num_attention_heads");
-  const numKvHeads = f.int("num_key_value_heads", numHeads);
-  if (numHeads % numKvHeads !== 0) f.fail("num_key_value_heads", `a divisor of num_attention_heads (${numHeads})`);
-  const headDim = f.has("head_dim") ? f.int("head_dim") : hiddenSize / numHeads;
-  if (!Number.isInteger(headDim)) f.fail("hidden_size", `a multiple of num_attention_heads (${numHeads})`);
-  if (headDim % 2 !== 0) f.fail("head_dim", "an even number (RoPE rotates pairs)");
-  f.oneOf("hidden_act", ["silu"], "silu");
-  f.rejectUnless("pretraining_tp", (v) => v === 1 || v === null, "only pretraining_tp = 1 is implemented");
-  f.rejectUnless("partial_rotary_factor", (v) => v === 1 || v === null, "partial rotary embeddings are not implemented");
+function parseLlama(f: Fields, modelType: string): LlamaConfig {
+  const hiddenSize = f.required("hidden_size", positiveInt);
+  const numHeads = f.required("num_attention_heads", positiveInt);
+  const numKvHeads = f.optional("num_key_value_heads", positiveInt, numHeads);
+  if (numHeads % numKvHeads !== 0)
+    throw invalid(f.where, "num_key_value_heads", `a divisor of num_attention_heads (${numHeads})`, numKvHeads);
+  const headDim = f.has("head_dim") ? f.required("head_dim", positiveInt) : hiddenSize / numHeads;
+  if (!Number.isInteger(headDim)) throw invalid(f.where, "hidden_size", `a multiple of num_attention_heads (${numHeads})`, hiddenSize);
+  if (headDim % 2 !== 0) throw invalid(f.where, "head_dim", "an even number (RoPE rotates pairs)", headDim);
+  f.optional("hidden_act", oneOf("silu"), "silu");
+  rejectUnless(f, "pretraining_tp", 1, "1 (pretraining_tp > 1 is not implemented)");
+  rejectUnless(f, "partial_rotary_factor", 1, "1 (partial rotary embeddings are not implemented)");
   const isQwen2 = modelType === "qwen2";
   const isMistral = modelType === "mistral";
-  const attentionBias = f.bool("attention_bias", false);
+  const attentionBias = f.optional("attention_bias", boolean, false);
   // Qwen2 applies its sliding window only when use_sliding_window is set, and then only to some layers.
-  if (isQwen2) f.rejectUnless("use_sliding_window", (v) => v === false, "Qwen2 sliding-window attention is not implemented");
-  const slidingWindow = isMistral && f.has("sliding_window") ? f.int("sliding_window") : null;
+  if (isQwen2) rejectUnless(f, "use_sliding_window", false, "false (Qwen2 sliding-window attention is not implemented)");
+  const slidingWindow = isMistral ? f.optional("sliding_window", positiveInt, null) : null;
   return {
     family: "llama",
     modelType,
-    vocabSize: f.int("vocab_size"),
+    vocabSize: f.required("vocab_size", positiveInt),
     hiddenSize,
-    intermediateSize: f.int("intermediate_size"),
-    numLayers: f.int("num_hidden_layers"),
+    intermediateSize: f.required("intermediate_size", positiveInt),
+    numLayers: f.required("num_hidden_layers", positiveInt),
     numHeads,
     numKvHeads,
     headDim,
-    maxPositions: f.int("max_position_embeddings", 2048),
-    rmsNormEps: f.number("rms_norm_eps", 1e-6),
-    ropeTheta: f.number("rope_theta", 10000),
-    ropeScaling: parseRopeScaling(raw.rope_scaling, file),
+    maxPositions: f.optional("max_position_embeddings", contextLength, 2048),
+    rmsNormEps: f.optional("rms_norm_eps", positiveNumber, 1e-6),
+    ropeTheta: f.optional("rope_theta", positiveNumber, 10000),
+    ropeScaling: parseRopeScaling(f),
     qkvBias: isQwen2 || attentionBias,
     oBias: !isQwen2 && attentionBias,
-    mlpBias: f.bool("mlp_bias", false),
+    mlpBias: f.optional("mlp_bias", boolean, false),
     slidingWindow,
-    tieWordEmbeddings: f.bool("tie_word_embeddings", false), // LlamaConfig, MistralConfig and Qwen2Config all default to untied
-    bosTokenId: f.optionalTokenId("bos_token_id"),
-    eosTokenIds: f.tokenIds("eos_token_id"),
-    padTokenId: f.optionalTokenId("pad_token_id"),
+    tieWordEmbeddings: f.optional("tie_word_embeddings", boolean, false), // LlamaConfig, MistralConfig and Qwen2Config all default to untied
+    ...specialTokens(f),
   };
 }
 
-function parseGpt2(f: FieldReader): Gpt2Config {
-  const hiddenSize = f.int("n_embd", 768);
-  const numHeads = f.int("n_head", 12);
-  if (hiddenSize % numHeads !== 0) f.fail("n_embd", `a multiple of n_head (${numHeads})`);
-  f.rejectUnless("scale_attn_weights", (v) => v === true, "unscaled attention is not implemented");
-  f.rejectUnless("scale_attn_by_inverse_layer_idx", (v) => v === false, "not implemented");
-  f.rejectUnless("reorder_and_upcast_attn", (v) => v === false, "not implemented");
-  f.rejectUnless("add_cross_attention", (v) => v === false, "cross-attention is not part of a causal LM");
+function parseGpt2(f: Fields): Gpt2Config {
+  const hiddenSize = f.optional("n_embd", positiveInt, 768);
+  const numHeads = f.optional("n_head", positiveInt, 12);
+  if (hiddenSize % numHeads !== 0) throw invalid(f.where, "n_embd", `a multiple of n_head (${numHeads})`, hiddenSize);
+  rejectUnless(f, "scale_attn_weights", true, "true (unscaled attention is not implemented)");
+  rejectUnless(f, "scale_attn_by_inverse_layer_idx", false, "false (scaling by the inverse layer index is not implemented)");
+  rejectUnless(f, "reorder_and_upcast_attn", false, "false (reordered, upcast attention is not implemented)");
+  rejectUnless(f, "add_cross_attention", false, "false (cross-attention is not part of a causal LM)");
   return {
     family: "gpt2",
     modelType: "gpt2",
-    vocabSize: f.int("vocab_size", 50257),
+    vocabSize: f.optional("vocab_size", positiveInt, 50257),
     hiddenSize,
-    intermediateSize: f.has("n_inner") ? f.int("n_inner") : 4 * hiddenSize,
-    numLayers: f.int("n_layer", 12),
+    intermediateSize: f.optional("n_inner", positiveInt, 4 * hiddenSize),
+    numLayers: f.optional("n_layer", positiveInt, 12),
     numHeads,
-    maxPositions: f.int("n_positions", 1024),
-    layerNormEps: f.number("layer_norm_epsilon", 1e-5),
-    activation: f.oneOf("activation_function", ["gelu_new", "gelu", "gelu_pytorch_tanh", "relu", "silu"], "gelu_new"),
-    tieWordEmbeddings: f.bool("tie_word_embeddings", true),
-    bosTokenId: f.optionalTokenId("bos_token_id"),
-    eosTokenIds: f.tokenIds("eos_token_id"),
-    padTokenId: f.optionalTokenId("pad_token_id"),
+    maxPositions: f.optional("n_positions", contextLength, 1024),
+    layerNormEps: f.optional("layer_norm_epsilon", positiveNumber, 1e-5),
+    activation: f.optional("activation_function", oneOf("gelu_new", "gelu", "gelu_pytorch_tanh", "relu", "silu"), "gelu_new"),
+    tieWordEmbeddings: f.optional("tie_word_embeddings", boolean, true),
+    ...specialTokens(f),
+  };
+}
+
+function specialTokens(f: Fields): { bosTokenId: number | null; eosTokenIds: number[]; padTokenId: number | null } {
+  const eos = f.optional("eos_token_id", tokenIds, []);
+  return {
+    bosTokenId: f.optional("bos_token_id", tokenId, null),
+    eosTokenIds: Array.isArray(eos) ? eos : [eos],
+    padTokenId: f.optional("pad_token_id", tokenId, null),
   };
 }
 
 /** Parses the JSON of a config.json; `file` names it in errors. */
 export function parseModelConfig(raw: unknown, file: string): ModelConfig {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UserError(`${file}: expected a JSON object`);
-  const json = raw as Json;
-  const f = new FieldReader(json, file);
-  const modelType = json.model_type;
-  if (modelType === "gpt2") return parseGpt2(f);
-  if ((LLAMA_TYPES as readonly unknown[]).includes(modelType)) return parseLlama(f, json, file);
-  throw new UserError(`${file}: field "model_type": ${JSON.stringify(modelType)} is not supported; expected one of ${[...LLAMA_TYPES, "gpt2"].map((t) => `"${t}"`).join(", ")}`);
+  const f = Fields.of(file, raw);
+  const modelType = f.required("model_type", oneOf(...LLAMA_TYPES, "gpt2"));
+  rejectUnsupported(f);
+  return modelType === "gpt2" ? parseGpt2(f) : parseLlama(f, modelType);
 }
 
 export function readModelConfig(dir: string): ModelConfig {
   const file = path.join(dir, "config.json");
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    throw new UserError(`${file}: not found (a model directory needs config.json)`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file}: invalid JSON: ${(e as Error).message}`);
-  }
-  return parseModelConfig(raw, file);
+  return parseModelConfig(readJsonObject(file, "a model directory needs config.json").raw, file);
 }

@@ -1,6 +1,8 @@
 /** Autoregressive generation with a KV cache: the prompt is encoded once, then one token per step. */
 import { tf } from "../backend/index.js";
 import { type CausalLM, KVCache } from "./causal-lm.js";
+import { positiveInt, validate } from "../core/check.js";
+import { UserError } from "../core/errors.js";
 import { Random } from "../core/random.js";
 import { sampleToken, type SamplingOptions } from "./sampling.js";
 
@@ -29,12 +31,18 @@ function nextLogits(model: CausalLM, ids: number[], cache: KVCache): Float32Arra
 }
 
 export function generate(model: CausalLM, prompt: number[], options: GenerationOptions): Generation {
-  if (prompt.length === 0) throw new RangeError("generation needs at least one prompt token (e.g. BOS)");
+  validate(options.maxNewTokens, positiveInt, "generate", "maxNewTokens");
+  if (prompt.length === 0) throw new UserError("generate: the prompt has no tokens; generation needs at least one (e.g. BOS)");
+  const context = model.config.maxPositions;
+  if (prompt.length >= context) {
+    throw new UserError(
+      `generate: the prompt has ${prompt.length} tokens; the model's context is ${context}, so nothing would fit after it`,
+    );
+  }
   const random = new Random(options.seed ?? 0);
   const eos = new Set(options.eosTokenIds ?? []);
   const cache = new KVCache(model.config.numLayers);
   const ids: number[] = [];
-  if (options.maxNewTokens <= 0) return { ids, stoppedBy: "maxNewTokens" };
   try {
     let logits = nextLogits(model, prompt, cache);
     for (;;) {

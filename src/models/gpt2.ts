@@ -13,7 +13,13 @@ import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";
 import type { Gpt2Activation, Gpt2Config } from "./config.js";
 import {
-  attentionBias, type CausalLM, tiedHead, type ForwardOptions, mergeHeads, scaledDotProductAttention, splitHeads,
+  attentionBias,
+  type CausalLM,
+  tiedHead,
+  type ForwardOptions,
+  mergeHeads,
+  scaledDotProductAttention,
+  splitHeads,
 } from "./causal-lm.js";
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -33,7 +39,10 @@ function activate(x: tf.Tensor, kind: Gpt2Activation): tf.Tensor {
 }
 
 class Gpt2Attention extends ModuleWithLinears {
-  constructor(private readonly c: Gpt2Config, private readonly layerIndex: number) {
+  constructor(
+    private readonly c: Gpt2Config,
+    private readonly layerIndex: number,
+  ) {
     super();
     this.addModule("c_attn", new Conv1D(c.hiddenSize, 3 * c.hiddenSize));
     this.addModule("c_proj", new Conv1D(c.hiddenSize, c.hiddenSize));
@@ -117,5 +126,4 @@ export class Gpt2LMHeadModel extends ModuleWithLinears implements CausalLM {
     if (!this.config.tieWordEmbeddings) return this.linear("lm_head").forward(x) as tf.Tensor3D;
     return tiedHead(x, this.transformer.wte.weight); // [B, T, V]
   }
-
 }

@@ -13,7 +13,13 @@ import { ModuleList, ModuleWithLinears } from "../nn/container.js";
 import type { LlamaConfig } from "./config.js";
 import { applyRotary, RotaryEmbedding } from "./rope.js";
 import {
-  attentionBias, type CausalLM, tiedHead, type ForwardOptions, mergeHeads, scaledDotProductAttention, splitHeads,
+  attentionBias,
+  type CausalLM,
+  tiedHead,
+  type ForwardOptions,
+  mergeHeads,
+  scaledDotProductAttention,
+  splitHeads,
 } from "./causal-lm.js";
 
 /** Per-forward inputs shared by every layer. */
@@ -27,7 +33,10 @@ interface LayerContext {
 class LlamaAttention extends ModuleWithLinears {
   private readonly groups: number;
 
-  constructor(private readonly c: LlamaConfig, private readonly layerIndex: number) {
+  constructor(
+    private readonly c: LlamaConfig,
+    private readonly layerIndex: number,
+  ) {
     super();
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
@@ -137,5 +146,4 @@ export class LlamaForCausalLM extends ModuleWithLinears implements CausalLM {
     if (!this.config.tieWordEmbeddings) return this.linear("lm_head").forward(h) as tf.Tensor3D;
     return tiedHead(h, this.model.embedTokens.weight);
   }
-
 }

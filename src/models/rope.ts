@@ -32,7 +32,11 @@ export function inverseFrequencies(headDim: number, theta: number, scaling: Rope
 export class RotaryEmbedding {
   private readonly invFreq: Float32Array;
 
-  constructor(readonly headDim: number, theta: number, scaling: RopeScaling | null) {
+  constructor(
+    readonly headDim: number,
+    theta: number,
+    scaling: RopeScaling | null,
+  ) {
     this.invFreq = inverseFrequencies(headDim, theta, scaling);
   }
 

@@ -6,7 +6,14 @@ import { writeDirectoryAtomic } from "../core/files.js";
 import type { CausalLM } from "./causal-lm.js";
 
 /** Files besides the weights that make a directory loadable by transformers and by loralab. */
-const COPIED = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model"];
+const COPIED = [
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+];
 
 /**
  * Saves `model`'s weights as model.safetensors with the config and tokenizer files of `sourceDir`,
