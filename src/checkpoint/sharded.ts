@@ -3,6 +3,7 @@
  * `model-00001-of-0000N.safetensors` listed by `model.safetensors.index.json`
  * ({"metadata": {"total_size": …}, "weight_map": {tensor name: shard file}}).
  */
+import { existsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { inputError } from "../core/errors.js";
@@ -21,6 +22,11 @@ import {
 
 export const SINGLE_FILE = "model.safetensors";
 const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
+
+/** The file that names the checkpoint's tensors (errors about missing or unexpected tensors point at it). */
+export function weightsFileOf(dir: string): string {
+  return existsSync(join(dir, SINGLE_FILE)) || !existsSync(join(dir, INDEX_FILE)) ? join(dir, SINGLE_FILE) : join(dir, INDEX_FILE);
+}
 
 /** Read every tensor of the checkpoint in `dir`, decoded to float32. */
 export async function readCheckpointTensors(dir: string): Promise<Map<string, DecodedTensor>> {

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
-import { readSafetensors, serializeSafetensors, type DecodedTensor, type TensorToWrite } from "../checkpoint/safetensors.js";
+import { isFloatDType, readSafetensors, serializeSafetensors, type DecodedTensor, type TensorToWrite } from "../checkpoint/safetensors.js";
 import { writeDirectoryAtomic } from "../core/files.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { getModule } from "../nn/module.js";
@@ -93,6 +93,9 @@ export async function loadAdapterWeights(peft: PeftModel, dir: string, name: str
     const target = byKey.get(key) ?? byKey.get(PEFT_PREFIX + key);
     if (!target) throw new UserError(`${file}: ${key}: ${notAllowed(peft, name, key)}`);
     if (found.has(target)) throw new UserError(`${file}: ${key}: the file holds this tensor twice (also as ${target.key})`);
+    // Integer or bool bits read as floats would be meaningless weights.
+    if (!isFloatDType(t.dtype))
+      throw new UserError(`${file}: ${key}: expected a floating-point tensor (F32, F16, BF16 or F64), got dtype ${t.dtype}`);
     if (target.shape.join() !== t.shape.join())
       throw new UserError(
         `${file}: ${key}: expected shape [${target.shape.join(", ")}], got [${t.shape.join(", ")}] (r or target modules differ from ${ADAPTER_CONFIG}?)`,

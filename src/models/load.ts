@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { readOptionalJsonObject } from "../core/json-file.js";
-import { readCheckpointTensors } from "../checkpoint/sharded.js";
+import { readCheckpointTensors, weightsFileOf } from "../checkpoint/sharded.js";
 import { isFloatDType, type DecodedTensor } from "../checkpoint/safetensors.js";
 import { resolveModel } from "./reference.js";
 import { Tokenizer } from "./tokenizer.js";
@@ -105,7 +105,7 @@ export async function loadModel(ref: string): Promise<LoadedModel> {
   const tensors = await readCheckpointTensors(dir);
   const model = createModel(config);
   try {
-    assignWeights(model, tensors, dir, { tied: config.tieWordEmbeddings });
+    assignWeights(model, tensors, weightsFileOf(dir), { tied: config.tieWordEmbeddings });
   } catch (e) {
     model.dispose();
     throw e;
