@@ -4,6 +4,7 @@
  * 2-D matmuls, batched (attention) matmuls, copies, and the rest (elementwise and reductions).
  */
 import { tf } from "../backend/index.js";
+import type { WasmBackend } from "../backend/wasm-heap.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { tokenNll } from "../models/loss.js";
 import { AdamW, clipGradNorm } from "../train/optimizer.js";
@@ -12,10 +13,15 @@ import type { Trainable } from "../train/trainable.js";
 export type Category = "matmul" | "attention" | "copies" | "elementwise" | "optimizer";
 
 export interface StepProfile {
-  /** Seconds per category (kernel time; JavaScript between kernels is in `overhead`). */
+  /** Wall seconds per category (kernel time; JavaScript between kernels is in `overhead`). */
   seconds: Record<Category | "overhead", number>;
-  /** High-water mark of tfjs tensor bytes during forward + backward. */
+  /** The same as fractions of the step. */
+  share: Record<Category | "overhead", number>;
+  /** tfjs's high-water mark of tensor bytes during forward + backward (it counts data shared by several tensors once per tensor). */
   peak_tensor_bytes: number;
+  /** wasm only: the high-water mark of heap memory allocated during the step (activations, gradients, scratch), and the heap's size. */
+  peak_step_heap_bytes?: number;
+  wasm_memory_bytes?: number;
   /** The kernels that took longest, summed over calls with the same name and input shapes. */
   top: { kernel: string; calls: number; seconds: number }[];
 }
@@ -62,6 +68,31 @@ async function kernelSeconds(kernels: Kernels): Promise<{ kernel: string; catego
   );
 }
 
+/** Follows the wasm heap's allocations from JavaScript (tensors and kernel scratch; not XNNPACK's own). */
+function trackHeap(): { peak: () => number; stop: () => void } | undefined {
+  if (tf.getBackend() !== "wasm") return undefined;
+  const wasm = (tf.backend() as unknown as WasmBackend).wasm;
+  const [malloc, free] = [wasm._malloc, wasm._free];
+  const sizes = new Map<number, number>();
+  let [live, peak] = [0, 0];
+  wasm._malloc = (bytes: number) => {
+    const offset = malloc(bytes);
+    sizes.set(offset >>> 0, bytes);
+    live += bytes;
+    peak = Math.max(peak, live);
+    return offset;
+  };
+  wasm._free = (offset: number) => {
+    live -= sizes.get(offset >>> 0) ?? 0; // memory from before the step is not counted
+    sizes.delete(offset >>> 0);
+    free(offset);
+  };
+  return {
+    peak: () => peak,
+    stop: () => Object.assign(wasm, { _malloc: malloc, _free: free }),
+  };
+}
+
 /** Profiles one optimizer step of `trainable` on `examples` (one micro-batch, AdamW, clipping at 1.0). */
 export async function profileStep(trainable: Trainable, examples: Example[]): Promise<StepProfile> {
   const params = trainable.trainableParameters();
@@ -71,6 +102,7 @@ export async function profileStep(trainable: Trainable, examples: Example[]): Pr
   const optimizer = new AdamW();
   const grads = new Map<string, tf.Tensor>();
   trainable.setTraining(true);
+  const heap = trackHeap();
   const started = performance.now();
   const backward = await tf.profile(() => {
     const { value, grads: g } = tf.variableGrads(
@@ -95,6 +127,7 @@ export async function profileStep(trainable: Trainable, examples: Example[]): Pr
     return [];
   });
   const wall = (performance.now() - started) / 1000;
+  heap?.stop();
   trainable.setTraining(false);
   tf.dispose([...grads.values()]);
   optimizer.dispose();
@@ -113,5 +146,9 @@ export async function profileStep(trainable: Trainable, examples: Example[]): Pr
     byKernel.set(k.kernel, entry);
   }
   const top = [...byKernel.values()].sort((a, b) => b.seconds - a.seconds).slice(0, 15);
-  return { seconds, peak_tensor_bytes: peakBytes, top };
+  const share = Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, v / wall])) as StepProfile["share"];
+  const memory = heap
+    ? { peak_step_heap_bytes: heap.peak(), wasm_memory_bytes: (tf.backend() as unknown as WasmBackend).wasm.HEAPU8.byteLength }
+    : {};
+  return { seconds, share, peak_tensor_bytes: peakBytes, ...memory, top };
 }
