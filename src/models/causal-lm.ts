@@ -1,5 +1,5 @@
 /** What every decoder offers the trainer, the evaluator and the generator. */
-import { tf } from "../backend/index.js";
+import { maskedSoftmax, tf } from "../backend/index.js";
 import type { Module } from "../nn/module.js";
 import { matMulTransposed } from "../nn/layers.js";
 import type { ModelConfig } from "./config.js";
@@ -74,9 +74,8 @@ export function attentionBias(batch: number, queryLen: number, pastLen: number, 
 
 /** softmax(q kᵀ / √d + bias) v over [B, H, T, D] tensors. */
 export function scaledDotProductAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D): tf.Tensor4D {
-  const scale = 1 / Math.sqrt(q.shape[3]);
-  const scores = tf.matMul(q, k, false, true).mul(scale).add(bias); // [B, H, T, Tk]
-  return tf.matMul(tf.softmax(scores), v); // [B, H, T, D]
+  const probs = maskedSoftmax(tf.matMul(q, k, false, true), bias, 1 / Math.sqrt(q.shape[3])); // [B, H, T, Tk]
+  return tf.matMul(probs, v); // [B, H, T, D]
 }
 
 /** [B, T, H·D] → [B, H, T, D] */

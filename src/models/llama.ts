@@ -6,7 +6,7 @@
  *   hₗ₊₁ = hₗ' + W_down(SiLU(W_gate x) ⊙ W_up x), x = RMSNorm(hₗ')
  *   logits = RMSNorm(h_L) W_headᵀ              (W_head = E when embeddings are tied)
  */
-import { tf } from "../backend/index.js";
+import { swiGlu, tf } from "../backend/index.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";
@@ -72,9 +72,8 @@ class LlamaMLP extends ModuleWithLinears {
   }
 
   forward(x: tf.Tensor3D): tf.Tensor3D {
-    const gate = this.linear("gate_proj").forward(x); // [B, T, I]
-    const swish = gate.mul(tf.sigmoid(gate)); // SiLU
-    return this.linear("down_proj").forward(swish.mul(this.linear("up_proj").forward(x))) as tf.Tensor3D; // [B, T, C]
+    const hidden = swiGlu(this.linear("gate_proj").forward(x), this.linear("up_proj").forward(x)); // [B, T, I]
+    return this.linear("down_proj").forward(hidden) as tf.Tensor3D; // [B, T, C]
   }
 }
 
