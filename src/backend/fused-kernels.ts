@@ -73,10 +73,11 @@ const rotary: HostKernel = (io, { x, cos, sin }, { sign }) => {
   const y = io.output(x!.shape);
   const [xs, cs, ss, ys] = [io.read(x!), io.read(cos!), io.read(sin!), io.read(y)];
   const s = sign as number;
-  for (let base = 0; base < xs.length; base += d) {
-    const table = ((base / d) % t) * d;
+  for (let row = 0, base = 0; base < xs.length; row++, base += d) {
+    const table = (row % t) * d;
     for (let i = 0; i < half; i++) {
-      const [a, b] = [xs[base + i]!, xs[base + i + half]!];
+      const a = xs[base + i]!;
+      const b = xs[base + i + half]!;
       ys[base + i] = a * cs[table + i]! - s * b * ss[table + i]!;
       ys[base + i + half] = b * cs[table + i + half]! + s * a * ss[table + i + half]!;
     }
@@ -98,7 +99,8 @@ const swiGluGrad: HostKernel = (io, { gate, up, dy }) => {
   const [dgate, dup, sig] = [io.output(gate!.shape), io.output(gate!.shape), io.sigmoid(gate!)];
   const [gs, us, dys, ss, dgs, dus] = [io.read(gate!), io.read(up!), io.read(dy!), io.read(sig), io.read(dgate), io.read(dup)];
   for (let i = 0; i < gs.length; i++) {
-    const [g, s] = [gs[i]!, ss[i]!];
+    const g = gs[i]!;
+    const s = ss[i]!;
     dgs[i] = dys[i]! * us[i]! * s * (1 + g * (1 - s));
     dus[i] = dys[i]! * g * s;
   }

@@ -31,7 +31,7 @@ export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
       gradFunc: (dy, [sx, sw, sr]) => run(KERNELS.rmsNormGrad, { x: sx!, w: sw!, rstd: sr!, dy }),
     };
   });
-  return norm(x.reshape([-1, x.shape[x.shape.length - 1]!]), w).reshape(x.shape);
+  return tf.tidy(() => norm(x.reshape([-1, x.shape[x.shape.length - 1]!]), w).reshape(x.shape));
 }
 
 /** (x₁, x₂) → (−x₂, x₁) on the last axis. */

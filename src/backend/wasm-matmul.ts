@@ -8,9 +8,11 @@
  * batch on views of the inputs and the output (no copies).
  *
  * XNNPACK packs the right operand when it first sees its id and keeps the packed copy until the id is
- * disposed. For frozen weights used transposed (x·Wᵀ in every linear layer) that is all we keep: the
- * transpose is made once, packed, and its buffer freed at once; the packed copy serves every later call
- * until W's data is disposed (e.g. by `assign` in a merge or an optimizer step).
+ * disposed. The right operand is therefore passed as a view with an id of its own, released after the
+ * call (packing costs little next to a product of many rows), except for frozen weights used transposed
+ * (x·Wᵀ in every linear layer, also when generating one token at a time): their transpose is made once,
+ * packed, and its buffer freed at once; the packed copy, the only one kept, serves every later call until
+ * W's data is disposed (e.g. by `assign` in a merge or an optimizer step).
  */
 import * as tf from "@tensorflow/tfjs";
 import { Heap, type HeapTensor, shapeBytes, type WasmBackend } from "./wasm-heap.js";
@@ -131,7 +133,11 @@ export function fastBatchMatMul(fallback: tf.KernelFunc): tf.KernelFunc {
     const keep = transposeB && batchB === 1 && frozen.has(b.dataId);
     const kept = keep ? packedTransposes.get(b.dataId) : undefined;
     const right =
-      kept !== undefined ? { id: kept, offset: 0, kind: "tfjs" as const } : transposeB ? transposed(heap, e, b, batchB, n, k) : heap.of(b);
+      kept !== undefined
+        ? { id: kept, offset: 0, kind: "tfjs" as const }
+        : transposeB
+          ? transposed(heap, e, b, batchB, n, k)
+          : heap.view(heap.of(b).offset, batchB * k * n);
     try {
       if (batchB === 1) {
         e.matMul(left.id, shapeBytes([1, batchA * m, k]), 3, right.id, shapeBytes([1, k, n]), 3, 0, 0, target.id);
