@@ -1,9 +1,10 @@
 /**
  * loralab's training step next to the PyTorch reference (bench/train.py), same shapes, in one invocation:
  *
- *   node --import tsx bench/compare.ts [--config small] [--modes lora,full] [--steps 5] [--out FILE.json]
+ *   node --import tsx bench/compare.ts [--config small] [--modes lora,full] [--steps 5] [--baseline DIR] [--out FILE.json]
  *
- * Runs, one after another, each in a fresh process: `loralab bench --config C --mode M --json`, and
+ * Runs, one after another, each in a fresh process: `loralab bench --config C --mode M --json` (and the
+ * same from another built checkout of loralab with --baseline, e.g. an older commit, for before/after), and
  * bench/train.py with 2 threads under OpenMP's default settings and under OMP_WAIT_POLICY=PASSIVE
  * (Debian's python3-torch with libopenblas0; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the
  * reference's environment, as a machine-wide setting of them misleads OpenBLAS). Prints a ratio table
@@ -21,6 +22,7 @@ const ROOT = packageRoot();
 interface Measurement {
   tokens_per_s: number;
   step_s: number;
+  step_cpu_s: number;
   peak_rss_bytes: number;
   first_loss: number;
 }
@@ -52,6 +54,7 @@ const { values } = parseArgs({
     modes: { type: "string", default: "lora,full" },
     steps: { type: "string", default: "5" },
     out: { type: "string" },
+    baseline: { type: "string" },
   },
 });
 const shape = BENCH_SHAPES[values.config];
@@ -59,12 +62,13 @@ if (!shape) throw new Error(`--config: expected one of ${Object.keys(BENCH_SHAPE
 const modes = values.modes.split(",");
 const rows: Row[] = [];
 for (const mode of modes) {
-  const loralab = run(
-    process.execPath,
-    ["bin/loralab.js", "bench", "--config", values.config, "--mode", mode, "--steps", values.steps, "--json"],
-    process.env,
-  );
-  rows.push({ system: "loralab", mode, result: loralab });
+  const benchArgs = ["bench", "--config", values.config, "--mode", mode, "--steps", values.steps, "--json"];
+  rows.push({ system: "loralab", mode, result: run(process.execPath, ["bin/loralab.js", ...benchArgs], process.env) });
+  if (values.baseline) {
+    const dir = path.resolve(values.baseline);
+    const result = run(process.execPath, [path.join(dir, "bin", "loralab.js"), ...benchArgs], process.env);
+    rows.push({ system: `loralab at ${path.basename(dir)}`, mode, result });
+  }
   for (const passive of [false, true]) {
     const args = ["bench/train.py", "--shape", JSON.stringify(shape), "--mode", mode, "--steps", values.steps, "--threads", "2"];
     rows.push({
@@ -78,12 +82,16 @@ for (const mode of modes) {
 const systems = [...new Set(rows.map((r) => r.system))];
 const find = (system: string, mode: string) => rows.find((r) => r.system === system && r.mode === mode)?.result;
 console.log(`config ${values.config}: batch ${shape.batch} × ${shape.seq}, median of ${values.steps} steps after a warm-up step`);
-const header = ["system", ...modes.flatMap((m) => [`${m} tokens/s`, `${m} peak RSS`]), ...modes.map((m) => `loralab/this (${m})`)];
+const header = [
+  "system",
+  ...modes.flatMap((m) => [`${m} tokens/s`, `${m} step CPU`, `${m} peak RSS`]),
+  ...modes.map((m) => `loralab/this (${m})`),
+];
 console.log(`| ${header.join(" | ")} |\n|${header.map(() => "---").join("|")}|`);
 for (const system of systems) {
   const cells = modes.flatMap((m) => {
     const r = find(system, m);
-    return r ? [r.tokens_per_s.toFixed(0), `${(r.peak_rss_bytes / 1e9).toFixed(2)} GB`] : ["", ""];
+    return r ? [r.tokens_per_s.toFixed(0), `${r.step_cpu_s.toFixed(2)} s`, `${(r.peak_rss_bytes / 1e9).toFixed(2)} GB`] : ["", "", ""];
   });
   const ratios = modes.map((m) => {
     const [mine, theirs] = [find("loralab", m), find(system, m)];

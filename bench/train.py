@@ -153,9 +153,9 @@ def main() -> int:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     data = torch.randint(0, c["vocab_size"], (a.steps + 1, batch, seq), generator=torch.Generator().manual_seed(1))
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for step in range(a.steps + 1):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         ids = data[step]
         logits = model(ids)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, c["vocab_size"]), ids[:, 1:].reshape(-1))
@@ -165,6 +165,7 @@ def main() -> int:
         optimizer.step()
         losses.append(loss.item())
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     step_s = statistics.median(times[1:])
     result = {
         "tokens_per_s": batch * seq / step_s,
@@ -178,6 +179,7 @@ def main() -> int:
         "seq": seq,
         "steps": a.steps,
         "step_times_s": times[1:],
+        "step_cpu_s": statistics.median(cpu_times[1:]),  # all threads, spin-waiting included
         "first_loss": losses[0],
         "trainable_params": sum(p.numel() for p in params),
     }

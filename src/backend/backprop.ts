@@ -69,6 +69,13 @@ function backpropagate(
   results: Set<number>,
   external: Set<tf.Tensor>,
 ): void {
+  // Every stored gradient is a tensor of its own (a gradient function may hand the same one to two
+  // inputs, or pass its dy on), so that freeing one never frees another.
+  const stored = new Set(grads.values());
+  const release = (t: tf.Tensor) => {
+    stored.delete(t);
+    if (!external.has(t)) t.dispose();
+  };
   for (let i = path.length - 1; i >= 0; i--) {
     const node = path[i]!;
     const dys = node.outputs.map((o) => grads.get(o.id) ?? null);
@@ -77,24 +84,21 @@ function backpropagate(
     for (const [inputName, x] of Object.entries(node.inputs)) {
       const f = gradientOf[inputName];
       if (!f) throw new Error(`Cannot backprop through input ${inputName}. Available gradients found: ${Object.keys(gradientOf)}.`);
-      const dx = engine.tidy(inputName, f);
+      let dx = engine.tidy(inputName, f);
       checkGradient(node, inputName, dx, x);
+      if (stored.has(dx) || external.has(dx)) dx = tf.clone(dx);
       const previous = grads.get(x.id);
-      if (!previous) {
-        grads.set(x.id, dx);
-        continue;
-      }
-      grads.set(x.id, tf.add(previous, dx));
-      for (const t of [previous, dx]) if (!external.has(t) && !dys.includes(t)) t.dispose();
+      const sum = previous ? tf.add(previous, dx) : dx;
+      if (previous) [previous, dx].forEach(release);
+      grads.set(x.id, sum);
+      stored.add(sum);
     }
     for (const t of node.saved ?? []) t.dispose();
     node.saved = [];
-    // The outputs' gradients are used up, unless returned, the caller's, or passed on unchanged to an input.
-    const passedOn = new Set(Object.values(node.inputs).map((x) => grads.get(x.id)));
     for (const [j, o] of node.outputs.entries()) {
       const dy = dys[j];
-      if (!dy || results.has(o.id) || external.has(dy) || passedOn.has(dy)) continue;
-      dy.dispose();
+      if (!dy || results.has(o.id)) continue;
+      release(dy);
       grads.delete(o.id);
     }
   }

@@ -20,6 +20,34 @@ function op<T extends tf.Tensor>(
   return tf.customGrad(f as never) as unknown as (...inputs: tf.Tensor[]) => T;
 }
 
+/**
+ * `x` with another shape, sharing its data. tfjs's reshape keeps x for its gradient (to read its shape),
+ * which keeps the data alive through the backward pass; this keeps only the shape.
+ */
+export function viewAs(x: tf.Tensor, shape: number[]): tf.Tensor {
+  const view = op((input: tf.Tensor) => ({ value: tf.reshape(input, shape), gradFunc: (dy) => tf.reshape(dy, input.shape) }));
+  return view(x);
+}
+
+/** a + b for tensors of one shape. tfjs's Add keeps both inputs for its gradient (to undo broadcasting); this keeps nothing. */
+export function addSameShape(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return a.add(b);
+  const add = op((x: tf.Tensor, y: tf.Tensor) => ({ value: tf.add(x, y), gradFunc: (dy) => [dy, dy] }));
+  return add(a, b);
+}
+
+/**
+ * x·wᵀ for a weight that does not train: the gradient flows to x only (dy·w), so nothing is kept for it
+ * but the weight itself, where tfjs's matMul would keep x too.
+ */
+export function matMulFrozenTransposed(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const product = op<tf.Tensor2D>((input: tf.Tensor) => ({
+    value: tf.matMul(input, w, false, true),
+    gradFunc: (dy) => tf.matMul(dy, w),
+  }));
+  return product(x);
+}
+
 /** Llama's RMSNorm over the last axis: w ⊙ x / √(mean(x²) + eps). */
 export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
   if (!hasKernel(KERNELS.rmsNorm)) return x.mul(tf.rsqrt(x.square().mean(-1, true).add(eps))).mul(w);
@@ -31,7 +59,7 @@ export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
       gradFunc: (dy, [sx, sw, sr]) => run(KERNELS.rmsNormGrad, { x: sx!, w: sw!, rstd: sr!, dy }),
     };
   });
-  return tf.tidy(() => norm(x.reshape([-1, x.shape[x.shape.length - 1]!]), w).reshape(x.shape));
+  return tf.tidy(() => viewAs(norm(viewAs(x, [-1, x.shape[x.shape.length - 1]!]), w), x.shape));
 }
 
 /** (x₁, x₂) → (−x₂, x₁) on the last axis. */

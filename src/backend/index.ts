@@ -16,7 +16,7 @@ import { installLeanBackprop } from "./backprop.js";
 export { tf };
 export { keepTransposed } from "./wasm-matmul.js";
 export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
-export { maskedSoftmax, rmsNorm, rotary, sparseCrossEntropy, swiGlu } from "./fused-ops.js";
+export { addSameShape, maskedSoftmax, matMulFrozenTransposed, rmsNorm, rotary, sparseCrossEntropy, swiGlu, viewAs } from "./fused-ops.js";
 
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu";
 export const BACKENDS: readonly BackendName[] = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"];

@@ -6,7 +6,7 @@
  *   hₗ₊₁ = hₗ' + W_down(SiLU(W_gate x) ⊙ W_up x), x = RMSNorm(hₗ')
  *   logits = RMSNorm(h_L) W_headᵀ              (W_head = E when embeddings are tied)
  */
-import { swiGlu, tf } from "../backend/index.js";
+import { addSameShape, swiGlu, tf } from "../backend/index.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";
@@ -91,9 +91,12 @@ class LlamaDecoderLayer extends Module {
     this.postAttentionNorm = this.addModule("post_attention_layernorm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
   }
 
+  /** In a tidy of its own: what the backward pass needs is kept by the tape, the rest goes after each layer. */
   forward(h: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D {
-    const afterAttention = h.add(this.attn.forward(this.inputNorm.forward(h) as tf.Tensor3D, ctx)); // [B, T, C]
-    return afterAttention.add(this.mlp.forward(this.postAttentionNorm.forward(afterAttention) as tf.Tensor3D)); // [B, T, C]
+    return tf.tidy(() => {
+      const afterAttention = addSameShape(h, this.attn.forward(this.inputNorm.forward(h) as tf.Tensor3D, ctx)); // [B, T, C]
+      return addSameShape(afterAttention, this.mlp.forward(this.postAttentionNorm.forward(afterAttention) as tf.Tensor3D)) as tf.Tensor3D;
+    });
   }
 }
 

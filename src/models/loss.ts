@@ -2,7 +2,7 @@
  * transformers' causal-LM loss: token t predicts token t+1 (logits[:, :-1] against labels[:, 1:]),
  * labels of -100 are ignored, and the loss is the mean NLL over the remaining tokens.
  */
-import { IGNORE_TARGET, sparseCrossEntropy, tf } from "../backend/index.js";
+import { IGNORE_TARGET, sparseCrossEntropy, tf, viewAs } from "../backend/index.js";
 
 export const IGNORE_INDEX = IGNORE_TARGET;
 
@@ -22,7 +22,7 @@ export function tokenNll(logits: tf.Tensor3D, labels: tf.Tensor2D): TokenLoss {
     // so the logits are used as they are (no slice, which would copy them).
     const next = labels.slice([0, 1], [b, t - 1]).toInt();
     const targets = tf.concat([next, tf.fill([b, 1], IGNORE_INDEX, "int32")], 1).reshape([b * t]) as tf.Tensor1D;
-    const rows = logits.reshape([b * t, v]) as tf.Tensor2D;
+    const rows = viewAs(logits, [b * t, v]) as tf.Tensor2D;
     // One logits-sized tensor in the forward pass (the logits) and one in the backward (their gradient).
     const nll = sparseCrossEntropy(rows, targets).reshape([b, t]);
     return {
