@@ -42,12 +42,16 @@ function trainModes(mode: string): TrainMode[] {
   return modes as TrainMode[];
 }
 
+const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+
 function describe(r: TrainBenchResult): string {
-  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
-  return (
-    `${r.mode.padEnd(5)} ${r.tokens_per_s.toFixed(1).padStart(8)} tokens/s  step ${r.step_s.toFixed(2)} s  ` +
-    `${r.gflops.toFixed(1)} GFLOP/s  peak RSS ${gb(r.peak_rss_bytes)}  tensors ${gb(r.tensor_bytes)}`
-  );
+  const line =
+    `${r.mode.padEnd(5)} ${r.tokens_per_s.toFixed(1).padStart(8)} tokens/s  step ${r.step_s.toFixed(2)} s (CPU ${r.step_cpu_s.toFixed(2)} s)  ` +
+    `${r.gflops.toFixed(1)} GFLOP/s  peak RSS ${gb(r.peak_rss_bytes)}`;
+  if (!r.profile) return line;
+  const shares = Object.entries(r.profile.share).map(([k, v]) => `${k} ${(100 * v).toFixed(1)} %`);
+  const heap = r.profile.peak_step_heap_bytes === undefined ? "" : `; step heap peak ${gb(r.profile.peak_step_heap_bytes)}`;
+  return `${line}\n    ${shares.join(", ")}${heap}`;
 }
 
 async function train(values: Values): Promise<number> {
