@@ -10,8 +10,13 @@ import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.js";
 import { registerMissingWasmKernels } from "./wasm-kernels.js";
+import { registerFusedKernels } from "./fused-kernels.js";
+import { installLeanBackprop } from "./backprop.js";
 
 export { tf };
+export { keepTransposed } from "./wasm-matmul.js";
+export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
+export { addSameShape, maskedSoftmax, matMulFrozenTransposed, rmsNorm, rotary, sparseCrossEntropy, swiGlu, viewAs } from "./fused-ops.js";
 
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu";
 export const BACKENDS: readonly BackendName[] = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"];
@@ -84,7 +89,9 @@ async function startBackend(name: BackendName): Promise<void> {
   await import(spec.pkg);
   if (!(await tf.setBackend(spec.tfName))) throw new Error(`tfjs could not initialise the ${name} backend`);
   await tf.ready();
+  installLeanBackprop();
   if (name === "wasm") registerMissingWasmKernels();
+  if (name === "wasm" || name === "cpu") registerFusedKernels(name);
 }
 
 function threadCount(name: BackendName): number {

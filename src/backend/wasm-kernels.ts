@@ -1,14 +1,13 @@
 /**
- * What tfjs-backend-wasm lacks for training. Kernels it lacks: UnsortedSegmentSum is the gradient of
- * gather (token embeddings, the loss's target pick); without it backprop fails on wasm.
- * Computed in JavaScript on the tensor's data: simple, exact, and cheap next to the matmuls.
+ * What tfjs-backend-wasm lacks or does slowly for training:
+ * - UnsortedSegmentSum, the gradient of gather (token embeddings, the loss's target pick): without it
+ *   backprop fails on wasm. Computed in JavaScript on the tensor's data: exact, and cheap next to the matmuls.
+ * - BatchMatMul on the fast path for batched and transposed products (wasm-matmul.ts).
+ * - Identity without a copy.
  */
 import * as tf from "@tensorflow/tfjs";
-
-interface WasmBackendLike {
-  readSync(dataId: unknown): ArrayLike<number>;
-  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Float32Array): tf.TensorInfo;
-}
+import { fastBatchMatMul } from "./wasm-matmul.js";
+import type { WasmBackend } from "./wasm-heap.js";
 
 function unsortedSegmentSum({
   inputs,
@@ -19,7 +18,7 @@ function unsortedSegmentSum({
   attrs?: tf.NamedAttrMap;
   backend: unknown;
 }): tf.TensorInfo {
-  const wasm = backend as WasmBackendLike;
+  const wasm = backend as WasmBackend;
   const x = inputs.x!;
   const segmentIds = inputs.segmentIds!;
   const numSegments = (attrs as { numSegments: number }).numSegments;
@@ -38,12 +37,29 @@ function unsortedSegmentSum({
   return wasm.makeOutput([numSegments, ...rowShape], x.dtype, undefined, out);
 }
 
+/**
+ * Identity without a copy: the output shares the input's data (tfjs tensors are immutable), as on the
+ * cpu backend. The engine clones every tensor it saves for the backward pass through this kernel.
+ */
+function identity({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
+  const x = inputs.x!;
+  (backend as WasmBackend).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 let registered = false;
+
+function replaceKernel(kernelName: string, kernelFunc: tf.KernelFunc): void {
+  tf.unregisterKernel(kernelName, "wasm");
+  tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc });
+}
 
 export function registerMissingWasmKernels(): void {
   if (registered) return;
   registered = true;
-  registerFastMatMulGradient();
+  const stock = tf.getKernel("BatchMatMul", "wasm")!;
+  replaceKernel("BatchMatMul", fastBatchMatMul(stock.kernelFunc));
+  replaceKernel("Identity", identity as unknown as tf.KernelFunc);
   if (!tf.getKernel("UnsortedSegmentSum", "wasm")) {
     tf.registerKernel({
       kernelName: "UnsortedSegmentSum",
@@ -51,29 +67,4 @@ export function registerMissingWasmKernels(): void {
       kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc,
     });
   }
-}
-
-/**
- * tfjs's matMul gradient uses transposeA/transposeB, which on wasm leave the fast kernel (measured
- * ≈12× slower for a 512×256×688 product). For 2-D products we transpose explicitly instead; batched
- * products keep tfjs's own gradient (there the flags are the fast path).
- */
-function registerFastMatMulGradient(): void {
-  const original = tf.getGradient("BatchMatMul");
-  if (!original) return;
-  const mm = (x: tf.Tensor, y: tf.Tensor, transposeX: boolean, transposeY: boolean) =>
-    tf.matMul(transposeX ? x.transpose() : x, transposeY ? y.transpose() : y);
-  tf.registerGradient({
-    ...original,
-    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
-      const [a, b] = saved as [tf.Tensor, tf.Tensor];
-      const g = dy as tf.Tensor;
-      if (a.rank !== 2 || b.rank !== 2) return original.gradFunc(dy, saved, attrs);
-      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
-      if (!transposeA && !transposeB) return { a: () => mm(g, b, false, true), b: () => mm(a, g, true, false) };
-      if (!transposeA && transposeB) return { a: () => mm(g, b, false, false), b: () => mm(g, a, true, false) };
-      if (transposeA && !transposeB) return { a: () => mm(b, g, false, true), b: () => mm(a, g, false, false) };
-      return { a: () => mm(b, g, true, true), b: () => mm(g, a, true, true) };
-    },
-  });
 }

@@ -1,101 +1,103 @@
 /**
- * `loralab bench --mode train`: LoRA vs full fine-tuning on the same model, each in its own process:
- * median optimizer-step time and peak tensor memory (tfjs's own accounting, via tf.profile).
+ * `loralab bench --config NAME --mode lora|full`: training steps of a named model shape with random
+ * weights and random tokens, through the Trainer. Reports the median step after a warm-up step, the
+ * process's peak RSS, tfjs's live tensor bytes after the steps, and the achieved matmul GFLOP/s.
  */
-import { initBackend, tf } from "../backend/index.js";
+import { backendInfo, initBackend, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
-import { loadModel } from "../models/load.js";
-import { PeftModel } from "../lora/peft-model.js";
 import { Random } from "../core/random.js";
+import { median } from "../core/stats.js";
+import type { LlamaConfig } from "../models/config.js";
+import type { CausalLM } from "../models/causal-lm.js";
+import { PeftModel } from "../lora/peft-model.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
 import { Trainer } from "../train/trainer.js";
-import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
-import { runWorkers, syntheticModel } from "./bench.js";
-import { median } from "../core/stats.js";
-import { printJson } from "./common.js";
+import type { Example } from "../data/batch.js";
+import { type BenchShape, randomModel, stepFlops } from "./bench-setup.js";
+import { profileStep, type StepProfile } from "./bench-profile.js";
 
-interface TrainBenchResult {
-  method: string;
-  trainableParams: number;
-  medianStepMs: number;
-  peakTensorMiB: number;
+export type TrainMode = "lora" | "full";
+export const TRAIN_MODES: readonly TrainMode[] = ["lora", "full"];
+
+export interface TrainBenchOptions {
+  shape: BenchShape;
+  mode: TrainMode;
   steps: number;
+  backend: string | undefined;
+  /** Also profile one more step per kernel (see bench-profile.ts). */
+  profile: boolean;
 }
 
-const MiB = 1024 * 1024;
-
-async function worker(method: string, modelRef: string | undefined, batch: number, seq: number, steps: number): Promise<TrainBenchResult> {
-  await initBackend(process.env.LORALAB_BACKEND);
-  const model = modelRef ? (await loadModel(modelRef)).model : syntheticModel();
-  const random = new Random(1);
-  const data = Array.from({ length: batch * 4 }, () => ({
-    inputIds: Array.from({ length: seq }, () => random.int(model.config.vocabSize)),
-  }));
-  let trainable: Trainable;
-  if (method === "full") trainable = new FullTrainable(model);
-  else if (method.startsWith("lora-r"))
-    trainable = new LoraTrainable(PeftModel.create(model, { r: Number(method.slice(6)), targets: ["q_proj", "v_proj"] }));
-  else throw new UserError(`unknown method ${method}`);
-  const trainer = new Trainer(trainable, data, { maxSteps: steps + 1, batchSize: batch, lr: 1e-4, shuffle: false });
-  // tf.profile reports the high-water mark of live tensor bytes: weights, optimizer state and the backward pass.
-  const profile = await tf.profile(async () => {
-    await trainer.train();
-    return [];
-  });
-  const peak = profile.peakBytes;
-  const times = trainer.history.slice(1).map((s, i) => (s.elapsedSeconds - trainer.history[i]!.elapsedSeconds) * 1000);
-  const trainableParams = trainable.trainableParameters().reduce((s, [, p]) => s + p.size, 0);
-  return { method, trainableParams, medianStepMs: median(times), peakTensorMiB: peak / MiB, steps };
+export interface TrainBenchResult {
+  tokens_per_s: number;
+  step_s: number;
+  peak_rss_bytes: number;
+  backend: string;
+  workers: number;
+  gflops: number;
+  /** Everything below describes the run; the fields above are the measurement. */
+  config: string;
+  mode: TrainMode;
+  batch: number;
+  seq: number;
+  steps: number;
+  step_times_s: number[];
+  /** CPU time (user + system) of the process per step: steadier than wall time on a busy machine. */
+  step_cpu_s: number;
+  first_loss: number;
+  trainable_params: number;
+  tensor_bytes: number;
+  profile?: StepProfile;
 }
 
-export async function trainBench(argv: string[]): Promise<number> {
-  const { values } = parseCommandArgs(argv, {
-    mode: { type: "string" },
-    model: { type: "string" },
-    methods: { type: "string", default: "full,lora-r8" },
-    batch: { type: "string" },
-    seq: { type: "string" },
-    steps: { type: "string" },
-    json: { type: "boolean" },
-    worker: { type: "string" },
+/** Sequences of random token ids, seeded: the same data on every run and in the PyTorch reference's shapes. */
+export function randomExamples(count: number, seq: number, vocab: number, seed = 1): Example[] {
+  const random = new Random(seed);
+  return Array.from({ length: count }, () => ({ inputIds: Array.from({ length: seq }, () => random.int(vocab)) }));
+}
+
+export function makeTrainable(model: CausalLM, mode: TrainMode): Trainable {
+  if (mode === "full") return new FullTrainable(model);
+  return new LoraTrainable(PeftModel.create(model, { r: 8, targets: ["q_proj", "v_proj"] }));
+}
+
+export async function trainBench(name: string, o: TrainBenchOptions): Promise<TrainBenchResult> {
+  await initBackend(o.backend);
+  const model = randomModel(o.shape.config);
+  const config = model.config as LlamaConfig;
+  const { batch, seq } = o.shape;
+  if (seq > config.maxPositions) throw new UserError(`--seq: expected at most ${config.maxPositions}, got ${seq}`);
+  const trainable = makeTrainable(model, o.mode);
+  const data = randomExamples(batch * (o.steps + 1), seq, config.vocabSize);
+  const trainer = new Trainer(trainable, data, { maxSteps: o.steps + 1, batchSize: batch, lr: 1e-4, shuffle: false });
+  const cpu = [process.cpuUsage()];
+  trainer.on((e) => {
+    if (e.type === "step") cpu.push(process.cpuUsage());
   });
-  const batch = parseNumberOption("--batch", values.batch, 4, isPositiveInt, "a positive integer");
-  const seq = parseNumberOption("--seq", values.seq, 64, isPositiveInt, "a positive integer");
-  const steps = parseNumberOption("--steps", values.steps, 5, isPositiveInt, "a positive integer");
-  if (values.worker) {
-    printJson(await worker(values.worker, values.model, batch, seq, steps));
-    return 0;
-  }
-  const rows = runWorkers<TrainBenchResult>(
-    values.methods.split(","),
-    (method) => [
-      "--mode",
-      "train",
-      "--worker",
-      method,
-      "--batch",
-      String(batch),
-      "--seq",
-      String(seq),
-      "--steps",
-      String(steps),
-      ...(values.model ? ["--model", values.model] : []),
-    ],
-    (method) => method,
-  );
-  const full = rows.find((r) => r.method === "full");
-  if (values.json) printJson(rows);
-  else {
-    console.log(`training step, ${values.model ?? "synthetic llama 4×256"}, batch ${batch} × ${seq} tokens, median of ${steps} steps`);
-    for (const r of rows) {
-      const vs =
-        full && r !== full
-          ? `  (${(r.medianStepMs / full.medianStepMs).toFixed(2)}× time, ${(r.peakTensorMiB / full.peakTensorMiB).toFixed(2)}× memory of full)`
-          : "";
-      console.log(
-        `  ${r.method.padEnd(8)} trainable ${r.trainableParams.toLocaleString("en-US").padStart(10)}  step ${r.medianStepMs.toFixed(0).padStart(6)} ms  peak ${r.peakTensorMiB.toFixed(1).padStart(7)} MiB${vs}`,
-      );
-    }
-  }
-  return 0;
+  await trainer.train();
+  const cpuSeconds = cpu.slice(2).map((c, i) => (c.user + c.system - cpu[i + 1]!.user - cpu[i + 1]!.system) / 1e6);
+  const history = trainer.history;
+  const times = history.slice(1).map((s, i) => s.elapsedSeconds - history[i]!.elapsedSeconds); // the first step warms up
+  const stepSeconds = median(times);
+  const result: TrainBenchResult = {
+    tokens_per_s: (batch * seq) / stepSeconds,
+    step_s: stepSeconds,
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+    backend: backendInfo()!.name,
+    workers: 1,
+    gflops: stepFlops(config, batch, seq, o.mode) / stepSeconds / 1e9,
+    config: name,
+    mode: o.mode,
+    batch,
+    seq,
+    steps: o.steps,
+    step_times_s: times,
+    step_cpu_s: median(cpuSeconds),
+    first_loss: history[0]!.loss,
+    trainable_params: trainable.trainableParameters().reduce((s, [, p]) => s + p.size, 0),
+    tensor_bytes: tf.memory().numBytes,
+  };
+  trainer.dispose();
+  if (o.profile) result.profile = await profileStep(trainable, data.slice(0, batch));
+  return result;
 }

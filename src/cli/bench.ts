@@ -1,140 +1,114 @@
 /**
- * `loralab bench`: forward-pass throughput of the same model on each backend, each in its own
- * process (a backend owns its tensors), reported as medians and as a ratio to the cpu backend.
+ * `loralab bench`: throughput measurements.
+ *
+ *   --mode forward (default without --config)  forward passes per backend, each in its own process
+ *   --mode lora|full --config tiny|small|135m    training steps of a named shape (one JSON line with --json)
+ *   --mode lora,full                             both, each in its own process, side by side
  */
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { initBackend, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
-import { parseModelConfig } from "../models/config.js";
-import { createModel, loadModel } from "../models/load.js";
-import type { CausalLM } from "../models/causal-lm.js";
-import { Random } from "../core/random.js";
-import { median } from "../core/stats.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
+import { forwardBench, forwardWorker, type ForwardBenchOptions } from "./bench-forward.js";
+import { benchShape, runWorkers } from "./bench-setup.js";
+import { TRAIN_MODES, trainBench, type TrainBenchResult, type TrainMode } from "./bench-train.js";
 
-/** A mid-sized Llama (≈5M parameters) used when no --model is given: big enough that matmuls dominate. */
-const SYNTHETIC_CONFIG = {
-  model_type: "llama",
-  vocab_size: 4096,
-  hidden_size: 256,
-  intermediate_size: 688,
-  num_hidden_layers: 4,
-  num_attention_heads: 8,
-  num_key_value_heads: 4,
-  max_position_embeddings: 512,
-  tie_word_embeddings: true,
-};
+const OPTIONS = {
+  mode: { type: "string" },
+  config: { type: "string" },
+  model: { type: "string" },
+  backends: { type: "string", default: "wasm,cpu" },
+  backend: { type: "string" },
+  batch: { type: "string" },
+  seq: { type: "string" },
+  repeats: { type: "string" },
+  steps: { type: "string" },
+  workers: { type: "string" },
+  profile: { type: "boolean" },
+  json: { type: "boolean" },
+  worker: { type: "string" },
+} as const;
 
-export function syntheticModel(): CausalLM {
-  const model = createModel(parseModelConfig(SYNTHETIC_CONFIG, "synthetic bench config"));
-  const random = new Random(0);
-  for (const [, p] of model.namedParameters()) {
-    const values = Float32Array.from({ length: p.size }, () => (random.next() - 0.5) * 0.1);
-    tf.tidy(() => p.assign(tf.tensor(values, p.shape)));
+type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>["values"];
+
+const positive = (flag: string, value: string | undefined, fallback: number) =>
+  parseNumberOption(flag, value, fallback, isPositiveInt, "a positive integer");
+
+function trainModes(mode: string): TrainMode[] {
+  const modes = mode.split(",");
+  for (const m of modes) {
+    if (!(TRAIN_MODES as readonly string[]).includes(m))
+      throw new UserError(`--mode: expected forward, lora, full or lora,full, got "${mode}"`);
   }
-  return model;
+  return modes as TrainMode[];
 }
 
-interface WorkerResult {
-  backend: string;
-  model: string;
-  batch: number;
-  seq: number;
-  repeats: number;
-  medianMs: number;
-  tokensPerSecond: number;
+const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+
+function describe(r: TrainBenchResult): string {
+  const line =
+    `${r.mode.padEnd(5)} ${r.tokens_per_s.toFixed(1).padStart(8)} tokens/s  step ${r.step_s.toFixed(2)} s (CPU ${r.step_cpu_s.toFixed(2)} s)  ` +
+    `${r.gflops.toFixed(1)} GFLOP/s  peak RSS ${gb(r.peak_rss_bytes)}`;
+  if (!r.profile) return line;
+  const shares = Object.entries(r.profile.share).map(([k, v]) => `${k} ${(100 * v).toFixed(1)} %`);
+  const heap = r.profile.peak_step_heap_bytes === undefined ? "" : `; step heap peak ${gb(r.profile.peak_step_heap_bytes)}`;
+  return `${line}\n    ${shares.join(", ")}${heap}`;
 }
 
-async function worker(backend: string, modelRef: string | undefined, batch: number, seq: number, repeats: number): Promise<WorkerResult> {
-  await initBackend(backend);
-  const model = modelRef ? (await loadModel(modelRef)).model : syntheticModel();
-  const length = Math.min(seq, model.config.maxPositions);
-  const ids = tf.tensor2d(
-    Array.from({ length: batch * length }, (_, i) => (i * 7919) % model.config.vocabSize),
-    [batch, length],
-    "int32",
+async function train(values: Values): Promise<number> {
+  const name = values.config ?? "small";
+  const base = benchShape(name);
+  const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
+  const steps = positive("--steps", values.steps, 5);
+  const workers = positive("--workers", values.workers, 1);
+  if (workers !== 1) throw new UserError(`--workers: expected 1 (data-parallel training is not implemented yet), got ${workers}`);
+  const modes = trainModes(values.mode ?? "lora");
+  const run = (mode: TrainMode) => trainBench(name, { shape, mode, steps, backend: values.backend, profile: values.profile ?? false });
+  if (values.worker) {
+    printJson(await run(trainModes(values.worker)[0]!));
+    return 0;
+  }
+  if (modes.length === 1) {
+    const result = await run(modes[0]!);
+    if (values.json) printJson(result);
+    else console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}\n  ${describe(result)}`);
+    return 0;
+  }
+  const forwarded = ["--config", name, "--batch", String(shape.batch), "--seq", String(shape.seq), "--steps", String(steps)];
+  if (values.backend) forwarded.push("--backend", values.backend);
+  if (values.profile) forwarded.push("--profile");
+  const results = runWorkers<TrainBenchResult>(
+    modes,
+    (mode) => [...forwarded, "--worker", mode],
+    (mode) => `--mode ${mode}`,
   );
-  const times: number[] = [];
-  for (let r = 0; r < repeats + 1; r++) {
-    const started = performance.now();
-    const logits = tf.tidy(() => model.forward(ids));
-    await logits.data(); // wait for the backend to finish
-    logits.dispose();
-    if (r > 0) times.push(performance.now() - started); // the first pass warms up kernels
+  if (values.json) printJson(results);
+  else {
+    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}`);
+    for (const r of results) console.log(`  ${describe(r)}`);
+    const [a, b] = results;
+    if (a && b)
+      console.log(
+        `  ${a.mode}/${b.mode}: step ${(a.step_s / b.step_s).toFixed(2)}×, peak RSS ${(a.peak_rss_bytes / b.peak_rss_bytes).toFixed(2)}×`,
+      );
   }
-  const medianMs = median(times);
-  return {
-    backend,
-    model: modelRef ?? "synthetic llama 4×256",
-    batch,
-    seq: length,
-    repeats,
-    medianMs,
-    tokensPerSecond: (batch * length) / (medianMs / 1000),
-  };
-}
-
-/**
- * Runs `loralab bench <args of variant>` in a fresh process per variant (a backend owns its tensors,
- * and a clean process keeps one variant's memory from inflating another's) and parses each JSON line.
- */
-export function runWorkers<T>(variants: string[], argsFor: (variant: string) => string[], label: (variant: string) => string): T[] {
-  const cli = fileURLToPath(new URL("../../../bin/loralab.js", import.meta.url));
-  return variants.map((variant) => {
-    const run = spawnSync(process.execPath, [cli, "bench", ...argsFor(variant)], { encoding: "utf8" });
-    if (run.status !== 0) throw new UserError(`${label(variant)}: ${run.stderr.trim().split("\n").pop()}`);
-    return JSON.parse(run.stdout) as T;
-  });
+  return 0;
 }
 
 export async function bench(argv: string[]): Promise<number> {
-  const mode = argv.find((a, i) => argv[i - 1] === "--mode") ?? argv.find((a) => a.startsWith("--mode="))?.slice(7) ?? "forward";
-  if (mode === "train") return (await import("./bench-train.js")).trainBench(argv);
-  if (mode !== "forward") throw new UserError(`--mode: expected forward or train, got "${mode}"`);
-  const { values } = parseCommandArgs(argv, {
-    model: { type: "string" },
-    backends: { type: "string", default: "wasm,cpu" },
-    batch: { type: "string" },
-    seq: { type: "string" },
-    repeats: { type: "string" },
-    json: { type: "boolean" },
-    worker: { type: "string" },
-    mode: { type: "string" },
-  });
-  const batch = parseNumberOption("--batch", values.batch, 4, isPositiveInt, "a positive integer");
-  const seq = parseNumberOption("--seq", values.seq, 128, isPositiveInt, "a positive integer");
-  const repeats = parseNumberOption("--repeats", values.repeats, 7, isPositiveInt, "a positive integer");
+  const { values } = parseCommandArgs(argv, OPTIONS);
+  const mode = values.mode ?? (values.config ? "lora" : "forward");
+  if (mode !== "forward") return train({ ...values, mode });
+  const options: ForwardBenchOptions = {
+    model: values.model,
+    backends: values.backends.split(","),
+    batch: positive("--batch", values.batch, 4),
+    seq: positive("--seq", values.seq, 128),
+    repeats: positive("--repeats", values.repeats, 7),
+    json: values.json ?? false,
+  };
   if (values.worker) {
-    printJson(await worker(values.worker, values.model, batch, seq, repeats));
+    printJson(await forwardWorker(values.worker, options));
     return 0;
   }
-  const results = runWorkers<WorkerResult>(
-    values.backends.split(","),
-    (backend) => [
-      "--worker",
-      backend,
-      "--batch",
-      String(batch),
-      "--seq",
-      String(seq),
-      "--repeats",
-      String(repeats),
-      ...(values.model ? ["--model", values.model] : []),
-    ],
-    (backend) => `backend ${backend}`,
-  );
-  const cpu = results.find((r) => r.backend === "cpu");
-  const rows = results.map((r) => ({ ...r, vsCpu: cpu ? r.tokensPerSecond / cpu.tokensPerSecond : null }));
-  if (values.json) printJson(rows);
-  else {
-    console.log(`forward pass, ${rows[0]?.model}, batch ${batch} × ${rows[0]?.seq} tokens, median of ${repeats}`);
-    for (const r of rows) {
-      console.log(
-        `  ${r.backend.padEnd(16)} ${r.medianMs.toFixed(1).padStart(9)} ms  ${r.tokensPerSecond.toFixed(0).padStart(8)} tokens/s${r.vsCpu === null ? "" : `  ${r.vsCpu.toFixed(1)}× cpu`}`,
-      );
-    }
-  }
-  return 0;
+  return forwardBench(options);
 }

@@ -1,5 +1,5 @@
 /** What every decoder offers the trainer, the evaluator and the generator. */
-import { tf } from "../backend/index.js";
+import { maskedSoftmax, tf, viewAs } from "../backend/index.js";
 import type { Module } from "../nn/module.js";
 import { matMulTransposed } from "../nn/layers.js";
 import type { ModelConfig } from "./config.js";
@@ -79,25 +79,24 @@ export function attentionBias(
 
 /** softmax(q kᵀ / √d + bias) v over [B, H, T, D] tensors. */
 export function scaledDotProductAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D): tf.Tensor4D {
-  const scale = 1 / Math.sqrt(q.shape[3]);
-  const scores = tf.matMul(q, k, false, true).mul(scale).add(bias); // [B, H, T, Tk]
-  return tf.matMul(tf.softmax(scores), v); // [B, H, T, D]
+  const probs = maskedSoftmax(tf.matMul(q, k, false, true), bias, 1 / Math.sqrt(q.shape[3])); // [B, H, T, Tk]
+  return tf.matMul(probs, v); // [B, H, T, D]
 }
 
 /** [B, T, H·D] → [B, H, T, D] */
 export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
   const [b, t, hd] = x.shape as [number, number, number];
-  return x.reshape([b, t, heads, hd / heads]).transpose([0, 2, 1, 3]);
+  return viewAs(x, [b, t, heads, hd / heads]).transpose([0, 2, 1, 3]);
 }
 
 /** [B, H, T, D] → [B, T, H·D] */
 export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
   const [b, h, t, d] = x.shape;
-  return x.transpose([0, 2, 1, 3]).reshape([b, t, h * d]);
+  return viewAs(x.transpose([0, 2, 1, 3]), [b, t, h * d]) as tf.Tensor3D;
 }
 
 /** Output head sharing the token embedding matrix: [B, T, C] · Eᵀ → [B, T, V] */
 export function tiedHead(h: tf.Tensor3D, embedding: tf.Tensor): tf.Tensor3D {
   const [b, t, c] = h.shape;
-  return matMulTransposed(h.reshape([b * t, c]), embedding as tf.Tensor2D).reshape([b, t, -1]);
+  return viewAs(matMulTransposed(viewAs(h, [b * t, c]) as tf.Tensor2D, embedding as tf.Tensor2D), [b, t, -1]) as tf.Tensor3D;
 }

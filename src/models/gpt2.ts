@@ -7,7 +7,7 @@
  *   hₗ₊₁ = hₗ' + c_proj(act(c_fc(LN₂(hₗ'))))
  *   logits = LN_f(h_L) wteᵀ
  */
-import { tf } from "../backend/index.js";
+import { addSameShape, tf } from "../backend/index.js";
 import { Conv1D, Embedding, LayerNorm, Linear } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";
@@ -85,9 +85,12 @@ class Gpt2Block extends Module {
     this.mlp = this.addModule("mlp", new Gpt2MLP(c));
   }
 
+  /** In a tidy of its own: what the backward pass needs is kept by the tape, the rest goes after each block. */
   forward(h: tf.Tensor3D, bias: tf.Tensor4D, options: ForwardOptions): tf.Tensor3D {
-    const afterAttention = h.add(this.attn.forward(this.ln1.forward(h) as tf.Tensor3D, bias, options)); // [B, T, C]
-    return afterAttention.add(this.mlp.forward(this.ln2.forward(afterAttention) as tf.Tensor3D)); // [B, T, C]
+    return tf.tidy(() => {
+      const afterAttention = addSameShape(h, this.attn.forward(this.ln1.forward(h) as tf.Tensor3D, bias, options)); // [B, T, C]
+      return addSameShape(afterAttention, this.mlp.forward(this.ln2.forward(afterAttention) as tf.Tensor3D)) as tf.Tensor3D;
+    });
   }
 }
 

@@ -6,7 +6,7 @@
  *   hₗ₊₁ = hₗ' + W_down(SiLU(W_gate x) ⊙ W_up x), x = RMSNorm(hₗ')
  *   logits = RMSNorm(h_L) W_headᵀ              (W_head = E when embeddings are tied)
  */
-import { tf } from "../backend/index.js";
+import { addSameShape, swiGlu, tf } from "../backend/index.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleList, ModuleWithLinears } from "../nn/container.js";
@@ -81,9 +81,8 @@ class LlamaMLP extends ModuleWithLinears {
   }
 
   forward(x: tf.Tensor3D): tf.Tensor3D {
-    const gate = this.linear("gate_proj").forward(x); // [B, T, I]
-    const swish = gate.mul(tf.sigmoid(gate)); // SiLU
-    return this.linear("down_proj").forward(swish.mul(this.linear("up_proj").forward(x))) as tf.Tensor3D; // [B, T, C]
+    const hidden = swiGlu(this.linear("gate_proj").forward(x), this.linear("up_proj").forward(x)); // [B, T, I]
+    return this.linear("down_proj").forward(hidden) as tf.Tensor3D; // [B, T, C]
   }
 }
 
@@ -101,9 +100,12 @@ class LlamaDecoderLayer extends Module {
     this.postAttentionNorm = this.addModule("post_attention_layernorm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
   }
 
+  /** In a tidy of its own: what the backward pass needs is kept by the tape, the rest goes after each layer. */
   forward(h: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D {
-    const afterAttention = h.add(this.attn.forward(this.inputNorm.forward(h) as tf.Tensor3D, ctx)); // [B, T, C]
-    return afterAttention.add(this.mlp.forward(this.postAttentionNorm.forward(afterAttention) as tf.Tensor3D)); // [B, T, C]
+    return tf.tidy(() => {
+      const afterAttention = addSameShape(h, this.attn.forward(this.inputNorm.forward(h) as tf.Tensor3D, ctx)); // [B, T, C]
+      return addSameShape(afterAttention, this.mlp.forward(this.postAttentionNorm.forward(afterAttention) as tf.Tensor3D)) as tf.Tensor3D;
+    });
   }
 }
 

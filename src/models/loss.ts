@@ -2,9 +2,9 @@
  * transformers' causal-LM loss: token t predicts token t+1 (logits[:, :-1] against labels[:, 1:]),
  * labels of -100 are ignored, and the loss is the mean NLL over the remaining tokens.
  */
-import { tf } from "../backend/index.js";
+import { IGNORE_TARGET, sparseCrossEntropy, tf, viewAs } from "../backend/index.js";
 
-export const IGNORE_INDEX = -100;
+export const IGNORE_INDEX = IGNORE_TARGET;
 
 // A type alias (not an interface) so tf.tidy accepts it as a TensorContainer.
 export type TokenLoss = {
@@ -18,22 +18,16 @@ export type TokenLoss = {
 export function tokenNll(logits: tf.Tensor3D, labels: tf.Tensor2D): TokenLoss {
   return tf.tidy(() => {
     const [b, t, v] = logits.shape;
-    const n = b * (t - 1);
-    const predicting = logits.slice([0, 0, 0], [b, t - 1, v]).reshape([n, v]); // [N, V]
-    const targets = labels
-      .slice([0, 1], [b, t - 1])
-      .reshape([n])
-      .toInt(); // [N]
-    const mask = targets.notEqual(IGNORE_INDEX).toFloat(); // [N]
-    const safeTargets = tf.where(mask.cast("bool"), targets, tf.zerosLike(targets)); // [N]
-    const logProbs = tf.logSoftmax(predicting).reshape([n * v]); // [N·V]
-    const picked = tf.gather(logProbs, tf.range(0, n, 1, "int32").mul(tf.scalar(v, "int32")).add(safeTargets)); // [N]
+    // Row (b, t) predicts labels[b, t+1]; the last position of each row predicts nothing. Kept as [B, T]
+    // so the logits are used as they are (no slice, which would copy them).
+    const next = labels.slice([0, 1], [b, t - 1]).toInt();
+    const targets = tf.concat([next, tf.fill([b, 1], IGNORE_INDEX, "int32")], 1).reshape([b * t]) as tf.Tensor1D;
+    const rows = viewAs(logits, [b * t, v]) as tf.Tensor2D;
+    // One logits-sized tensor in the forward pass (the logits) and one in the backward (their gradient).
+    const nll = sparseCrossEntropy(rows, targets).reshape([b, t]);
     return {
-      nll: picked
-        .neg()
-        .mul(mask)
-        .reshape([b, t - 1]) as tf.Tensor2D,
-      mask: mask.reshape([b, t - 1]) as tf.Tensor2D,
+      nll: nll.slice([0, 0], [b, t - 1]) as tf.Tensor2D,
+      mask: next.notEqual(IGNORE_INDEX).toFloat() as tf.Tensor2D,
     };
   });
 }

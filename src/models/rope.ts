@@ -2,7 +2,7 @@
  * Rotary position embeddings in transformers' rotate_half convention: the head dimension is split
  * into halves (x₁, x₂) and rotated as (x₁ cos θ − x₂ sin θ, x₂ cos θ + x₁ sin θ), θ = position · inv_freq.
  */
-import { tf } from "../backend/index.js";
+import { rotary, tf } from "../backend/index.js";
 import type { RopeScaling } from "./config.js";
 
 const f32 = Math.fround;
@@ -59,13 +59,7 @@ export class RotaryEmbedding {
   }
 }
 
-/** (x₁, x₂) → (−x₂, x₁) on the last axis. */
-function rotateHalf(x: tf.Tensor4D): tf.Tensor4D {
-  const [x1, x2] = tf.split(x, 2, -1) as [tf.Tensor4D, tf.Tensor4D];
-  return tf.concat([x2.neg(), x1], -1);
-}
-
 /** x [B, H, T, D] rotated by the tables [T, D]. */
 export function applyRotary(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
-  return x.mul(cos).add(rotateHalf(x).mul(sin));
+  return rotary(x, cos, sin) as tf.Tensor4D;
 }

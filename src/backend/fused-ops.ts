@@ -1,0 +1,130 @@
+/**
+ * Differentiable fused operations of a decoder (kernels in fused-kernels.ts), each falling back to the
+ * same computation in tfjs ops on a backend without the kernels. What each keeps for the backward pass
+ * is the least its gradient needs; see fused-kernels.ts.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
+
+const hasKernel = (name: string) => tf.getKernel(name, tf.getBackend()) !== undefined;
+
+function run(name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] {
+  const out = tf.engine().runKernel(name, inputs, attrs);
+  return Array.isArray(out) ? out : [out as tf.Tensor];
+}
+
+/** A differentiable op of `inputs` (the tensors it is differentiated by); `f` gets `save` as its last argument. */
+function op<T extends tf.Tensor>(
+  f: (...args: never[]) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[] },
+) {
+  return tf.customGrad(f as never) as unknown as (...inputs: tf.Tensor[]) => T;
+}
+
+/**
+ * `x` with another shape, sharing its data. tfjs's reshape keeps x for its gradient (to read its shape),
+ * which keeps the data alive through the backward pass; this keeps only the shape.
+ */
+export function viewAs(x: tf.Tensor, shape: number[]): tf.Tensor {
+  const view = op((input: tf.Tensor) => ({ value: tf.reshape(input, shape), gradFunc: (dy) => tf.reshape(dy, input.shape) }));
+  return view(x);
+}
+
+/** a + b for tensors of one shape. tfjs's Add keeps both inputs for its gradient (to undo broadcasting); this keeps nothing. */
+export function addSameShape(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return a.add(b);
+  const add = op((x: tf.Tensor, y: tf.Tensor) => ({ value: tf.add(x, y), gradFunc: (dy) => [dy, dy] }));
+  return add(a, b);
+}
+
+/**
+ * x·wᵀ for a weight that does not train: the gradient flows to x only (dy·w), so nothing is kept for it
+ * but the weight itself, where tfjs's matMul would keep x too.
+ */
+export function matMulFrozenTransposed(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const product = op<tf.Tensor2D>((input: tf.Tensor) => ({
+    value: tf.matMul(input, w, false, true),
+    gradFunc: (dy) => tf.matMul(dy, w),
+  }));
+  return product(x);
+}
+
+/** Llama's RMSNorm over the last axis: w ⊙ x / √(mean(x²) + eps). */
+export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+  if (!hasKernel(KERNELS.rmsNorm)) return x.mul(tf.rsqrt(x.square().mean(-1, true).add(eps))).mul(w);
+  const norm = op((x2: tf.Tensor, weight: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [y, rstd] = run(KERNELS.rmsNorm, { x: x2, w: weight }, { eps });
+    save([x2, weight, rstd!]);
+    return {
+      value: y!,
+      gradFunc: (dy, [sx, sw, sr]) => run(KERNELS.rmsNormGrad, { x: sx!, w: sw!, rstd: sr!, dy }),
+    };
+  });
+  return tf.tidy(() => viewAs(norm(viewAs(x, [-1, x.shape[x.shape.length - 1]!]), w), x.shape));
+}
+
+/** (x₁, x₂) → (−x₂, x₁) on the last axis. */
+function rotateHalf(x: tf.Tensor): tf.Tensor {
+  const [x1, x2] = tf.split(x, 2, -1);
+  return tf.concat([x2!.neg(), x1!], -1);
+}
+
+/** Rotary embedding of x [..., T, D] by tables [T, D] (transformers' rotate_half convention). */
+export function rotary(x: tf.Tensor, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor {
+  if (!hasKernel(KERNELS.rotary)) return x.mul(cos).add(rotateHalf(x).mul(sin));
+  const rotate = op((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([cos, sin]);
+    return {
+      value: run(KERNELS.rotary, { x: input, cos, sin }, { sign: 1 })[0]!,
+      // A rotation's gradient is the inverse rotation.
+      gradFunc: (dy, [c, s]) => run(KERNELS.rotary, { x: dy, cos: c!, sin: s! }, { sign: -1 })[0]!,
+    };
+  });
+  return rotate(x);
+}
+
+/** silu(gate) ⊙ up (Llama's MLP). */
+export function swiGlu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  if (!hasKernel(KERNELS.swiGlu)) return gate.mul(tf.sigmoid(gate)).mul(up);
+  const glu = op((g: tf.Tensor, u: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([g, u]);
+    return {
+      value: run(KERNELS.swiGlu, { gate: g, up: u })[0]!,
+      gradFunc: (dy, [sg, su]) => run(KERNELS.swiGluGrad, { gate: sg!, up: su!, dy }),
+    };
+  });
+  return glu(gate, up);
+}
+
+/** softmax(scale · scores + bias) over the last axis; scores [B, H, T, S], bias [B, 1, T, S] (a constant). */
+export function maskedSoftmax(scores: tf.Tensor4D, bias: tf.Tensor4D, scale: number): tf.Tensor4D {
+  const [b, , t, s] = scores.shape;
+  const fits = bias.shape[0] === b && bias.shape[1] === 1 && bias.shape[2] === t && bias.shape[3] === s;
+  if (!fits || !hasKernel(KERNELS.maskedSoftmax)) return tf.softmax(scores.mul(scale).add(bias)) as tf.Tensor4D;
+  const softmax = op<tf.Tensor4D>((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [p] = run(KERNELS.maskedSoftmax, { scores: x, bias }, { scale });
+    save([p!]);
+    return { value: p!, gradFunc: (dy, [sp]) => run(KERNELS.maskedSoftmaxGrad, { p: sp!, dy }, { scale })[0]! };
+  });
+  return softmax(scores);
+}
+
+/** NLL of each row of logits [N, V] at its target [N] (0 where the target is IGNORE_TARGET). */
+export function sparseCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  if (!hasKernel(KERNELS.crossEntropy)) {
+    const [n, v] = logits.shape;
+    const counted = targets.notEqual(IGNORE_TARGET);
+    const safeTargets = tf.where(counted, targets, tf.zerosLike(targets));
+    const logProbs = tf.logSoftmax(logits).reshape([n * v]);
+    const picked = tf.gather(logProbs, tf.range(0, n, 1, "int32").mul(tf.scalar(v, "int32")).add(safeTargets));
+    return picked.neg().mul(counted.toFloat());
+  }
+  const crossEntropy = op<tf.Tensor1D>((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [nll, lse] = run(KERNELS.crossEntropy, { logits: x, targets });
+    save([x, targets, lse!]);
+    return {
+      value: nll!,
+      gradFunc: (dy, [sx, st, sl]) => run(KERNELS.crossEntropyGrad, { logits: sx!, targets: st!, lse: sl!, dy })[0]!,
+    };
+  });
+  return crossEntropy(logits);
+}
