@@ -12,11 +12,12 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import * as zmq from "zeromq";
+import { ensureBuilt } from "./helpers/build.js";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { Signer, decode, encode, newHeader, type Message } from "../kernel/protocol/wire.js";
 import { History, globToRegExp } from "../kernel/history.js";
 import { isComplete } from "../kernel/is-complete.js";
-import { codePointsToUtf16, utf16ToCodePoints } from "../kernel/server.js";
+import { codePointsToUtf16, utf16ToCodePoints } from "../kernel/messenger.js";
 import { kernelSpec, kernelsDir, userDataDir } from "../kernel/install.js";
 import { logoPng, logoSvg } from "../kernel/logo.js";
 import { normalizeBundle, toBundle } from "../kernel/display.js";
@@ -24,23 +25,6 @@ import { rewriteConfigLiterals } from "../kernel/sugar.js";
 
 const PYTHON = "/usr/bin/python3";
 const CLI = path.join(REPO, "bin", "loralab.js");
-
-/** dist/ must hold the current kernel: the kernelspec runs bin/loralab.js, which imports dist/. */
-function ensureBuilt(): void {
-  const newest = (dir: string): number =>
-    fs
-      .readdirSync(dir, { withFileTypes: true, recursive: true })
-      .filter((e) => e.isFile() && e.name.endsWith(".ts"))
-      .reduce((m, e) => Math.max(m, fs.statSync(path.join(e.parentPath ?? e.path, e.name)).mtimeMs), 0);
-  const built = path.join(REPO, "dist", "kernel", "server.js");
-  const source = Math.max(newest(path.join(REPO, "kernel")), fs.statSync(path.join(REPO, "src", "cli", "kernel.ts")).mtimeMs);
-  if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= source) return;
-  const r = spawnSync(process.execPath, [path.join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], {
-    cwd: REPO,
-    encoding: "utf8",
-  });
-  assert.equal(r.status, 0, `npm run build failed:\n${r.stdout}${r.stderr}`);
-}
 
 function pythonHas(modules: string): boolean {
   return fs.existsSync(PYTHON) && spawnSync(PYTHON, ["-c", `import ${modules}`]).status === 0;
