@@ -321,6 +321,12 @@ describe("Jupyter clients (Debian's jupyter_kernel_test, jupyter_client, nbconve
   );
 
   test(
+    "a failed tensor backend (a wasm abort) is reported in the cell and replaced; the next cells work (test/kernel/test_backend.py)",
+    { skip, timeout: 300_000 },
+    () => unittest("test_backend"),
+  );
+
+  test(
     "jupyter nbconvert --execute runs a notebook on the kernel",
     { skip: skip || (!fs.existsSync("/usr/bin/jupyter-nbconvert") && "jupyter-nbconvert is not installed"), timeout: 120_000 },
     () => {

@@ -1,10 +1,11 @@
 /**
- * Whether the tensor backend still works after a cell failed. tfjs's wasm backend does not survive an abort
+ * Whether the tensor backend can be trusted after a cell failed. tfjs's wasm backend does not survive a trap
  * inside its WebAssembly (an allocation beyond 4 GB, a kernel reading past its buffers: "memory access out of
- * bounds", "null function or function signature mismatch", "Aborted()"): from then on every tensor op fails
- * the same way, and tfjs cannot re-create the backend in the same process. After a cell fails, the kernel
- * checks with one tiny op on each tfjs copy this process has loaded (found in require's cache, so nothing is
- * loaded for the check) and, when it fails, replaces the executor process.
+ * bounds", "null function or function signature mismatch", "Aborted()"): often every later tensor op fails the
+ * same way, and when they do not, the allocator's state is unknown; tfjs cannot re-create the backend in the
+ * same process. So the kernel replaces the executor process when a cell's error is such a trap, or when one
+ * tiny op fails on a tfjs copy this process has loaded (found in require's cache: nothing is loaded for the
+ * check; it catches a trap that a cell caught or wrapped).
  */
 import { createRequire } from "node:module";
 
@@ -26,8 +27,19 @@ function loadedTfjsCores(): TfjsCore[] {
     .filter((tf): tf is TfjsCore => typeof tf.tidy === "function" && typeof tf.getBackend === "function");
 }
 
-/** Why the tensor backend is unusable (the error one op gives), or undefined when it works or was never used. */
-export function brokenBackend(): string | undefined {
+/** A WebAssembly trap inside tfjs's wasm backend, in `e` or its causes. */
+function wasmBackendTrap(e: unknown): Error | undefined {
+  for (let cause = e, depth = 0; cause instanceof Error && depth < 8; depth++) {
+    if (cause instanceof WebAssembly.RuntimeError && /tfjs-backend-wasm/.test(cause.stack ?? "")) return cause;
+    cause = cause.cause;
+  }
+  return undefined;
+}
+
+/** Why the tensor backend cannot be trusted after `error`, or undefined when it works (or was never used). */
+export function brokenBackend(error: unknown): string | undefined {
+  const trap = wasmBackendTrap(error);
+  if (trap) return `${trap.name}: ${trap.message}`;
   for (const tf of loadedTfjsCores()) {
     let backend: string | undefined | null;
     try {

@@ -163,7 +163,7 @@ export class Cells {
     if (isInterrupt(e) || (cell.interruptAsked && e instanceof Error && e.name === "AbortError"))
       return executed({ error: describeInterrupt(e), interrupted: true });
     const error = cell.errors.length > 0 ? describeError(e) : { ename: "Error", evalue: "the cell failed", traceback: [] };
-    const broken = brokenBackend();
+    const broken = brokenBackend(e);
     if (broken) return executed({ error: backendFailedError(error, broken), backendFailed: true });
     executed({ error });
   }

@@ -112,7 +112,9 @@ process.on("message", (m: ToExecutor) => {
       return send({ type: "inspected", id: m.id, ...inspect(m.code, m.pos) });
     case "shutdown":
       compiler.close();
-      process.exit(0);
+      // The watchdog's inspector session would otherwise hold the exit ("Waiting for the debugger to disconnect").
+      setTimeout(() => process.exit(0), 500).unref();
+      return void watchdog.terminate().finally(() => process.exit(0));
   }
 });
 process.on("disconnect", () => process.exit(0));
