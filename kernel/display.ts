@@ -70,6 +70,17 @@ export function withPngFallback(bundle: MimeBundle): MimeBundle | Promise<MimeBu
     ); // an unrenderable spec keeps its vega-lite output
 }
 
+/**
+ * A bundle that carries both text/html and a vega-lite chart, as two bundles: the HTML with its text, and the
+ * chart with its PNG. A frontend shows one MIME type per output, and classic Notebook, nbconvert's HTML and
+ * JupyterLab all rank HTML above a chart, so in one output the chart would never show.
+ */
+export function splitChart(bundle: MimeBundle): [MimeBundle] | [MimeBundle, MimeBundle] {
+  if (!("text/html" in bundle) || !(VEGALITE_MIME in bundle)) return [bundle];
+  const { [VEGALITE_MIME]: spec, "image/png": png, ...table } = bundle;
+  return [table, { [VEGALITE_MIME]: spec, ...(png === undefined ? {} : { "image/png": png }), "text/plain": "[Vega-Lite chart]" }];
+}
+
 /** An arquero table (duck-typed: the kernel does not load arquero itself). */
 interface TableLike {
   numRows(): number;
@@ -172,8 +183,18 @@ export function createDisplayApi(
   onError: (e: unknown) => void,
   track: (p: Promise<unknown>) => void = () => {},
 ): { display: DisplayFn; clearOutput: (wait?: boolean) => void } {
+  /** Display ids whose chart is shown as a second output (displayId-chart). */
+  const charted = new Set<string>();
   const send = (bundle: MimeBundle | Promise<MimeBundle>, displayId: string, update: boolean, metadata: Record<string, unknown>) => {
-    const go = (data: MimeBundle) => emit({ kind: "display", update, data, metadata, displayId });
+    const go = (data: MimeBundle) => {
+      const [main, chart] = splitChart(data);
+      emit({ kind: "display", update, data: main, metadata, displayId });
+      const chartId = `${displayId}-chart`;
+      if (chart) emit({ kind: "display", update: update && charted.has(displayId), data: chart, metadata, displayId: chartId });
+      else if (update && charted.has(displayId))
+        emit({ kind: "display", update, data: { "text/plain": "" }, metadata, displayId: chartId });
+      if (chart) charted.add(displayId);
+    };
     if (bundle instanceof Promise) track(bundle.then(go, onError));
     else go(bundle);
   };

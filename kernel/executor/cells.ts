@@ -10,7 +10,7 @@
  */
 import { ERROR_KIND, type ErrorKind, InterruptedError } from "../../src/runtime/kernel.js";
 import type { MimeBundle } from "../../src/runtime/display.js";
-import { NO_RESULT, plainText, toBundle } from "../display.js";
+import { NO_RESULT, plainText, splitChart, toBundle } from "../display.js";
 import { brokenBackend } from "./backend-health.js";
 import type { Compiler, CompileSink } from "./compiler.js";
 import { backendFailedError, describeError, describeInterrupt, interruptedError, isInterrupt, RED, RESET } from "./errors.js";
@@ -115,7 +115,11 @@ export class Cells {
   /** The value of the cell's last expression, as an execute_result. */
   private result(cell: Cell, value: unknown): void {
     if (typeof value === "object" && value !== null && NO_RESULT in value) return;
-    const publish = (data: MimeBundle) => this.send({ type: "execute_result", cell: cell.id, data, metadata: {} });
+    const publish = (data: MimeBundle) => {
+      const [main, chart] = splitChart(data);
+      this.send({ type: "execute_result", cell: cell.id, data: main, metadata: {} });
+      if (chart) this.send({ type: "display", cell: cell.id, update: false, content: { data: chart, metadata: {}, transient: {} } });
+    };
     const failed = (e: unknown) => publish({ "text/plain": `${plainText(value)} (display failed: ${e})` });
     try {
       const bundle = toBundle(value);
