@@ -309,7 +309,7 @@ describe("Jupyter clients (Debian's jupyter_kernel_test, jupyter_client, nbconve
   );
 
   test(
-    "cells: loralab imports and globals, ESM with top-level await, sugar, displays, errors, stop_on_error (test/kernel/test_cells.py)",
+    "cells: loralab imports and globals, ESM with top-level await, sugar, displays, errors at cell lines, stop_on_error, input() and user_expressions (test/kernel/test_cells.py)",
     { skip, timeout: 300_000 },
     () => unittest("test_cells"),
   );
