@@ -44,14 +44,24 @@ interface Segment {
   originalColumn: number;
 }
 
-/** One source map (of a single source, as a cell's are). */
+/** One source map (of a single source, as a cell's are), decoded when first asked (most cells never fail). */
 export class SourceMap implements PositionMap {
-  private readonly lines: Segment[][] = [];
+  private decoded: Segment[][] | undefined;
 
-  constructor(mappings: string) {
+  constructor(private readonly mappings: string) {}
+
+  static fromJson(json: string): SourceMap {
+    const parsed = JSON.parse(json) as { mappings?: unknown };
+    if (typeof parsed.mappings !== "string") throw new Error("a source map without mappings");
+    return new SourceMap(parsed.mappings);
+  }
+
+  private get lines(): Segment[][] {
+    if (this.decoded) return this.decoded;
+    this.decoded = [];
     let line = 0;
     let originalColumn = 0;
-    for (const group of mappings.split(";")) {
+    for (const group of this.mappings.split(";")) {
       const segments: Segment[] = [];
       let column = 0;
       for (const text of group.split(",")) {
@@ -63,14 +73,9 @@ export class SourceMap implements PositionMap {
         originalColumn += dOriginalColumn;
         segments.push({ column, line, originalColumn });
       }
-      this.lines.push(segments);
+      this.decoded.push(segments);
     }
-  }
-
-  static fromJson(json: string): SourceMap {
-    const parsed = JSON.parse(json) as { mappings?: unknown };
-    if (typeof parsed.mappings !== "string") throw new Error("a source map without mappings");
-    return new SourceMap(parsed.mappings);
+    return this.decoded;
   }
 
   /** The start of the mapped piece of code that holds `at` (the nearest one before it on its line). */
