@@ -11,7 +11,8 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { ensureBuilt } from "./helpers/build.js";
-import { CLI, tempDir } from "./helpers/paths.js";
+import { jupyterEnv } from "./helpers/jupyter.js";
+import { tempDir } from "./helpers/paths.js";
 
 const PYTHON = "/usr/bin/python3";
 const CHROMIUM = "/usr/bin/chromium";
@@ -33,17 +34,7 @@ let executed: { cells: { outputs?: Output[] }[] };
 before(() => {
   if (!canRun) return;
   ensureBuilt();
-  const prefix = tempDir("frontends-kernel");
-  const install = spawnSync(process.execPath, [CLI, "kernel", "install", "--prefix", prefix, "--name", name], { encoding: "utf8" });
-  assert.equal(install.status, 0, install.stderr);
-  env = {
-    ...process.env,
-    JUPYTER_PATH: `${path.join(prefix, "share", "jupyter")}`,
-    JUPYTER_RUNTIME_DIR: tempDir("frontends-runtime"),
-    JUPYTER_CONFIG_DIR: tempDir("frontends-config"),
-    LORALAB_RUNS_DIR: tempDir("frontends-runs"),
-    PYTHONWARNINGS: "ignore",
-  };
+  env = { ...jupyterEnv(name), JUPYTER_CONFIG_DIR: tempDir("frontends-config"), LORALAB_RUNS_DIR: tempDir("frontends-runs") };
   dir = tempDir("frontends");
   const cell = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
   const rows = "Array.from({ length: 8 }, (_, i) => ({ text: `Call me Ishmael, said sailor number ${i}.` }))";

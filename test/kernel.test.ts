@@ -13,6 +13,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import * as zmq from "zeromq";
 import { ensureBuilt } from "./helpers/build.js";
+import { jupyterEnv } from "./helpers/jupyter.js";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { Signer, decode, encode, newHeader, type Message } from "../kernel/protocol/wire.js";
 import { History, globToRegExp } from "../kernel/history.js";
@@ -277,14 +278,9 @@ describe("Jupyter clients (Debian's jupyter_kernel_test, jupyter_client, nbconve
   before(() => {
     if (!hasSuite) return;
     ensureBuilt();
-    const prefix = tempDir("jupyter");
-    const r = spawnSync(process.execPath, [CLI, "kernel", "install", "--prefix", prefix, "--name", name], { encoding: "utf8" });
-    assert.equal(r.status, 0, r.stderr);
     env = {
-      ...process.env,
+      ...jupyterEnv(name),
       ...quietPython,
-      JUPYTER_PATH: path.join(prefix, "share", "jupyter"),
-      JUPYTER_RUNTIME_DIR: tempDir("jupyter-runtime"),
       LORALAB_KERNEL_NAME: name,
       LORALAB_DSL: path.join(REPO, "dist", "dsl", "index.js"),
       ...(fs.existsSync(path.join(STORIES, "config.json")) ? { LORALAB_STORIES: STORIES } : {}),
