@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { ensureBuilt } from "./helpers/build.js";
-import { jupyterEnv } from "./helpers/jupyter.js";
+import { jupyterEnv, notebookOf } from "./helpers/jupyter.js";
 import { tempDir } from "./helpers/paths.js";
 
 const PYTHON = "/usr/bin/python3";
@@ -36,18 +36,12 @@ before(() => {
   ensureBuilt();
   env = { ...jupyterEnv(name), JUPYTER_CONFIG_DIR: tempDir("frontends-config"), LORALAB_RUNS_DIR: tempDir("frontends-runs") };
   dir = tempDir("frontends");
-  const cell = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
   const rows = "Array.from({ length: 8 }, (_, i) => ({ text: `Call me Ishmael, said sailor number ${i}.` }))";
-  const notebook = {
-    nbformat: 4,
-    nbformat_minor: 5,
-    metadata: { kernelspec: { name, display_name: "loralab", language: "typescript" } },
-    cells: [
-      cell('const base = await model("tiny-moby");'),
-      cell(`const run = await base.lora({ r: 2 }).train(${rows}, { maxSteps: 6, batchSize: 2, runsDir: false, liveEvery: 0.001 });`),
-      cell("run"),
-    ],
-  };
+  const notebook = notebookOf(name, [
+    'const base = await model("tiny-moby");',
+    `const run = await base.lora({ r: 2 }).train(${rows}, { maxSteps: 6, batchSize: 2, runsDir: false, liveEvery: 0.001 });`,
+    "run",
+  ]);
   fs.writeFileSync(path.join(dir, "charts.ipynb"), JSON.stringify(notebook));
   const run = spawnSync(
     "/usr/bin/jupyter",

@@ -13,7 +13,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import * as zmq from "zeromq";
 import { ensureBuilt } from "./helpers/build.js";
-import { jupyterEnv } from "./helpers/jupyter.js";
+import { jupyterEnv, notebookOf } from "./helpers/jupyter.js";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
 import { Signer, decode, encode, newHeader, type Message } from "../kernel/protocol/wire.js";
 import { History, globToRegExp } from "../kernel/history.js";
@@ -327,16 +327,10 @@ describe("Jupyter clients (Debian's jupyter_kernel_test, jupyter_client, nbconve
     { skip: skip || (!fs.existsSync("/usr/bin/jupyter-nbconvert") && "jupyter-nbconvert is not installed"), timeout: 120_000 },
     () => {
       const dir = tempDir("nbconvert");
-      const cell = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
-      const notebook = {
-        nbformat: 4,
-        nbformat_minor: 5,
-        metadata: { kernelspec: { name, display_name: "loralab", language: "typescript" } },
-        cells: [
-          cell("const xs = [1, 2, 3];\nconsole.log('sum', xs.reduce((a, b) => a + b));"),
-          cell("display.markdown('**bold**'); xs.length"),
-        ],
-      };
+      const notebook = notebookOf(name, [
+        "const xs = [1, 2, 3];\nconsole.log('sum', xs.reduce((a, b) => a + b));",
+        "display.markdown('**bold**'); xs.length",
+      ]);
       fs.writeFileSync(path.join(dir, "in.ipynb"), JSON.stringify(notebook));
       const r = spawnSync("/usr/bin/jupyter", ["nbconvert", "--to", "notebook", "--execute", "--output", "out.ipynb", "in.ipynb"], {
         cwd: dir,

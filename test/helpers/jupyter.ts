@@ -16,3 +16,13 @@ export function jupyterEnv(name: string): NodeJS.ProcessEnv {
     PYTHONWARNINGS: "ignore",
   };
 }
+
+/** An nbformat 4 notebook of code cells, for the kernelspec `name`. */
+export function notebookOf(name: string, sources: string[]): object {
+  return {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: { kernelspec: { name, display_name: "loralab", language: "typescript" } },
+    cells: sources.map((source) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source })),
+  };
+}
