@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { CLI, REPO, tempDir } from "./helpers/paths.js";
+import { jupyterEnv } from "./helpers/jupyter.js";
+import { REPO, tempDir } from "./helpers/paths.js";
 
 const PYTHON = "/usr/bin/python3";
 const NOTEBOOKS = path.join(REPO, "notebooks");
@@ -30,16 +31,7 @@ const name = `loralab-nb-${process.pid}`;
 
 before(() => {
   if (!canRun) return;
-  const prefix = tempDir("nb-kernel");
-  const install = spawnSync(process.execPath, [CLI, "kernel", "install", "--prefix", prefix, "--name", name], { encoding: "utf8" });
-  assert.equal(install.status, 0, install.stderr);
-  env = {
-    ...process.env,
-    JUPYTER_PATH: path.join(prefix, "share", "jupyter"),
-    JUPYTER_RUNTIME_DIR: tempDir("nb-runtime"),
-    LORALAB_RUNS_DIR: tempDir("nb-runs"),
-    PYTHONWARNINGS: "ignore",
-  };
+  env = { ...jupyterEnv(name), LORALAB_RUNS_DIR: tempDir("nb-runs") };
 });
 
 describe("example notebooks", () => {
