@@ -20,6 +20,7 @@ import { readSafetensors } from "../src/checkpoint/safetensors.js";
 import { compare, model, UserError, type Model } from "../dsl/index.js";
 import { writeTinyCheckpoint, TINY_VOCAB } from "./helpers/tiny-models.js";
 import { tempDir } from "./helpers/paths.js";
+import { expectCliError, runCli, writeFile } from "./helpers/cli.js";
 
 const work = tempDir("qlora-train");
 let nf4: LoadedModel;
@@ -189,4 +190,81 @@ test("compare: full, LoRA and QLoRA side by side with measured memory; QLoRA's p
   const [full, lora, qlora] = table as { weights_MiB: number; optimizer_MiB: number }[];
   assert.ok(qlora!.weights_MiB < lora!.weights_MiB && lora!.optimizer_MiB < full!.optimizer_MiB);
   assert.match(String(table[2]!.weight_formats), /^f32 [\d.]+ MiB, nf4\+dq [\d.]+ MiB$/);
+});
+
+// The command line: --qlora and --quantize.
+const cliRows = () =>
+  writeFile(
+    work,
+    "cli-rows.jsonl",
+    rows()
+      .slice(0, 8)
+      .map((r) => JSON.stringify(r))
+      .join("\n") + "\n",
+  );
+
+test("CLI: train --qlora trains an adapter on every linear layer of the NF4 base, reports the storage and the memory", () => {
+  const out = path.join(work, "cli-qlora");
+  const run = runCli([
+    "train",
+    "--model",
+    "tiny-moby",
+    "--data",
+    cliRows(),
+    "--qlora",
+    "--lora",
+    "r=4",
+    "--steps",
+    "2",
+    "--batch",
+    "4",
+    "--out",
+    out,
+    "--json",
+  ]);
+  assert.equal(run.status, 0, run.stderr);
+  const report = JSON.parse(run.stdout) as {
+    stopped: string;
+    memory: { weights: Record<string, { params: number; bytes: number }>; step_peak_bytes: number };
+  };
+  assert.equal(report.stopped, "completed");
+  assert.deepEqual(Object.keys(report.memory.weights).sort(), ["f32", "nf4+dq"]);
+  assert.ok(report.memory.step_peak_bytes > 0);
+  const config = JSON.parse(fs.readFileSync(path.join(out, "adapter_config.json"), "utf8")) as { target_modules: string[]; r: number };
+  assert.equal(config.r, 4);
+  assert.deepEqual([...config.target_modules].sort(), ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]);
+  const quiet = runCli(["train", "--model", "tiny-moby", "--data", cliRows(), "--qlora", "--steps", "1", "--batch", "4"]);
+  assert.match(quiet.stderr, /^weights: [\d,]+ params nf4\+dq \([\d.]+ KiB\), [\d,]+ params f32/m);
+});
+
+test("CLI: eval and generate take --quantize; a QLoRA adapter applies to the NF4 base", () => {
+  const adapter = path.join(work, "cli-qlora");
+  const ev = runCli(["eval", "--model", "tiny-moby", "--quantize", "nf4-dq", "--adapter", adapter, "--data", cliRows(), "--json"]);
+  assert.equal(ev.status, 0, ev.stderr);
+  assert.ok(Number.isFinite((JSON.parse(ev.stdout) as { perplexity: number }).perplexity));
+  const gen = runCli([
+    "generate",
+    "--model",
+    "tiny-moby",
+    "--quantize",
+    "nf4",
+    "--prompt",
+    "Call me Ishmael.",
+    "--max-new-tokens",
+    "5",
+    "--json",
+  ]);
+  assert.equal(gen.status, 0, gen.stderr);
+  assert.equal((JSON.parse(gen.stdout) as { ids: number[] }).ids.length, 5);
+});
+
+test("CLI: --quantize int8 names the formats", () => {
+  expectCliError(
+    ["eval", "--model", "tiny-moby", "--quantize", "int8", "--data", cliRows()],
+    ['--quantize: expected one of "nf4", "nf4-dq", "f16" or "bf16", got "int8"'],
+  );
+});
+
+test("CLI: --full with --qlora is refused (compact weights are frozen)", () => {
+  expectCliError(["train", "--model", "tiny-moby", "--data", cliRows(), "--full", "--qlora"], ["--full trains every weight", "--qlora"]);
 });

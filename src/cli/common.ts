@@ -12,6 +12,8 @@ import type { CausalLM } from "../models/causal-lm.js";
 export const backendOption = { backend: { type: "string" } } as const;
 export const adapterOption = { adapter: { type: "string" } } as const;
 export const quantizeOption = { quantize: { type: "string" } } as const;
+/** What eval and generate take to pick a model: --backend, --adapter, --quantize. */
+export const modelOptions = { ...backendOption, ...adapterOption, ...quantizeOption } as const;
 
 /** The --quantize flag: how to store the decoder projections (undefined: float32). */
 export function quantizeFlag(text: string | undefined): QuantizeFormat | undefined {

@@ -5,16 +5,7 @@ import { rowToExample } from "../data/rows.js";
 import { NonFiniteLossError, perplexity } from "../metrics/perplexity.js";
 import { GENERATION_METRICS, type GenerationMetric, generationScores } from "../metrics/generation-eval.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import {
-  adapterOption,
-  backendOption,
-  prepareModel,
-  printJson,
-  quantizeFlag,
-  quantizeOption,
-  reportBackend,
-  withAdapter,
-} from "./common.js";
+import { modelOptions, prepareModel, printJson, quantizeFlag, reportBackend, withAdapter } from "./common.js";
 
 const METRICS = ["perplexity", ...GENERATION_METRICS];
 
@@ -24,9 +15,7 @@ const METRICS = ["perplexity", ...GENERATION_METRICS];
  */
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption,
-    ...adapterOption,
-    ...quantizeOption,
+    ...modelOptions,
     model: { type: "string" },
     data: { type: "string" },
     metrics: { type: "string", default: "perplexity" },

@@ -1,16 +1,7 @@
 import { UserError } from "../core/errors.js";
 import { generate as generateTokens } from "../models/generation.js";
 import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import {
-  adapterOption,
-  backendOption,
-  prepareModel,
-  printJson,
-  quantizeFlag,
-  quantizeOption,
-  reportBackend,
-  withAdapter,
-} from "./common.js";
+import { modelOptions, prepareModel, printJson, quantizeFlag, reportBackend, withAdapter } from "./common.js";
 
 function parseIds(text: string, vocabSize: number): number[] {
   const ids = text.split(",").map((s) => s.trim());
@@ -26,9 +17,7 @@ function parseIds(text: string, vocabSize: number): number[] {
 /** `loralab generate --model M (--prompt TEXT | --ids 1,2,3) --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]` */
 export async function generate(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption,
-    ...adapterOption,
-    ...quantizeOption,
+    ...modelOptions,
     model: { type: "string" },
     prompt: { type: "string" },
     ids: { type: "string" },
