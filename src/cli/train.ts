@@ -153,7 +153,13 @@ export async function train(argv: string[]): Promise<number> {
   }
   if (values.json) {
     printJson({
-      steps: result.history.map((s) => ({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm })),
+      steps: result.history.map((s) => ({
+        step: s.step,
+        loss: s.loss,
+        lr: s.lr,
+        grad_norm: s.gradNorm,
+        tokens_per_second: s.tokensPerSecond,
+      })),
       ...(evalData ? { evals: result.evals.map((e) => ({ step: e.step, loss: e.evalLoss, perplexity: e.evalPerplexity })) } : {}),
       trainable_params: parameters.trainable,
       all_params: parameters.all,
