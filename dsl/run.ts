@@ -12,7 +12,8 @@ import { check, Fields, nonEmptyString, nonNegativeNumber, string } from "../src
 import { UserError } from "../src/core/errors.js";
 import { writeFileAtomic } from "../src/core/files.js";
 import type { LoadedModel } from "../src/models/load.js";
-import { type ParameterSummary, trainableSummary } from "../src/nn/module.js";
+import { type ParameterSummary, type StoredWeight, trainableSummary } from "../src/nn/module.js";
+import { type MemoryReport, memoryReport } from "../src/train/memory.js";
 import {
   pickTrainingOptions,
   type ResolvedTrainingOptions,
@@ -78,10 +79,14 @@ export interface TrainedModel {
   selectForTraining(): void;
   /** Every parameter this model computes with (for LoRA: the base's and its own adapter's). */
   namedParameters(): Iterable<[string, tf.Variable]>;
+  /** Its compact frozen weights (QLoRA's NF4 projections), not among the parameters. */
+  namedStoredWeights(): Iterable<[string, StoredWeight]>;
   /** What config.json records about the model, e.g. { lora: {...} }. */
   recordedConfig(): Record<string, unknown>;
   /** Saves into the run's folder what the registry keeps of the model (LoRA: the adapter). */
   saveToRun(dir: string): Promise<void>;
+  /** Frees what creating it allocated (the adapter, the weight copy), when its run cannot start. */
+  discard(): void;
   describe(): [string, unknown][];
 }
 
@@ -118,13 +123,6 @@ function newRunId(name: string | undefined): string {
 export class Run<M extends TrainedModel = TrainedModel> {
   private result: TrainResult | undefined;
   private readonly started = new Date();
-  /**
-   * Tensor memory this run needs, measured at step boundaries: the weights it computes with plus the
-   * most that training added on top (optimizer moments, adapters). Other runs' tensors do not count.
-   * (The transient peak inside a step, activations and gradients, is what `loralab bench --mode train` measures.)
-   */
-  peakTensorBytes = 0;
-  private startBytes: number | undefined;
 
   private constructor(
     readonly id: string,
@@ -152,18 +150,24 @@ export class Run<M extends TrainedModel = TrainedModel> {
     const evalData = options.evalData ? toExamples(options.evalData, tokenizer, config.vocabSize) : undefined;
 
     const model = create(resolved.seed);
-    const trainable = model.trainable(resolved.seed);
     const id = newRunId(options.name ?? model.kind);
     const root = runsDirectory(options.runsDir);
     const dir = root ? path.join(root, id) : undefined;
-    const trainer = new Trainer(trainable, examples, {
-      ...pickTrainingOptions(options),
-      evalData,
-      outputDir: options.outputDir ?? (dir ? path.join(dir, "checkpoints") : undefined),
-      // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
-      signal: options.signal ?? kernelSignal(),
-    });
-    const run = new Run(id, dir, model, options, trainer, trainableSummary(model.namedParameters()));
+    let trainer: Trainer;
+    try {
+      trainer = new Trainer(model.trainable(resolved.seed), examples, {
+        ...pickTrainingOptions(options),
+        evalData,
+        outputDir: options.outputDir ?? (dir ? path.join(dir, "checkpoints") : undefined),
+        // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
+        signal: options.signal ?? kernelSignal(),
+        measureMemory: true,
+      });
+    } catch (e) {
+      model.discard(); // e.g. a step the backend cannot hold: the refused call leaves no adapter or copy behind
+      throw e;
+    }
+    const run = new Run(id, dir, model, options, trainer, trainableSummary(model.namedParameters(), model.namedStoredWeights()));
     const notice = trainer.data.cutNotice();
     if (notice) console.warn(`${run.label}: ${notice}`);
     last = run;
@@ -208,6 +212,19 @@ export class Run<M extends TrainedModel = TrainedModel> {
     return this.parameters.trainable;
   }
 
+  /**
+   * Tensor memory this run needs at its peak: the float32 weights it computes with, its optimizer moments and the
+   * most a step added on top (activations, gradients; measured with tf.profile). Other runs' tensors do not count.
+   */
+  get peakTensorBytes(): number {
+    return this.memory.peakTensorBytes;
+  }
+
+  /** Measured memory: weights by storage format, optimizer state, the activation peak of a step, process RSS. */
+  get memory(): MemoryReport {
+    return memoryReport(this.model, this.trainer.optimizer, this.history);
+  }
+
   /** Continues an interrupted run from its last completed step. */
   async resume(options: { signal?: AbortSignal } = {}): Promise<Run<M>> {
     if (this.status === "completed") return this;
@@ -217,11 +234,8 @@ export class Run<M extends TrainedModel = TrainedModel> {
 
   private async continue(): Promise<Run<M>> {
     const live = new LiveProgress(this, this.options.liveEvery ?? 2);
-    this.startBytes ??= tf.memory().numBytes;
-    const weightBytes = [...this.trainer.trainable.parameterRoot.namedParameters()].reduce((sum, [, p]) => sum + 4 * p.size, 0);
     const off = this.trainer.on((e) => {
       if (e.type === "step") {
-        this.peakTensorBytes = Math.max(this.peakTensorBytes, weightBytes + tf.memory().numBytes - this.startBytes!);
         this.appendMetrics(e.log);
         this.options.onStep?.(e.log, this);
         live.step();

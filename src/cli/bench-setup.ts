@@ -7,7 +7,9 @@ import * as path from "node:path";
 import { UserError } from "../core/errors.js";
 import { packageRoot } from "../core/package.js";
 import { parseModelConfig, type LlamaConfig } from "../models/config.js";
-import { createModel, assignWeights } from "../models/load.js";
+import { createModel } from "../models/load.js";
+import { assignWeights } from "../models/checkpoint-weights.js";
+import { mapSource } from "../checkpoint/tensor-source.js";
 import { initialWeights } from "../models/init.js";
 import type { CausalLM } from "../models/causal-lm.js";
 
@@ -65,7 +67,7 @@ export function randomModel(config: Record<string, unknown>, seed = 0): CausalLM
   const model = createModel(parsed);
   const weights = initialWeights(parsed, { seed });
   const tensors = new Map(Object.entries(weights).map(([name, t]) => [name, { shape: t.shape, data: t.data, dtype: "F32" as const }]));
-  assignWeights(model, tensors, "bench config", { tied: parsed.tieWordEmbeddings });
+  assignWeights(model, mapSource(tensors), "bench config", { tied: parsed.tieWordEmbeddings });
   return model;
 }
 

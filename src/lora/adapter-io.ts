@@ -66,7 +66,7 @@ export async function loadAdapter(model: CausalLM | PeftModel, dir: string, opti
   if (!fs.existsSync(weightsFile))
     throw new UserError(`${weightsFile}: not found (adapter_model.bin pickles are not supported; save adapters with safe_serialization)`);
   const peft = model instanceof PeftModel ? model : PeftModel.emptyOn(model, options.seed);
-  peft.addAdapter(name, config, { seed: options.seed, file: configFile });
+  peft.addAdapter(name, config, { seed: options.seed, file: configFile, training: options.trainable });
   try {
     await loadAdapterWeights(peft, dir, name);
   } catch (e) {

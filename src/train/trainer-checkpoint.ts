@@ -23,6 +23,12 @@ export interface StepLog {
   tokens: number;
   tokensPerSecond: number;
   elapsedSeconds: number;
+  /**
+   * With measureMemory: the most tensor memory the step added on top of what was alive when it began (activations,
+   * gradients, transients; tf.profile), and the process's resident set size after it.
+   */
+  stepPeakBytes?: number;
+  rssBytes?: number;
 }
 
 export interface EvalLog {
