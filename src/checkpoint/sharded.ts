@@ -90,7 +90,8 @@ async function openSharded(dir: string): Promise<TensorSource> {
         owner.set(name, file);
       }
       for (const name of listed) {
-        if (!owner.has(name)) throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
+        if (!owner.has(name))
+          throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
       }
     }
   } catch (e) {

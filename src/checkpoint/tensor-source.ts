@@ -24,7 +24,7 @@ export interface TensorSource {
 /** Reads exactly `length` bytes at `position` (readSync may return fewer, e.g. above 2 GiB). */
 function readAt(fd: number, length: number, position: number): Uint8Array {
   const out = new Uint8Array(length);
-  for (let done = 0; done < length; ) {
+  for (let done = 0; done < length;) {
     const n = fs.readSync(fd, out, done, length - done, position + done);
     if (n === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
     done += n;
