@@ -22,7 +22,9 @@ export {
 export { Run, TrainingInterrupted, lastRun, type TrainOptions, type TrainedModel } from "./run.js";
 export { type DataInput } from "./data.js";
 export { dataset, Dataset } from "./data.js";
-export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
+export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type SweepStudy } from "./sweep.js";
+export type { TrialRecord } from "../src/study/trial.js";
+export type { ConfigSummary } from "../src/study/summary.js";
 export { compare, Comparison, type CompareOptions, type RunBuilder } from "./compare.js";
 export { runs, loadRun, type RecordedRun } from "./registry.js";
 export { lossChart } from "./presentation.js";

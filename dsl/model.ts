@@ -15,21 +15,20 @@ import type { CausalLM } from "../src/models/causal-lm.js";
 import { createModel, loadModel, type LoadedModel } from "../src/models/load.js";
 import { saveModelDirectory } from "../src/models/save.js";
 import { generate as generateIds, type GenerationOptions } from "../src/models/generation.js";
-import { perplexity } from "../src/metrics/perplexity.js";
 import * as aq from "arquero";
-import { type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
+import { evaluate, type Metric } from "../src/metrics/evaluate.js";
 import { PeftModel } from "../src/lora/peft-model.js";
 import { parseAdapterParameter } from "../src/lora/layer.js";
 import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { countParameters } from "../src/nn/module.js";
-import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
+import { type DataInput, dataRows, toExamples } from "./data.js";
 import { htmlKeyValues, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import { Run, type TrainedModel, type TrainOptions } from "./run.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 
-export type Metric = "perplexity" | "bleu" | "chrf" | "exact_match";
+export type { Metric };
 
 export interface EvalResult {
   perplexity?: number;
@@ -58,24 +57,12 @@ export abstract class ModelView {
   abstract describe(): [string, unknown][];
 
   async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"]): Promise<EvalResult> {
-    const wanted = Array.isArray(metrics) ? metrics : [metrics];
-    const result: EvalResult = {};
     const loaded = this.base.loaded;
-    if (wanted.includes("perplexity")) {
-      const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
-      const p = this.withWeights((m) => perplexity(m, examples));
-      Object.assign(result, { perplexity: p.perplexity, loss: p.loss, tokens: p.tokens });
-    }
-    const generative = wanted.filter((m): m is GenerationMetric => m !== "perplexity");
-    if (generative.length) {
-      const pairs = promptCompletionPairs(data);
-      if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      const { examples, ...scores } = this.withWeights((m) =>
-        generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }),
-      );
-      Object.assign(result, scores, { examples: aq.from(examples) });
-    }
-    return result;
+    const input = { examples: () => toExamples(data, loaded.tokenizer, loaded.config.vocabSize), rows: () => dataRows(data) };
+    const { examples, ...scores } = this.withWeights((m) =>
+      evaluate(m, input, Array.isArray(metrics) ? metrics : [metrics], { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds }),
+    );
+    return examples ? { ...scores, examples: aq.from(examples) } : scores;
   }
 
   async generate(prompt: string | number[], options: GenerateOptions = {}): Promise<{ text: string; ids: number[] }> {
@@ -199,11 +186,8 @@ export class LoraModel extends ModelView implements TrainedModel {
   }
 
   /** The base model's parameters and this adapter's (other adapters on the same base excluded). */
-  *namedParameters(): Generator<[string, tf.Variable]> {
-    for (const [name, p] of this.base.peftModel().base.namedParameters()) {
-      const adapter = parseAdapterParameter(name)?.adapter;
-      if (adapter === undefined || adapter === this.adapterName) yield [name, p];
-    }
+  namedParameters(): Generator<[string, tf.Variable]> {
+    return this.base.peftModel().parametersOf(this.adapterName);
   }
 
   selectForTraining(): void {
