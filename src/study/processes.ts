@@ -15,11 +15,11 @@ const here = fileURLToPath(import.meta.url);
 /** The child's module beside this one (.ts under tsx, .js when compiled). */
 const CHILD = path.join(path.dirname(here), `process-worker${path.extname(here)}`);
 
-function spawnChild(): { child: ChildProcess; stderr: () => string } {
+function spawnChild(backendChoice: string | undefined): { child: ChildProcess; stderr: () => string } {
   // The parent's loader flags (tsx) carry over; a test runner's or inspector's do not.
   const execArgv = process.execArgv.filter((a) => !a.startsWith("--test") && !a.startsWith("--inspect"));
   // Same backend as this process, so a trial computes the same numbers wherever it runs.
-  const backend = backendInfo()?.name ?? process.env.LORALAB_BACKEND ?? "";
+  const backend = backendChoice ?? backendInfo()?.name ?? process.env.LORALAB_BACKEND ?? "";
   const child = fork(CHILD, [], {
     execArgv,
     env: { ...process.env, LORALAB_BACKEND: backend },
@@ -61,7 +61,8 @@ function runOn(worker: ReturnType<typeof spawnChild>, spec: TrialSpec, report: (
   });
 }
 
-export function processExecutor(processes: number): Executor {
+/** `backend`: the children's (default: this process's, so trials compute what they would compute here). */
+export function processExecutor(processes: number, backend?: string): Executor {
   return {
     description: `${processes} local worker process${processes === 1 ? "" : "es"}`,
     async run(trials, report, signal) {
@@ -70,7 +71,7 @@ export function processExecutor(processes: number): Executor {
       const stop = () => workers.forEach((w) => w.child.kill());
       signal?.addEventListener("abort", stop, { once: true });
       const slot = async () => {
-        let worker = spawnChild();
+        let worker = spawnChild(backend);
         workers.push(worker);
         for (let spec = queue.shift(); spec && !signal?.aborted; spec = queue.shift()) {
           report({ type: "started", digest: spec.digest });
@@ -78,7 +79,7 @@ export function processExecutor(processes: number): Executor {
           if (signal?.aborted) break;
           report(last);
           if (worker.child.exitCode !== null || worker.child.signalCode !== null) {
-            worker = spawnChild();
+            worker = spawnChild(backend);
             workers.push(worker);
           }
         }

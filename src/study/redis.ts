@@ -54,8 +54,9 @@ export async function checkReachable(target: RedisTarget, timeoutMs = 5000): Pro
     enableOfflineQueue: false,
     retryStrategy: () => null,
   });
-  client.on("error", () => {
-    // reported by connect() below
+  let cause: Error | undefined; // what the socket said (connect() itself only says "Connection is closed")
+  client.on("error", (e: Error) => {
+    cause ??= e;
   });
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -66,8 +67,7 @@ export async function checkReachable(target: RedisTarget, timeoutMs = 5000): Pro
       }),
     ]);
   } catch (e) {
-    const cause = (e as Error).message || String(e);
-    throw new UserError(`cannot reach Redis at ${target.shown}: ${cause}`);
+    throw new UserError(`cannot reach Redis at ${target.shown}: ${(cause ?? (e as Error)).message || String(e)}`);
   } finally {
     clearTimeout(timer);
     client.disconnect();
