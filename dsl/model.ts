@@ -25,7 +25,7 @@ import { countParameters } from "../src/nn/module.js";
 import { type DataInput, dataRows, toExamples } from "./data.js";
 import { htmlKeyValues, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import { Run, type TrainedModel, type TrainOptions } from "./run.js";
+import { type Reopened, Run, type TrainedModel, type TrainOptions } from "./run.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 
 export type { Metric };
@@ -305,17 +305,18 @@ export class LoraBuilder {
   ) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<LoraModel>> {
-    return Run.start(
-      this.base,
-      (seed) => {
-        const name = `lora_${++adapterCounter}`;
-        // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
-        this.base.peftModel().addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config }, { seed });
-        return new LoraModel(this.base, name);
-      },
-      data,
-      options,
-    );
+    return this.trainRun(data, options);
+  }
+
+  /** A new adapter trained as a run, or (`reopened`) a recorded run continued. */
+  trainRun(data: DataInput, options: TrainOptions, reopened?: Reopened): Promise<Run<LoraModel>> {
+    const create = (seed: number) => {
+      const name = `lora_${++adapterCounter}`;
+      // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
+      this.base.peftModel().addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config }, { seed });
+      return new LoraModel(this.base, name);
+    };
+    return Run.start(this.base, create, data, options, reopened);
   }
 }
 
@@ -324,7 +325,11 @@ export class FullBuilder {
   constructor(readonly base: Model) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<FullModel>> {
-    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options);
+    return this.trainRun(data, options);
+  }
+
+  trainRun(data: DataInput, options: TrainOptions, reopened?: Reopened): Promise<Run<FullModel>> {
+    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options, reopened);
   }
 }
 

@@ -103,19 +103,18 @@ export class RunFolder {
     await writeDirectoryAtomic(this.adapterDir, files);
   }
 
-  /** The newest complete checkpoint-N/ folder, if any. */
-  latestCheckpoint(): { dir: string; step: number } | undefined {
-    const found = this.checkpoints();
-    return found.at(-1);
+  /** The newest complete checkpoint-N/ folder in `dir` (default: the run's checkpoints/), if any. */
+  latestCheckpoint(dir = this.checkpointsDir): { dir: string; step: number } | undefined {
+    return this.checkpoints(dir).at(-1);
   }
 
-  private checkpoints(): { dir: string; step: number }[] {
-    if (!fs.existsSync(this.checkpointsDir)) return [];
+  private checkpoints(dir = this.checkpointsDir): { dir: string; step: number }[] {
+    if (!fs.existsSync(dir)) return [];
     return fs
-      .readdirSync(this.checkpointsDir)
+      .readdirSync(dir)
       .map((name) => ({ name, m: CHECKPOINT.exec(name) }))
       .filter(({ m }) => m !== null)
-      .map(({ name, m }) => ({ dir: path.join(this.checkpointsDir, name), step: Number(m![1]) }))
+      .map(({ name, m }) => ({ dir: path.join(dir, name), step: Number(m![1]) }))
       .filter((c) => fs.existsSync(path.join(c.dir, "trainer_state.json")))
       .sort((a, b) => a.step - b.step);
   }
