@@ -78,7 +78,7 @@ function executorFor(study: SweepStudy, base: Model | undefined): Executor {
   const queue = study.queue ?? (process.env.LORALAB_QUEUE || undefined);
   if (queue !== undefined && study.parallel !== undefined) throw new UserError("sweep: give queue or parallel, not both");
   if (queue !== undefined) return queueExecutor(queue, { fresh: study.fresh });
-  if (study.parallel !== undefined && study.parallel > 1) return processExecutor(study.parallel);
+  if (study.parallel !== undefined) return processExecutor(study.parallel);
   // In this process, trials train on the loaded model the user passed (no second copy).
   return inlineExecutor(
     new ModelPool(undefined, (ref) => (base && ref === base.ref ? { loaded: base.loaded, peft: base.peftModel() } : undefined)),

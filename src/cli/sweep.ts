@@ -29,7 +29,7 @@ const usage = `usage: loralab sweep --model M --data FILE --grid KEY=V1,V2,… [
   --lora key=value,…   LoRA options every trial shares
   --eval FILE          evaluated after training (default metric: perplexity)
   --queue URL          submit the trials to a BullMQ queue on Redis (or LORALAB_QUEUE) for \`loralab worker\`s
-  --parallel N         run trials in N worker processes on this machine
+  --parallel N         run trials in N worker processes on this machine (default: one after another in this process)
   --name NAME          the sweep's name in the registry (default: sweep)
   --fresh              train every trial again, even those the registry holds
   --json               {"trials": [...], "summary": [{"config", "n", "mean", "sd"}]}
@@ -128,7 +128,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   const executor: Executor =
     queue !== undefined
       ? queueExecutor(queue, { fresh: values.fresh })
-      : parallel > 1
+      : values.parallel !== undefined
         ? processExecutor(parallel, values.backend)
         : inlineExecutor(new ModelPool(values.backend));
   const labels = new Map(
