@@ -26,7 +26,8 @@ export function lossChart(points: { step: number; loss: number; series: string }
     encoding: {
       x: { field: "step", type: "quantitative", title: "step" },
       y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
-      color: { field: "series", type: "nominal", title: null },
+      // Long series names ("r=4, alpha=8, seed=2") are shown whole, not cut at vega-lite's default 160 px.
+      color: { field: "series", type: "nominal", title: null, legend: { labelLimit: 400 } },
     },
   };
 }

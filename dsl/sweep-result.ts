@@ -28,14 +28,11 @@ export function objectiveOf(evaluation: { metrics?: readonly string[] } | undefi
   return objective ?? (evaluation ? (evaluation.metrics ?? ["perplexity"])[0]! : "finalLoss");
 }
 
-/** Numbers as tables print them: 4 significant digits (integers in full). */
-function readable(v: unknown): unknown {
-  return typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(4)) : v;
-}
-
-function printable(table: aq.ColumnTable): aq.ColumnTable {
-  const columns = table.columnNames();
-  return aq.from(table.objects().map((row) => Object.fromEntries(columns.map((c) => [c, readable((row as Record<string, unknown>)[c])]))));
+/** Rows as a table, non-integer numbers rounded to `digits` significant digits (as given without `digits`). */
+function tableOf(rows: Record<string, unknown>[], digits: number | undefined): aq.ColumnTable {
+  if (digits === undefined) return aq.from(rows);
+  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(digits)) : v);
+  return aq.from(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, round(v)]))));
 }
 
 export class SweepResult {
@@ -51,9 +48,12 @@ export class SweepResult {
     this.summaries = summarize(trials);
   }
 
-  /** One row per trial: config, seed, status, trainable params, final train loss, eval metrics, wall time, peak memory. */
-  table(): aq.ColumnTable {
-    return aq.from(
+  /**
+   * One row per trial: config, seed, status, trainable params, final train loss, eval metrics, wall time, peak
+   * memory (and a failed trial's error). `digits`: numbers rounded to that many significant digits.
+   */
+  table({ digits }: { digits?: number } = {}): aq.ColumnTable {
+    return tableOf(
       this.trials.map((t) => ({
         ...t.config,
         seed: t.seed,
@@ -65,12 +65,13 @@ export class SweepResult {
         peak_MiB: t.peakTensorMiB,
         ...(t.error ? { error: t.error } : {}),
       })),
+      digits,
     );
   }
 
   /** One row per configuration: n, then the mean and standard deviation of each measure (`perplexity_mean`, `perplexity_sd`, …). */
-  summary(): aq.ColumnTable {
-    return aq.from(
+  summary({ digits }: { digits?: number } = {}): aq.ColumnTable {
+    return tableOf(
       this.summaries.map((s) => ({
         ...s.config,
         n: s.n,
@@ -81,6 +82,7 @@ export class SweepResult {
           ]),
         ),
       })),
+      digits,
     );
   }
 
@@ -165,7 +167,7 @@ export class SweepResult {
   }
 
   [DISPLAY](): MimeBundle {
-    const summary = printable(this.summary());
+    const summary = this.summary({ digits: 4 });
     const failed = this.trials.filter((t) => t.status === "failed");
     const failures = failed.map((t) => `${configLabel({ ...t.config, seed: t.seed })}: ${t.error}`);
     const text = [summary.toMarkdown(), ...failures.map((f) => `failed: ${f}`)].join("\n");
