@@ -16,7 +16,7 @@ import { createModel, loadModel, type LoadedModel } from "../src/models/load.js"
 import { saveModelDirectory } from "../src/models/save.js";
 import { generate as generateIds, type GenerationOptions } from "../src/models/generation.js";
 import * as aq from "arquero";
-import { evaluate, type Metric } from "../src/metrics/evaluate.js";
+import { evaluate, type EvalScores, type Metric } from "../src/metrics/evaluate.js";
 import { PeftModel } from "../src/lora/peft-model.js";
 import { parseAdapterParameter } from "../src/lora/layer.js";
 import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
@@ -30,14 +30,9 @@ import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/train
 
 export type { Metric };
 
-export interface EvalResult {
-  perplexity?: number;
-  loss?: number;
-  tokens?: number;
-  bleu?: number;
-  chrf?: number;
-  exact_match?: number;
-  /** Per-example prompt, completion and generation of generation metrics, as an arquero table. */
+/** The metrics' scores (src/metrics/evaluate.ts), with the generation examples as an arquero table. */
+export interface EvalResult extends Omit<EvalScores, "examples"> {
+  /** Per-example prompt, completion and generation of generation metrics. */
   examples?: aq.ColumnTable;
 }
 

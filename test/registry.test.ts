@@ -113,3 +113,15 @@ test("a recorded run of rows whose process is alive is running, not interrupted"
   );
   assert.equal(loadRun(run.id, runsDir).status, "interrupted");
 });
+
+test("an adapter whose save was killed between its two renames still loads: the complete copy is moved into place", async () => {
+  const run = await base.lora({ r: 2 }).train(rows, { maxSteps: 2, batchSize: 2, runsDir: false, liveEvery: 0 });
+  const dir = path.join(root, "saved", "adapter");
+  await run.model.save(dir);
+  // What a writer with pid DEAD leaves when killed after moving the old directory aside, before moving the new one in.
+  const dead = 2 ** 22 + 1;
+  fs.renameSync(dir, path.join(root, "saved", `.adapter.loralab-ready-${dead}-0000beef`));
+  const loaded = await base.loadAdapter(dir);
+  assert.equal((await loaded.eval(rows)).perplexity, (await run.model.eval(rows)).perplexity);
+  assert.deepEqual(fs.readdirSync(path.join(root, "saved")), ["adapter"]);
+});
