@@ -26,8 +26,14 @@ export function lossChart(points: { step: number; loss: number; series: string }
     encoding: {
       x: { field: "step", type: "quantitative", title: "step" },
       y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
-      // Long series names ("r=4, alpha=8, seed=2") are shown whole, not cut at vega-lite's default 160 px.
-      color: { field: "series", type: "nominal", title: null, legend: { labelLimit: 400 } },
+      // Series in the order they come (r=1, r=2, …, r=16, not alphabetically), names shown whole (not cut at 160 px).
+      color: {
+        field: "series",
+        type: "nominal",
+        title: null,
+        sort: [...new Set(points.map((p) => p.series))],
+        legend: { labelLimit: 400 },
+      },
     },
   };
 }

@@ -86,6 +86,18 @@ export class SweepResult {
     );
   }
 
+  /** One row per configuration: n, and each measure as "mean ± sd" text at `digits` significant digits (default 4). */
+  meanSd({ digits = 4 }: { digits?: number } = {}): aq.ColumnTable {
+    const text = (x: number) => String(Number(x.toPrecision(digits)));
+    return aq.from(
+      this.summaries.map((s) => ({
+        ...s.config,
+        n: s.n,
+        ...Object.fromEntries(Object.keys(s.mean).map((k) => [k, `${text(s.mean[k]!)} ± ${text(s.sd[k]!)}`])),
+      })),
+    );
+  }
+
   /** The configuration with the best mean objective (lowest for losses and perplexity, highest otherwise). */
   get best(): ConfigSummary | undefined {
     return bestByMean(this.summaries, this.objective);
@@ -167,7 +179,7 @@ export class SweepResult {
   }
 
   [DISPLAY](): MimeBundle {
-    const summary = this.summary({ digits: 4 });
+    const summary = this.meanSd();
     const failed = this.trials.filter((t) => t.status === "failed");
     const failures = failed.map((t) => `${configLabel({ ...t.config, seed: t.seed })}: ${t.error}`);
     const text = [summary.toMarkdown(), ...failures.map((f) => `failed: ${f}`)].join("\n");

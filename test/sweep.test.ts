@@ -81,6 +81,10 @@ print(json.dumps(out))`,
     ])
       assert.ok(Math.abs(got! - want!) <= 1e-12 * Math.max(1, Math.abs(want!)), `${got} vs numpy ${want}`);
   }
+  const [row] = first.meanSd().objects() as Record<string, unknown>[];
+  const { mean, sd } = first.summaries[0]!;
+  assert.equal(row!.perplexity, `${Number(mean.perplexity!.toPrecision(4))} ± ${Number(sd.perplexity!.toPrecision(4))}`);
+  assert.match(String(row!.perplexity), /^\d+\.\d{1,2} ± \d+(\.\d+)?$/);
   const means = first.summaries.map((s) => s.mean.perplexity!);
   assert.equal(first.best!.mean.perplexity, Math.min(...means));
   assert.deepEqual(first.summary().columnNames().slice(0, 5), ["r", "alpha", "n", "finalLoss_mean", "finalLoss_sd"]);
