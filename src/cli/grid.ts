@@ -40,7 +40,7 @@ export function parseGrid(specs: readonly string[]): Record<string, unknown[]> {
       values = texts.map((t) => trainingValue(training, t, flag));
     } else
       throw new UserError(
-        `--grid: unknown key "${key}"; a LoRA key (${[...LORA_KEYS].join(", ")}), a training option (${[...TRAINING_KEYS.keys()].join(", ")}) or seed`,
+        `--grid: unknown key "${key}"; expected a LoRA key as --lora takes it (r, alpha, targets, dropout, …), a training option by its name or flag (lr, batch, steps, …) or seed`,
       );
     if (name in grid) throw new UserError(`--grid: "${key}" is given twice`);
     grid[name] = values;

@@ -15,6 +15,7 @@ import { queueExecutor } from "../study/queue.js";
 import { runStudy, type StudyEvent } from "../study/study.js";
 import { summarize } from "../study/summary.js";
 import type { TrialRecord } from "../study/trial.js";
+import { parseRedisUrl } from "../study/redis.js";
 import { numberFlag, parseCommandArgs, requireOption } from "./args.js";
 import { backendOption, printJson } from "./common.js";
 import { parseGrid } from "./grid.js";
@@ -106,25 +107,24 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   const { given } = trainingOptionsFromFlags(values);
   const seeds = values.seeds?.split(",").map((t) => numberFlag("--seeds", t, integer, 0));
   const queue = values.queue ?? (process.env.LORALAB_QUEUE || undefined);
+  if (queue !== undefined) parseRedisUrl(queue, values.queue !== undefined ? "--queue" : "LORALAB_QUEUE");
   const parallel = numberFlag("--parallel", values.parallel, positiveInt, 1);
   if (queue !== undefined && values.parallel !== undefined)
     throw new UserError("--queue and --parallel: give one (the queue's workers decide their parallelism)");
   if (values.metrics !== undefined && values.eval === undefined)
     throw invalid("", "--eval", "a file to evaluate the --metrics on", undefined);
+  if (seeds && "seed" in grid) throw new UserError("--grid seed and --seeds: give one");
+  if (seeds && given.seed !== undefined) throw new UserError("--seeds and --seed: give one");
   const lora = values.lora ? parseLoraSpec(values.lora) : {};
-  const trials = planTrials(
-    grid,
-    {
-      model,
-      data: Dataset.load(dataFile),
-      lora,
-      train: given,
-      eval:
-        values.eval === undefined ? undefined : { data: Dataset.load(values.eval), metrics: values.metrics?.split(",") ?? ["perplexity"] },
-      seeds,
-    },
-    "loralab sweep",
-  );
+  const trials = planTrials(grid, {
+    model,
+    data: Dataset.load(dataFile),
+    lora,
+    train: given,
+    eval:
+      values.eval === undefined ? undefined : { data: Dataset.load(values.eval), metrics: values.metrics?.split(",") ?? ["perplexity"] },
+    seeds,
+  });
   const executor: Executor =
     queue !== undefined
       ? queueExecutor(queue, { fresh: values.fresh })

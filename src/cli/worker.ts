@@ -7,6 +7,7 @@ import { describeBackend, initBackend } from "../backend/index.js";
 import { positiveInt, positiveNumber } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { startWorker } from "../study/queue-worker.js";
+import { parseRedisUrl } from "../study/redis.js";
 import { numberFlag, parseCommandArgs } from "./args.js";
 import { backendOption } from "./common.js";
 
@@ -32,6 +33,7 @@ export async function worker(argv: string[]): Promise<number> {
   }
   const url = values.queue ?? (process.env.LORALAB_QUEUE || undefined);
   if (url === undefined) throw new UserError("--queue is required (or set LORALAB_QUEUE): the Redis URL sweeps submit to");
+  parseRedisUrl(url, "--queue"); // a malformed URL is an error naming the flag
   const log = (line: string) => console.error(`loralab worker: ${line}`);
   const backend = await initBackend(values.backend);
   const running = await startWorker({
