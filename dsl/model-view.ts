@@ -1,15 +1,13 @@
 /** What every model handle of the DSL can do — evaluate, generate, show itself — with its own weights active. */
 import * as aq from "arquero";
-import { UserError } from "../src/core/errors.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
 import type { LoadedModel } from "../src/models/load.js";
 import type { Tokenizer } from "../src/models/tokenizer.js";
 import { generate as generateIds, type GenerationOptions } from "../src/models/generation.js";
-import { perplexity } from "../src/metrics/perplexity.js";
-import { type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
+import { evaluate } from "../src/metrics/evaluate.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
-import { type EvalMetrics, EvalResult, type Metric } from "./evaluation.js";
+import { type DataInput, dataRows, toExamples } from "./data.js";
+import { EvalResult, type Metric } from "./evaluation.js";
 import { htmlKeyValues, textKeyValues } from "./presentation.js";
 
 /** What a view needs of the loaded base model. */
@@ -34,26 +32,12 @@ export abstract class ModelView {
   abstract describe(): [string, unknown][];
 
   async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"]): Promise<EvalResult> {
-    const wanted = Array.isArray(metrics) ? metrics : [metrics];
-    const result: EvalMetrics = {};
-    let table: aq.ColumnTable | undefined;
     const loaded = this.base.loaded;
-    if (wanted.includes("perplexity")) {
-      const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
-      const p = this.withWeights((m) => perplexity(m, examples));
-      Object.assign(result, { perplexity: p.perplexity, loss: p.loss, tokens: p.tokens });
-    }
-    const generative = wanted.filter((m): m is GenerationMetric => m !== "perplexity");
-    if (generative.length) {
-      const pairs = promptCompletionPairs(data);
-      if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      const { examples, ...scores } = this.withWeights((m) =>
-        generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }),
-      );
-      Object.assign(result, scores);
-      table = aq.from(examples);
-    }
-    return new EvalResult(result, table);
+    const input = { examples: () => toExamples(data, loaded.tokenizer, loaded.config.vocabSize), rows: () => dataRows(data) };
+    const { examples, ...scores } = this.withWeights((m) =>
+      evaluate(m, input, Array.isArray(metrics) ? metrics : [metrics], { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds }),
+    );
+    return new EvalResult(scores, examples ? aq.from(examples) : undefined);
   }
 
   async generate(prompt: string | number[], options: GenerateOptions = {}): Promise<{ text: string; ids: number[] }> {

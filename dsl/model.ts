@@ -24,7 +24,7 @@ import { describeWeights } from "../src/models/memory-estimate.js";
 import { weightsByFormat } from "../src/train/memory.js";
 import { floatCopy } from "../src/lora/float-copy.js";
 import type { DataInput } from "./data.js";
-import { Run, type TrainedModel, type TrainOptions } from "./run.js";
+import { type Reopened, Run, type TrainedModel, type TrainOptions } from "./run.js";
 import { type EvalMetrics, EvalResult, type Metric } from "./evaluation.js";
 import { type GenerateOptions, ModelView } from "./model-view.js";
 
@@ -162,11 +162,8 @@ export class LoraModel extends ModelView implements TrainedModel {
   }
 
   /** The base model's parameters and this adapter's (other adapters on the same base excluded). */
-  *namedParameters(): Generator<[string, tf.Variable]> {
-    for (const [name, p] of this.base.peftModel().base.namedParameters()) {
-      const adapter = parseAdapterParameter(name)?.adapter;
-      if (adapter === undefined || adapter === this.adapterName) yield [name, p];
-    }
+  namedParameters(): Generator<[string, tf.Variable]> {
+    return this.base.peftModel().parametersOf(this.adapterName);
   }
 
   selectForTraining(): void {
@@ -311,18 +308,19 @@ export class LoraBuilder {
   ) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<LoraModel>> {
+    return this.trainRun(data, options);
+  }
+
+  /** A new adapter trained as a run, or (`reopened`) a recorded run continued. */
+  async trainRun(data: DataInput, options: TrainOptions, reopened?: Reopened): Promise<Run<LoraModel>> {
     const base = this.kind === "qlora" ? await this.base.quantized() : this.base;
-    return Run.start(
-      base,
-      (seed) => {
-        const name = `lora_${++adapterCounter}`;
-        // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
-        base.peftModel().addAdapter(name, { baseModelNameOrPath: base.ref, ...this.config }, { seed, training: true });
-        return new LoraModel(base, name);
-      },
-      data,
-      options,
-    );
+    const create = (seed: number) => {
+      const name = `lora_${++adapterCounter}`;
+      // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
+      base.peftModel().addAdapter(name, { baseModelNameOrPath: base.ref, ...this.config }, { seed, training: true });
+      return new LoraModel(base, name);
+    };
+    return Run.start(base, create, data, options, reopened);
   }
 }
 
@@ -332,7 +330,11 @@ export class FullBuilder {
   constructor(readonly base: Model) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<FullModel>> {
-    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options);
+    return this.trainRun(data, options);
+  }
+
+  trainRun(data: DataInput, options: TrainOptions, reopened?: Reopened): Promise<Run<FullModel>> {
+    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options, reopened);
   }
 }
 

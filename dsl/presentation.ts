@@ -26,7 +26,14 @@ export function lossChart(points: { step: number; loss: number; series: string }
     encoding: {
       x: { field: "step", type: "quantitative", title: "step" },
       y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
-      color: { field: "series", type: "nominal", title: null },
+      // Series in the order they come (r=1, r=2, …, r=16, not alphabetically), names shown whole (not cut at 160 px).
+      color: {
+        field: "series",
+        type: "nominal",
+        title: null,
+        sort: [...new Set(points.map((p) => p.series))],
+        legend: { labelLimit: 400 },
+      },
     },
   };
 }

@@ -1,36 +1,25 @@
-/** The run registry: every recorded run's folder under runs/ (or LORALAB_RUNS_DIR), listed as a table. */
-import * as fs from "node:fs";
+/**
+ * The run registry as the DSL shows it: runs() lists every recorded run (runs/ or LORALAB_RUNS_DIR) as a table,
+ * loadRun(id) reads one back. A run whose process is gone shows as `interrupted` at its last logged step, and
+ * loadRun(id).resume() continues it from its newest checkpoint (src/study/registry.ts reads the folders).
+ */
 import * as path from "node:path";
 import * as aq from "arquero";
 import { UserError } from "../src/core/errors.js";
-import { runsDirectory } from "./run.js";
+import { listRuns, readRun, type RecordedRunData, runsDirectory } from "../src/study/registry.js";
+import { RunFolder } from "../src/study/run-folder.js";
+import { buildData } from "../src/study/runner.js";
+import type { DataRef } from "../src/study/trial.js";
+import type { LoraConfigInput } from "../src/lora/config.js";
+import { model, type Model, type TrainedRun } from "./model.js";
+import type { TrainOptions } from "./run.js";
+import { htmlKeyValues, textKeyValues } from "./presentation.js";
+import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
-export interface RecordedRun {
-  id: string;
-  dir: string;
-  config: Record<string, unknown>;
-  summary: Record<string, unknown>;
-  /** Every logged step. */
-  metrics: Record<string, number>[];
-  /** The PEFT adapter directory, when the run saved one. */
-  adapterDir: string | undefined;
-}
-
-function readJson(file: string): Record<string, unknown> | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-}
-
-/** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params). */
+/** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params, started). */
 export function runs(dir?: string): aq.ColumnTable {
-  const root = runsDirectory(dir)!;
-  const rows = (fs.existsSync(root) ? fs.readdirSync(root) : [])
-    .map((id) => ({ id, summary: readJson(path.join(root, id, "summary.json")) }))
-    .filter((r): r is { id: string; summary: Record<string, unknown> } => r.summary !== undefined)
-    .map(({ id, summary }) => ({
+  return aq.from(
+    listRuns(runsDirectory(dir)!).map(({ id, summary }) => ({
       id,
       kind: summary.kind,
       status: summary.status,
@@ -38,30 +27,81 @@ export function runs(dir?: string): aq.ColumnTable {
       final_loss: summary.final_loss,
       trainable_params: summary.trainable_params,
       started: summary.started,
-    }))
-    .sort((a, b) => String(b.started).localeCompare(String(a.started)));
-  return aq.from(rows);
+    })),
+  );
+}
+
+export interface ResumeOptions {
+  /** The loaded base model to continue on (default: loaded from the run's config.json). */
+  base?: Model;
+  signal?: AbortSignal;
+  liveEvery?: number;
+}
+
+/** A recorded run as read back from its folder. */
+export class RecordedRun implements RecordedRunData {
+  readonly id: string;
+  readonly dir: string;
+  readonly config: Record<string, unknown>;
+  readonly summary: RecordedRunData["summary"];
+  readonly metrics: Record<string, number>[];
+  readonly adapterDir: string | undefined;
+  readonly checkpoint: RecordedRunData["checkpoint"];
+
+  constructor(data: RecordedRunData) {
+    ({ id: this.id, dir: this.dir, config: this.config, summary: this.summary, metrics: this.metrics } = data);
+    ({ adapterDir: this.adapterDir, checkpoint: this.checkpoint } = data);
+  }
+
+  get status(): string {
+    return this.summary.status;
+  }
+
+  /**
+   * Continues an interrupted (or cancelled) run in its own folder, from its newest checkpoint (or from the start
+   * if it had none): the same model, LoRA config, options and data (rebuilt from data.json's recipes and checked
+   * against their fingerprints), so it ends as the uninterrupted run would have.
+   */
+  async resume(options: ResumeOptions = {}): Promise<TrainedRun> {
+    const where = `run ${this.id}`;
+    if (this.status !== "interrupted" && this.status !== "cancelled")
+      throw new UserError(`${where}: its status is ${this.status}; only an interrupted or cancelled run resumes`);
+    const recipes = new RunFolder(this.dir).readJson("data.json") as { train?: DataRef; eval?: DataRef } | undefined;
+    if (!recipes?.train) throw new UserError(`${where}: no data.json (the run's data was not a dataset or rows); it cannot be resumed`);
+    const data = buildData(recipes.train, `${where}: data`);
+    const evalData = recipes.eval && buildData(recipes.eval, `${where}: eval data`);
+    const base = options.base ?? (await model(String(this.config.base)));
+    const given = (this.config.options ?? {}) as TrainOptions;
+    const trainOptions: TrainOptions = {
+      ...given,
+      ...(evalData ? { evalData } : {}),
+      ...(typeof this.config.name === "string" ? { name: this.config.name } : {}),
+      ...(typeof this.config.checkpointDir === "string" ? { outputDir: this.config.checkpointDir } : {}),
+      runsDir: path.dirname(this.dir),
+      signal: options.signal,
+      liveEvery: options.liveEvery,
+    };
+    const folder = new RunFolder(this.dir);
+    const checkpoint = typeof this.config.checkpointDir === "string" ? folder.latestCheckpoint(this.config.checkpointDir) : this.checkpoint;
+    const reopened = { folder, checkpoint, started: String(this.summary.started) };
+    if (this.config.kind === "full") return base.full().trainRun(data, trainOptions, reopened);
+    return base.lora(this.config.lora as LoraConfigInput).trainRun(data, trainOptions, reopened);
+  }
+
+  [DISPLAY](): MimeBundle {
+    const rows: [string, unknown][] = [
+      ["id", this.id],
+      ["status", this.status],
+      ["steps", `${this.summary.steps}/${this.summary.total_steps ?? "?"}`],
+      ["final loss", typeof this.summary.final_loss === "number" ? this.summary.final_loss.toFixed(4) : "n/a"],
+      ["base", this.config.base],
+      ["adapter", this.adapterDir ?? "none"],
+      ...(this.checkpoint ? [["checkpoint", `step ${this.checkpoint.step}`] as [string, unknown]] : []),
+    ];
+    return { "text/plain": textKeyValues("Recorded run", rows), "text/html": htmlKeyValues("Recorded run", rows) };
+  }
 }
 
 export function loadRun(id: string, dir?: string): RecordedRun {
-  const runDir = path.join(runsDirectory(dir)!, id);
-  const summary = readJson(path.join(runDir, "summary.json"));
-  if (!summary) throw new UserError(`${runDir}: no recorded run with id "${id}" (see runs())`);
-  const metricsFile = path.join(runDir, "metrics.jsonl");
-  const metrics = fs.existsSync(metricsFile)
-    ? fs
-        .readFileSync(metricsFile, "utf8")
-        .split("\n")
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, number>)
-    : [];
-  const adapterDir = path.join(runDir, "adapter");
-  return {
-    id,
-    dir: runDir,
-    config: readJson(path.join(runDir, "config.json")) ?? {},
-    summary,
-    metrics,
-    adapterDir: fs.existsSync(adapterDir) ? adapterDir : undefined,
-  };
+  return new RecordedRun(readRun(runsDirectory(dir)!, id));
 }

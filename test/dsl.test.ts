@@ -171,7 +171,7 @@ describe("DSL", () => {
     );
     assert.ok(table.every((t) => t.perplexity! > 1 && t.trainable_params > 0));
     assert.ok(table[0]!.trainable_params < table[2]!.trainable_params);
-    assert.equal(result.best!.metrics.perplexity, Math.min(...table.map((t) => t.perplexity!)));
+    assert.equal(result.best!.mean.perplexity, Math.min(...table.map((t) => t.perplexity!)));
     const curves = result.lossCurves() as { data: { values: unknown[] } };
     assert.equal(curves.data.values.length, 6, "2 steps × 3 trials");
   });

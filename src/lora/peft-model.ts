@@ -278,6 +278,14 @@ export class PeftModel extends Module implements CausalLM {
     return [...this.base.namedParameters()].filter(([, p]) => p.trainable);
   }
 
+  /** The parameters adapter `name` computes with: the base model's and the adapter's own (other adapters' left out). */
+  *parametersOf(name: string): Generator<[string, tf.Variable]> {
+    for (const [param, p] of this.base.namedParameters()) {
+      const adapter = parseAdapterParameter(param)?.adapter;
+      if (adapter === undefined || adapter === name) yield [param, p];
+    }
+  }
+
   /** PEFT's print_trainable_parameters line. */
   trainableSummary(): ParameterSummary {
     return trainableSummary(this.base.namedParameters(), this.base.namedStoredWeights());
