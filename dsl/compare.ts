@@ -8,11 +8,12 @@
  *
  *   compare({ full: [base.full(), { lr: 2e-4 }], lora: [base.lora(8), { lr: 2e-3 }], qlora: base.qlora(8) }, ds, { maxSteps: 50 })
  */
+import { inspect } from "node:util";
 import * as aq from "arquero";
 import { median } from "../src/core/stats.js";
 import { UserError } from "../src/core/errors.js";
 import type { DataInput } from "./data.js";
-import { lossChart } from "./presentation.js";
+import { displayedText, lossChart } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import type { Metric, TrainedRun } from "./model.js";
 import type { TrainOptions } from "./run.js";
@@ -95,6 +96,10 @@ export class Comparison {
       Object.entries(this.runs).flatMap(([method, run]) => run.history.map((h) => ({ step: h.step, loss: h.loss, series: method }))),
       "training loss by method",
     );
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {

@@ -1,4 +1,5 @@
 /** What every model handle of the DSL can do — evaluate, generate, show itself — with its own weights active. */
+import { inspect } from "node:util";
 import * as aq from "arquero";
 import type { CausalLM } from "../src/models/causal-lm.js";
 import type { LoadedModel } from "../src/models/load.js";
@@ -8,7 +9,7 @@ import { evaluate } from "../src/metrics/evaluate.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import { type DataInput, dataRows, toExamples } from "./data.js";
 import { EvalResult, type Metric } from "./evaluation.js";
-import { htmlKeyValues, textKeyValues } from "./presentation.js";
+import { displayedText, htmlKeyValues, textKeyValues } from "./presentation.js";
 
 /** What a view needs of the loaded base model. */
 export interface ViewBase {
@@ -44,6 +45,10 @@ export abstract class ModelView {
     const ids = typeof prompt === "string" ? this.base.tokenizer.encode(prompt) : prompt;
     const out = this.withWeights((m) => generateIds(m, ids, { maxNewTokens: 32, ...options, eosTokenIds: this.base.loaded.eosTokenIds }));
     return { text: this.base.tokenizer.decode(out.ids), ids: out.ids };
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {

@@ -1,5 +1,10 @@
 /** How DSL objects present themselves: key/value tables (text and HTML) and loss charts (vega-lite). */
-import { escapeHtml } from "../src/runtime/display.js";
+import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
+
+/** What console.log and util.inspect print for a DSL object: the text its display shows, not its internals. */
+export function displayedText(value: { [DISPLAY](): MimeBundle }): string {
+  return String(value[DISPLAY]()["text/plain"] ?? "");
+}
 
 /** A two-column HTML table of key/value pairs. */
 export function htmlKeyValues(title: string, rows: [string, unknown][]): string {

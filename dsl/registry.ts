@@ -3,6 +3,7 @@
  * loadRun(id) reads one back. A run whose process is gone shows as `interrupted` at its last logged step, and
  * loadRun(id).resume() continues it from its newest checkpoint (src/study/registry.ts reads the folders).
  */
+import { inspect } from "node:util";
 import * as path from "node:path";
 import * as aq from "arquero";
 import { UserError } from "../src/core/errors.js";
@@ -13,7 +14,7 @@ import type { DataRef } from "../src/study/trial.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { model, type Model, type TrainedRun } from "./model.js";
 import type { TrainOptions } from "./run.js";
-import { htmlKeyValues, textKeyValues } from "./presentation.js";
+import { displayedText, htmlKeyValues, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
 /** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params, started). */
@@ -86,6 +87,10 @@ export class RecordedRun implements RecordedRunData {
     const reopened = { folder, checkpoint, started: String(this.summary.started) };
     if (this.config.kind === "full") return base.full().trainRun(data, trainOptions, reopened);
     return base.lora(this.config.lora as LoraConfigInput).trainRun(data, trainOptions, reopened);
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {

@@ -3,6 +3,7 @@
  * trained model, and its folder in the run registry (src/study/run-folder.ts: config.json, data.json,
  * metrics.jsonl, the adapter in PEFT format, summary.json, and checkpoints while it trains).
  */
+import { inspect } from "node:util";
 import * as path from "node:path";
 import * as aq from "arquero";
 import { tf } from "../src/backend/index.js";
@@ -27,7 +28,7 @@ import { currentOwner, RunFolder } from "../src/study/run-folder.js";
 import { dataRef, type DataRef } from "../src/study/trial.js";
 import { ERROR_KIND, type ErrorKind, kernelSignal } from "../src/runtime/kernel.js";
 import { LiveProgress } from "./live-progress.js";
-import { htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
+import { displayedText, htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
 /** The training options of src/train/arguments.ts, plus what belongs to a run in the DSL. */
@@ -349,6 +350,10 @@ export class Run<M extends TrainedModel = TrainedModel> {
   /** The loss curve as a vega-lite spec. */
   chart(): Record<string, unknown> {
     return lossChart(this.history.map((h) => ({ step: h.step, loss: h.loss, series: this.label })));
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {

@@ -3,13 +3,14 @@
  * standard deviation, n), the best configuration by its mean, and charts: the objective against a swept key
  * with an error band (± one standard deviation) and error bars, and every trial's loss curve.
  */
+import { inspect } from "node:util";
 import * as aq from "arquero";
 import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
 import { bestByMean, type ConfigSummary, summarize } from "../src/study/summary.js";
 import type { TrialRecord } from "../src/study/trial.js";
 import type { GridSpace } from "../src/study/plan.js";
 import { digestOf } from "../src/core/canonical.js";
-import { lossChart } from "./presentation.js";
+import { displayedText, formatNumber, lossChart } from "./presentation.js";
 
 /** A grid point as a label: "r=4, alpha=8". */
 export function configLabel(config: Record<string, unknown>): string {
@@ -33,6 +34,23 @@ function tableOf(rows: Record<string, unknown>[], digits: number | undefined): a
   if (digits === undefined) return aq.from(rows);
   const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(digits)) : v);
   return aq.from(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, round(v)]))));
+}
+
+/**
+ * A configuration's summary that prints as "r=8 (n=3): finalLoss 2.31 ± 0.04, …": its trials (every step of
+ * every seed) stay readable as `.trials` but are not enumerated, so printing or spreading it shows the numbers.
+ */
+function printable(summary: ConfigSummary): ConfigSummary {
+  const { trials, ...numbers } = summary;
+  const text = () =>
+    `${configLabel(numbers.config) || "config"} (n=${numbers.n}): ` +
+    Object.keys(numbers.mean)
+      .map((k) => `${k} ${formatNumber(numbers.mean[k]!)} ± ${formatNumber(numbers.sd[k]!)}`)
+      .join(", ");
+  return Object.defineProperties(numbers, {
+    trials: { value: trials, enumerable: false },
+    [inspect.custom]: { value: text, enumerable: false },
+  }) as ConfigSummary;
 }
 
 export class SweepResult {
@@ -100,7 +118,8 @@ export class SweepResult {
 
   /** The configuration with the best mean objective (lowest for losses and perplexity, highest otherwise). */
   get best(): ConfigSummary | undefined {
-    return bestByMean(this.summaries, this.objective);
+    const best = bestByMean(this.summaries, this.objective);
+    return best && printable(best);
   }
 
   /** Training-loss curves of all trials overlaid. */
@@ -176,6 +195,10 @@ export class SweepResult {
         },
       ],
     };
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {
