@@ -21,7 +21,7 @@ import type { LoraConfigInput } from "../src/lora/config.js";
 import { countParameters, type StoredWeight } from "../src/nn/module.js";
 import { formatBytes } from "../src/backend/memory.js";
 import { describeWeights } from "../src/models/memory-estimate.js";
-import { weightsByFormat } from "../src/train/memory.js";
+import { weightsByFormat } from "../src/train/run-memory.js";
 import { floatCopy } from "../src/lora/float-copy.js";
 import type { DataInput } from "./data.js";
 import { type Reopened, Run, type TrainedModel, type TrainOptions } from "./run.js";

@@ -11,7 +11,7 @@ import { check, Fields, nonEmptyString, nonNegativeNumber, string } from "../src
 import { UserError } from "../src/core/errors.js";
 import type { LoadedModel } from "../src/models/load.js";
 import { type ParameterSummary, type StoredWeight, trainableSummary } from "../src/nn/module.js";
-import { type MemoryReport, memoryReport } from "../src/train/memory.js";
+import { type MemoryReport, memoryReport } from "../src/train/run-memory.js";
 import {
   pickTrainingOptions,
   type ResolvedTrainingOptions,

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import type * as TS from "@tslab/typescript-for-tslab";
-import { splitChart } from "../kernel/display.js";
+import { splitChart } from "../kernel/rich-display.js";
 import { widenLongLiterals } from "../kernel/executor/declarations.js";
 import { exportedNames, mentionsAny } from "../kernel/executor/dsl-globals.js";
 import { chain, decodeVlq, SourceMap, takeInlineMap } from "../kernel/executor/source-map.js";

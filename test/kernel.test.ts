@@ -21,7 +21,7 @@ import { isComplete } from "../kernel/is-complete.js";
 import { codePointsToUtf16, utf16ToCodePoints } from "../kernel/messenger.js";
 import { kernelSpec, kernelsDir, userDataDir } from "../kernel/install.js";
 import { logoPng, logoSvg } from "../kernel/logo.js";
-import { normalizeBundle, toBundle } from "../kernel/display.js";
+import { normalizeBundle, toBundle } from "../kernel/rich-display.js";
 import { rewriteConfigLiterals } from "../kernel/sugar.js";
 
 const PYTHON = "/usr/bin/python3";

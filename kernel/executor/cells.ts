@@ -10,10 +10,10 @@
  */
 import { ERROR_KIND, type ErrorKind, InterruptedError } from "../../src/runtime/kernel.js";
 import type { MimeBundle } from "../../src/runtime/display.js";
-import { NO_RESULT, plainText, splitChart, toBundle } from "../display.js";
+import { NO_RESULT, plainText, splitChart, toBundle } from "../rich-display.js";
 import { brokenBackend } from "./backend-health.js";
 import type { Compiler, CompileSink } from "./compiler.js";
-import { backendFailedError, describeError, describeInterrupt, interruptedError, isInterrupt, RED, RESET } from "./errors.js";
+import { backendFailedError, describeError, describeInterrupt, interruptedError, isInterrupt, RED, RESET } from "./cell-errors.js";
 import { PHASE, SLOT, packState, type ExpressionResult, type FromExecutor } from "./messages.js";
 
 interface Cell {

@@ -3,7 +3,7 @@
  * writes, display() and clearOutput(), and tslab's own display API (import { display } from "tslab").
  */
 import { createRequire } from "node:module";
-import { createDisplayApi, normalizeBundle, type DisplayFn } from "../display.js";
+import { createDisplayApi, normalizeBundle, type DisplayFn } from "../rich-display.js";
 import type { MimeBundle } from "../../src/runtime/display.js";
 import type { FromExecutor } from "./messages.js";
 

@@ -5,7 +5,7 @@ import { validate } from "../core/check.js";
 import { loadModel, quantizeRule, type LoadedModel } from "../models/load.js";
 import { describeWeights } from "../models/memory-estimate.js";
 import type { QuantizeFormat } from "../quant/frozen-weight.js";
-import { weightsByFormat } from "../train/memory.js";
+import { weightsByFormat } from "../train/run-memory.js";
 import { loadAdapter } from "../lora/adapter-io.js";
 import type { CausalLM } from "../models/causal-lm.js";
 

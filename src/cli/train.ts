@@ -17,7 +17,7 @@ import { type EvalLog, Trainer, type StepLog } from "../train/trainer.js";
 import { parseCommandArgs, requireOption } from "./args.js";
 import { backendOption, prepareModel, printJson, quantizeFlag, quantizeOption, reportBackend } from "./common.js";
 import { formatBytes } from "../backend/memory.js";
-import { memoryReport } from "../train/memory.js";
+import { memoryReport } from "../train/run-memory.js";
 import type { QuantizeFormat } from "../quant/frozen-weight.js";
 import { trainingFlags, trainingFlagsHelp, trainingOptionsFromFlags } from "./training-flags.js";
 

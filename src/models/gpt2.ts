@@ -25,7 +25,7 @@ import {
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-function activate(x: tf.Tensor, kind: Gpt2Activation): tf.Tensor {
+function applyActivation(x: tf.Tensor, kind: Gpt2Activation): tf.Tensor {
   switch (kind) {
     case "gelu_new":
     case "gelu_pytorch_tanh": // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
@@ -72,7 +72,7 @@ class Gpt2MLP extends ModuleWithLinears {
   }
 
   forward(x: tf.Tensor3D): tf.Tensor3D {
-    return this.linear("c_proj").forward(activate(this.linear("c_fc").forward(x), this.c.activation)) as tf.Tensor3D; // [B, T, C]
+    return this.linear("c_proj").forward(applyActivation(this.linear("c_fc").forward(x), this.c.activation)) as tf.Tensor3D; // [B, T, C]
   }
 }
 

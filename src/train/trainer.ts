@@ -15,7 +15,7 @@ import { tokenNll } from "../models/loss.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { LayerNorm, RMSNorm } from "../nn/layers.js";
 import { ActivationCheckpointing } from "../nn/checkpointing.js";
-import { checkTrainingStepFits } from "./memory.js";
+import { checkTrainingStepFits } from "./run-memory.js";
 import type { Module } from "../nn/module.js";
 import { type ResolvedTrainingOptions, resolveTrainingOptions, type TrainingOptions } from "./arguments.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { packageRoot } from "../../src/core/package.js";
 import { errorKind, InterruptedError } from "../../src/runtime/kernel.js";
-import { plainText } from "../display.js";
+import { plainText } from "../rich-display.js";
 import type { ErrorInfo } from "./messages.js";
 import { readableFrames } from "./stack.js";
 
