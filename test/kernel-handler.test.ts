@@ -72,9 +72,9 @@ function message(msgType: string, content: Content): Message {
   };
 }
 
-function session(t: TestContext, cwd?: string): Session {
+function session(t: TestContext, cwd?: string, logs: string[] = []): Session {
   const transport = new MemoryTransport();
-  const handler = new Handler(transport, { log: () => {}, cwd });
+  const handler = new Handler(transport, { log: (text) => logs.push(text), cwd });
   t.after(() => handler.close());
   const post = (msgType: string, content: Content = {}, channel: InChannel = "shell") => {
     const m = message(msgType, content);
@@ -254,6 +254,17 @@ test("the DSL is loaded on first use: a kernel whose cells do not touch it never
   assert.equal((before.iopub.find((m) => m.header.msg_type === "execute_result")!.content.data as Content)["text/plain"], "false");
   const after = await cell(s, `typeof model === "function" && typeof dataset === "function" && ${loaded}`);
   assert.equal((after.iopub.find((m) => m.header.msg_type === "execute_result")!.content.data as Content)["text/plain"], "true");
+});
+
+test("the DSL's types join the checker without a conflict: display in cells is the kernel's", async (t) => {
+  const logs: string[] = [];
+  const s = session(t, undefined, logs);
+  const out = await cell(s, `typeof model === "function" && typeof display.html === "function"`);
+  assert.equal((out.iopub.find((m) => m.header.msg_type === "execute_result")!.content.data as Content)["text/plain"], "true");
+  assert.deepEqual(
+    logs.filter((l) => /globals|redeclare/i.test(l)),
+    [],
+  );
 });
 
 test("a 5 MB string literal does not slow later cells: 1 + 1 after it costs < 2× 1 + 1 before (median)", async (t) => {

@@ -40,7 +40,9 @@ try {
   const entry = resolveLoralabToSelf(root);
   mapLoralabForTypeScript(ts, ts.sys.getCurrentDirectory(), root);
   addTypesFromExports(ts);
-  dslNames = defineLazyGlobals(exportedNames(ts, entry), () => require(entry) as Record<string, unknown>);
+  // The DSL's `display` is for scripts; in cells the kernel's own (rich-display.ts) is the global.
+  const names = exportedNames(ts, entry).filter((n) => n !== "display");
+  dslNames = defineLazyGlobals(names, () => require(entry) as Record<string, unknown>);
 } catch (e) {
   log(`the loralab DSL is not available in cells: ${(e as Error).stack ?? e}`);
 }
