@@ -1,7 +1,7 @@
 /**
  * What a model needs in memory, estimated before anything is allocated: its weights by storage format (from
  * config.json alone), and the tensors a forward pass or a training step adds on top (per token, fitted to what
- * tf.profile measures; test/memory-estimate.test.ts keeps each estimate within a stated factor of the measured peak).
+ * tf.profile measures; test/memory-checks.test.ts keeps each estimate within a stated factor of the measured peak).
  */
 import type { QuantizeFormat } from "../quant/frozen-weight.js";
 import { nf4ByteLength } from "../quant/nf4.js";
@@ -67,9 +67,13 @@ export function describeWeights(byFormat: Record<string, FormatShare>, formatByt
 /**
  * float32 values a pass keeps alive, per token: per decoder layer `hidden`·C + `intermediate`·I + `attention`·H·T
  * (T keys per query), for the output head `vocab`·V, and `weights` per element of a float32 projection or head
- * (their transposes, and for full training their gradients). Fitted to tf.profile's peak on 36 Llama and GPT-2
- * shapes (C 128–256, I 256–1024, H 4–8, V 512–4096, T 64–512; the fits land within 10 % of every measurement),
- * then raised by 10 %: the counts include tfjs's copies of the tensors each op saves for its gradient.
+ * (their transposes, and for full training their gradients). Layers tidy their intermediates, so inference holds
+ * every layer's output but one layer's `intermediate` and `attention` at a time; a training step holds every layer's
+ * (or with checkpointing one layer's, plus every layer's input) and half a layer more, the backward in flight.
+ * Fitted per family (Llama's norms, RoPE and SwiGLU are fused kernels, GPT-2's are not) to tf.profile's peak on 48
+ * random-weight shapes (C 64–256, I 128–1024, H 2–8, V 512–4096, T 32–512, batch 1–4, 2–4 layers), tiny-moby and
+ * stories260K, then raised by 10 %: the estimates land at 0.84–1.32× of every training measurement, and 0.75–1.32×
+ * for inference (whose peak is the larger of the layers' and the head's, not their sum).
  */
 interface PassCoefficients {
   hidden: number;
@@ -79,16 +83,29 @@ interface PassCoefficients {
   weights: number;
 }
 
-const PASSES = {
-  /** A forward pass and its loss without gradients (eval): one tidy keeps every intermediate until it ends. */
-  inference: { hidden: 53, intermediate: 10, attention: 4.5, vocab: 9.5, weights: 0.6 },
+interface FamilyPasses {
+  /** A forward pass and its loss without gradients (eval). */
+  inference: PassCoefficients;
   /** A training step whose base is frozen (LoRA, QLoRA): activations and their gradients. */
-  adapter: { hidden: 180, intermediate: 43, attention: 10.2, vocab: 16.5, weights: 0.55 },
+  adapter: PassCoefficients;
   /** A full fine-tuning step: activations, gradients, and a gradient for every weight. */
-  full: { hidden: 121, intermediate: 21, attention: 10, vocab: 19, weights: 3.5 },
-} satisfies Record<string, PassCoefficients>;
+  full: PassCoefficients;
+}
 
-export type PassKind = keyof typeof PASSES;
+const PASSES: Record<ModelConfig["family"], FamilyPasses> = {
+  llama: {
+    inference: { hidden: 8.4, intermediate: 5.3, attention: 2.2, vocab: 1.3, weights: 0.082 },
+    adapter: { hidden: 36, intermediate: 14, attention: 2.9, vocab: 1.9, weights: 0.4 },
+    full: { hidden: 17, intermediate: 3.6, attention: 2.4, vocab: 3.4, weights: 1.4 },
+  },
+  gpt2: {
+    inference: { hidden: 12, intermediate: 9.5, attention: 2.2, vocab: 1.4, weights: 0.094 },
+    adapter: { hidden: 69, intermediate: 21, attention: 2.1, vocab: 1.9, weights: 0.6 },
+    full: { hidden: 40, intermediate: 11, attention: 1.9, vocab: 5.2, weights: 1.5 },
+  },
+};
+
+export type PassKind = keyof FamilyPasses;
 
 export interface PassShape {
   batch: number;
@@ -108,12 +125,17 @@ export interface PassOptions {
 
 /** Estimated bytes of tensors a pass adds on top of the weights. */
 export function passBytes(config: ModelConfig, { batch, seq }: PassShape, options: PassOptions): number {
-  const k = PASSES[options.kind];
-  const heads = config.numHeads;
-  const layers = options.checkpointing ? 1 : config.numLayers;
-  const perLayer = k.hidden * config.hiddenSize + k.intermediate * config.intermediateSize + k.attention * heads * seq;
-  const inputs = options.checkpointing ? config.numLayers * config.hiddenSize : 0;
-  const perToken = layers * perLayer + inputs + k.vocab * config.vocabSize;
+  const k = PASSES[config.family][options.kind];
+  const { numLayers, hiddenSize } = config;
+  const layer = k.intermediate * config.intermediateSize + k.attention * config.numHeads * seq;
+  let perToken: number;
+  if (options.kind === "inference") perToken = numLayers * k.hidden * hiddenSize + layer;
+  else {
+    const layers = (options.checkpointing ? 1 : numLayers) + 0.5;
+    const inputs = options.checkpointing ? numLayers * hiddenSize : 0;
+    perToken = layers * (k.hidden * hiddenSize + layer) + inputs;
+  }
+  perToken += k.vocab * config.vocabSize;
   return 4 * (batch * seq * perToken + k.weights * options.float32Weights + 3 * (options.largestCompact ?? 0));
 }
 
