@@ -45,6 +45,8 @@ async function runQuickstartNotebook(dir: string): Promise<number> {
   const code = await runCommand([path.join(packageRoot(), "notebooks", "quickstart.ipynb"), "-o", notebook, "--html", html]);
   if (code !== 0) return code;
   const shown = (f: string) => (path.isAbsolute(dir) ? f : `./${f}`);
-  console.log(`\nthe executed notebook and its page are in ${shown(dir)}/:\n  open ${shown(html)}        (or: jupyter lab ${shown(notebook)})`);
+  console.log(
+    `\nthe executed notebook and its page are in ${shown(dir)}/:\n  open ${shown(html)}        (or: jupyter lab ${shown(notebook)})`,
+  );
   return 0;
 }
