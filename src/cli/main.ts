@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   bench: async () => (await import("./bench.js")).bench,
   quickstart: async () => (await import("./quickstart.js")).quickstart,
   export: async () => (await import("./export.js")).exportCommand,
+  run: async () => (await import("./run.js")).runCommand,
   sweep: async () => (await import("./sweep.js")).sweepCommand,
   worker: async () => (await import("./worker.js")).worker,
 };
@@ -33,6 +34,7 @@ commands:
   bench                        forward-pass throughput per backend
   quickstart                   a tour on the shipped model
   export NB.ipynb --to ts|html a notebook as a TypeScript module or a standalone page
+  run NB.ipynb [-p k=v] [-o OUT.ipynb] [--timeout S] [--html OUT.html]   execute a notebook on the loralab kernel
 
 common options: --backend wasm|cpu|tensorflow|tensorflow-gpu (or LORALAB_BACKEND)`;
 
