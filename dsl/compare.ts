@@ -13,7 +13,7 @@ import * as aq from "arquero";
 import { median } from "../src/core/stats.js";
 import { UserError } from "../src/core/errors.js";
 import type { DataInput } from "./data.js";
-import { displayedText, lossChart } from "./presentation.js";
+import { displayedText, lossChart, tabulate } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import type { Metric, TrainedRun } from "./model.js";
 import type { TrainOptions } from "./run.js";
@@ -66,8 +66,9 @@ export class Comparison {
     readonly metrics: Record<string, Record<string, number | undefined>>,
   ) {}
 
-  table(): aq.ColumnTable {
-    return aq.from(
+  /** One row per method; `digits`: non-integer numbers rounded to that many significant digits. */
+  table({ digits }: { digits?: number } = {}): aq.ColumnTable {
+    return tabulate(
       Object.entries(this.runs).map(([method, run]) => {
         const steps = run.history.map((h, i) => (h.elapsedSeconds - (run.history[i - 1]?.elapsedSeconds ?? 0)) * 1000);
         const memory = run.memory;
@@ -88,6 +89,7 @@ export class Comparison {
           ...this.metrics[method],
         };
       }),
+      { digits },
     );
   }
 

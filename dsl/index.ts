@@ -28,7 +28,7 @@ export type { TrialRecord } from "../src/study/trial.js";
 export type { ConfigSummary } from "../src/study/summary.js";
 export { compare, Comparison, METHOD_DEFAULTS, type CompareOptions, type Method, type RunBuilder } from "./compare.js";
 export { runs, loadRun, RecordedRun, type ResumeOptions } from "./runs.js";
-export { lossChart } from "./presentation.js";
+export { lossChart, tabulate } from "./presentation.js";
 export { display, type Display, type DisplayHandle } from "./script-display.js";
 export { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 export { UserError } from "../src/core/errors.js";

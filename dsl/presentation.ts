@@ -1,4 +1,5 @@
 /** How DSL objects present themselves: key/value tables (text and HTML) and loss charts (vega-lite). */
+import * as aq from "arquero";
 import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
 
 /** What console.log and util.inspect print for a DSL object: the text its display shows, not its internals. */
@@ -49,4 +50,14 @@ export function formatNumber(x: number): string {
   if (Number.isInteger(x)) return x.toLocaleString("en-US");
   const digits = Math.abs(x) >= 1e-3 && Math.abs(x) < 1e6 ? Number(x.toPrecision(4)).toString() : x.toExponential(3);
   return digits;
+}
+
+/**
+ * Rows as an arquero table (what notebooks show as a table), non-integer numbers rounded to `digits` significant
+ * digits (kept as given without `digits`): `tabulate([{ method: "lora", perplexity: 37.51234 }], { digits: 4 })`.
+ */
+export function tabulate(rows: readonly Record<string, unknown>[], { digits }: { digits?: number } = {}): aq.ColumnTable {
+  if (digits === undefined) return aq.from(rows as Record<string, unknown>[]);
+  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(digits)) : v);
+  return aq.from(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, round(v)]))));
 }

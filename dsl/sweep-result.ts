@@ -10,7 +10,7 @@ import { bestByMean, type ConfigSummary, summarize } from "../src/study/summary.
 import type { TrialRecord } from "../src/study/trial.js";
 import type { GridSpace } from "../src/study/plan.js";
 import { digestOf } from "../src/core/canonical.js";
-import { displayedText, formatNumber, lossChart } from "./presentation.js";
+import { displayedText, formatNumber, lossChart, tabulate } from "./presentation.js";
 
 /** A grid point as a label: "r=4, alpha=8". */
 export function configLabel(config: Record<string, unknown>): string {
@@ -30,11 +30,7 @@ export function objectiveOf(evaluation: { metrics?: readonly string[] } | undefi
 }
 
 /** Rows as a table, non-integer numbers rounded to `digits` significant digits (as given without `digits`). */
-function tableOf(rows: Record<string, unknown>[], digits: number | undefined): aq.ColumnTable {
-  if (digits === undefined) return aq.from(rows);
-  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(digits)) : v);
-  return aq.from(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, round(v)]))));
-}
+const tableOf = (rows: Record<string, unknown>[], digits: number | undefined): aq.ColumnTable => tabulate(rows, { digits });
 
 /**
  * A configuration's summary that prints as "r=8 (n=3): finalLoss 2.31 ± 0.04, …": its trials (every step of
