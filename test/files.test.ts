@@ -108,19 +108,29 @@ test(
     const data = path.join(root, "rows.jsonl");
     fs.writeFileSync(data, '{"text": "Call me Ishmael. Some years ago, never mind how long precisely."}\n'.repeat(4));
     const cli = (args: string[], env: Record<string, string> = {}) =>
-      spawn(process.execPath, [CLI, ...args], { cwd: root, env: { ...process.env, LORALAB_BACKEND: "", ...env }, stdio: "ignore" });
-    const finish = (child: ChildProcess) => new Promise<number | null>((resolve) => child.once("exit", resolve));
+      spawn(process.execPath, [CLI, ...args], {
+        cwd: root,
+        env: { ...process.env, LORALAB_BACKEND: "", ...env },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+    /** The exit code, with what the command wrote on stderr when it failed. */
+    const finish = (child: ChildProcess) =>
+      new Promise<string>((resolve) => {
+        let stderr = "";
+        child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.once("close", (code) => resolve(code === 0 ? "exit 0" : `exit ${code}: ${stderr}`));
+      });
     assert.equal(
       await finish(cli(["train", "--model", "tiny-moby", "--data", data, "--steps", "2", "--out", path.join(root, "adapter")])),
       0,
     );
     const merge = ["merge", "--model", "tiny-moby", "--adapter", path.join(root, "adapter"), "--out", out];
-    assert.equal(await finish(cli(merge)), 0);
+    assert.equal(await finish(cli(merge)), "exit 0");
     const child = cli(merge, { LORALAB_TEST_SWAP_DELAY_MS: "60000" });
     await until("the old merged model to be moved aside", () => !fs.existsSync(out), 120_000);
     await kill(child);
     assert.equal(fs.existsSync(out), false, "the kill left the window open");
-    assert.equal(await finish(cli(["eval", "--model", out, "--data", data, "--json"])), 0);
+    assert.equal(await finish(cli(["eval", "--model", out, "--data", data, "--json"])), "exit 0");
     assert.ok(fs.existsSync(path.join(out, "config.json")));
     assert.deepEqual(siblings(out), []);
   },
