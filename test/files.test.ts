@@ -122,7 +122,7 @@ test(
       });
     assert.equal(
       await finish(cli(["train", "--model", "tiny-moby", "--data", data, "--steps", "2", "--out", path.join(root, "adapter")])),
-      0,
+      "exit 0",
     );
     const merge = ["merge", "--model", "tiny-moby", "--adapter", path.join(root, "adapter"), "--out", out];
     assert.equal(await finish(cli(merge)), "exit 0");
