@@ -2,6 +2,7 @@
  * What the benchmarks share: named model shapes, a seeded random model of a shape, the FLOPs of a
  * training step, and running one measurement per fresh process.
  */
+import { PUBLISHED_CONFIGS } from "../models/published-configs.js";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { UserError } from "../core/errors.js";
@@ -43,14 +44,7 @@ export const BENCH_SHAPES: Record<string, BenchShape> = {
     seq: 256,
   },
   "135m": {
-    config: llama({
-      vocab_size: 49152,
-      hidden_size: 576,
-      intermediate_size: 1536,
-      num_hidden_layers: 30,
-      num_attention_heads: 9,
-      num_key_value_heads: 3,
-    }),
+    config: PUBLISHED_CONFIGS["smollm-135m"]!,
     batch: 4,
     seq: 256,
   },
