@@ -288,3 +288,13 @@ test("DSL: the same regex with ordinary text tokenizes normally, and the deadlin
   const took = Date.now() - start;
   assert.ok(took >= encodeDeadlineMs(BACKTRACKING_TEXT.length) - 50 && took < 4 * encodeDeadlineMs(BACKTRACKING_TEXT.length), `${took} ms`);
 });
+
+test("eval: a config.json claiming 2⁴⁰ layers is refused at once, naming the field (was: a hang listing the tensors)", (t) => {
+  const dir = storiesCopy(testDir(t, "model"), "model", { config: (c) => (c.num_hidden_layers = 2 ** 40) });
+  expectCliError(evalOn(dir, goodData(t)), [
+    path.join(dir, "config.json"),
+    "num_hidden_layers = 1099511627776 implies",
+    "weight tensors, but",
+    "holds 47",
+  ]);
+});

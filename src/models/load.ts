@@ -16,7 +16,7 @@ import { LlamaForCausalLM } from "./llama.js";
 import { Gpt2LMHeadModel } from "./gpt2.js";
 import { assignWeights, checkTensors, pendingLinear } from "./checkpoint-weights.js";
 import { weightMemory } from "./memory-estimate.js";
-import { parameterSpecs } from "./parameters.js";
+import { parameterCount, parameterSpecs } from "./parameters.js";
 
 export interface LoadedModel {
   dir: string;
@@ -101,6 +101,12 @@ export async function loadModel(ref: string, options: LoadOptions = {}): Promise
   const source = await openCheckpoint(dir);
   try {
     const tied = config.tieWordEmbeddings;
+    const implied = parameterCount(config);
+    if (implied > source.names().length) {
+      throw new UserError(
+        `${path.join(dir, "config.json")}: num_hidden_layers = ${config.numLayers} implies ${implied.toLocaleString("en-US")} weight tensors, but ${weightsFileOf(dir)} holds ${source.names().length}`,
+      );
+    }
     checkTensors(
       parameterSpecs(config).map((p) => [p.name, p.shape] as const),
       source,

@@ -88,3 +88,10 @@ function gpt2Parameters(c: Gpt2Config): ParameterSpec[] {
 export function parameterSpecs(config: ModelConfig): ParameterSpec[] {
   return config.family === "gpt2" ? gpt2Parameters(config) : llamaParameters(config);
 }
+
+/** How many weight tensors `config` implies, without listing them (a config may claim 2⁴⁰ layers). */
+export function parameterCount(config: ModelConfig): number {
+  const none = parameterSpecs({ ...config, numLayers: 0 }).length;
+  const one = parameterSpecs({ ...config, numLayers: 1 }).length;
+  return none + config.numLayers * (one - none);
+}
