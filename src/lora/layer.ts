@@ -6,12 +6,13 @@
  * (DoRA adapters rescale this with the variant in dora.ts.) Submodules carry PEFT's names (base_layer,
  * lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
  */
-import { tf } from "../backend/index.js";
+import { addSameShape, tf } from "../backend/index.js";
 import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import { ModuleDict } from "../nn/container.js";
 import type { Random } from "../core/random.js";
 import { DoraMagnitude } from "./dora.js";
+import { type DropoutRows, hashText, rowDropout } from "./dropout.js";
 
 export interface AdapterParameter {
   /** The wrapped module's path, e.g. "model.layers.0.self_attn.q_proj". */
@@ -33,6 +34,8 @@ export interface LoraState {
   disabled: boolean;
   /** Dropout only while training. */
   training: boolean;
+  /** Set by the trainer: dropout masks per row of the micro-batch (see dropout.ts); else drawn from `random`. */
+  dropoutRows?: DropoutRows;
   /** Per adapter: its own random stream, which seeds its dropout masks (after drawing its initial A and B). */
   random: Map<string, Random>;
 }
@@ -73,6 +76,8 @@ export class LoraLayer extends Module implements LinearLike {
   constructor(
     readonly base: Linear | Conv1D,
     private readonly state: LoraState,
+    /** The wrapped module's path (keys its dropout masks). */
+    readonly path: string,
   ) {
     super();
     this.inFeatures = base.inFeatures;
@@ -135,7 +140,10 @@ export class LoraLayer extends Module implements LinearLike {
 
   private dropout(x: tf.Tensor, name: string): tf.Tensor {
     const rate = this.settings.get(name)!.dropout;
-    return this.state.training && rate > 0 ? tf.dropout(x, rate, undefined, this.state.random.get(name)!.int(2 ** 31)) : x;
+    if (!this.state.training || rate === 0) return x;
+    const rows = this.state.dropoutRows;
+    if (rows) return rowDropout(x, rate, rows, hashText(`${this.path}/${name}`));
+    return tf.dropout(x, rate, undefined, this.state.random.get(name)!.int(2 ** 31));
   }
 
   forward(x: tf.Tensor): tf.Tensor {
@@ -145,9 +153,15 @@ export class LoraLayer extends Module implements LinearLike {
       const s = this.settings.get(name);
       if (!s || this.merged.includes(name)) continue;
       const dropped = this.dropout(x, name);
-      const lora = this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)).mul(s.scaling);
       const dora = this.magnitude.get(name);
-      y = y.add(dora ? dora.forward(dropped, this.baseWeight(), this.update(name), lora) : lora);
+      if (dora) {
+        const lora = this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)).mul(s.scaling);
+        y = y.add(dora.forward(dropped, this.baseWeight(), this.update(name), lora));
+      } else {
+        // Scaling the [..., r] product instead of the [..., out] one, and an add that keeps neither summand, leave
+        // the backward pass only the small [..., r] tensors of the update to keep.
+        y = addSameShape(y, this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped).mul(s.scaling)));
+      }
     }
     return y;
   }
