@@ -2,23 +2,26 @@
  * compare: fine-tuning methods side by side, measured. Each method trains on the same data; options shared by
  * all methods come from compare's options, and each method may add its own (a learning rate that suits full
  * fine-tuning starves LoRA). The table reports, per method, the options it trained with, trainable parameters
- * and their share of the model (PEFT's trainable%), peak tensor memory, median step time, final training loss
- * and the eval metrics.
+ * and their share of the model (PEFT's trainable%), measured memory (weights by storage format, optimizer state,
+ * a step's activation peak, peak tensor memory, process RSS), median step time, final training loss and the
+ * eval metrics.
  *
- *   compare({ full: [base.full(), { lr: 2e-4 }], lora: [base.lora(8), { lr: 2e-3 }] }, ds, { maxSteps: 50, eval: { data: test } })
+ *   compare({ full: [base.full(), { lr: 2e-4 }], lora: [base.lora(8), { lr: 2e-3 }], qlora: base.qlora(8) }, ds, { maxSteps: 50 })
  */
+import { inspect } from "node:util";
 import * as aq from "arquero";
 import { median } from "../src/core/stats.js";
 import { UserError } from "../src/core/errors.js";
 import type { DataInput } from "./data.js";
-import { lossChart } from "./presentation.js";
+import { displayedText, lossChart, tabulate } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import type { Metric, TrainedRun } from "./model.js";
 import type { TrainOptions } from "./run.js";
+import type { FormatShare } from "../src/models/memory-estimate.js";
 
-/** What `base.lora(…)` and `base.full()` are: something that trains a run. */
+/** What `base.lora(…)`, `base.qlora(…)` and `base.full()` are: something that trains a run. */
 export interface RunBuilder {
-  /** "lora" or "full": picks the method's default learning rate (METHOD_DEFAULTS). */
+  /** "lora", "qlora" or "full": picks the method's default learning rate (METHOD_DEFAULTS). */
   readonly kind?: string;
   train(data: DataInput, options?: TrainOptions): Promise<TrainedRun>;
 }
@@ -31,7 +34,7 @@ export type Method = RunBuilder | readonly [RunBuilder, TrainOptions];
  * about ten times full fine-tuning's (measured on tiny-moby, cmudict, 100 steps: LoRA r=8 at 2e-4 ends at held-out
  * perplexity 1004, at 3e-3 at 37.5; full fine-tuning at 2e-4 at 7.95).
  */
-export const METHOD_DEFAULTS: Readonly<Record<string, TrainOptions>> = { full: { lr: 2e-4 }, lora: { lr: 2e-3 } };
+export const METHOD_DEFAULTS: Readonly<Record<string, TrainOptions>> = { full: { lr: 2e-4 }, lora: { lr: 2e-3 }, qlora: { lr: 2e-3 } };
 
 export interface CompareOptions extends TrainOptions {
   eval?: { data: DataInput; metrics?: Metric[] };
@@ -47,27 +50,46 @@ function optionsText(run: TrainedRun): string {
     .join(", ");
 }
 
+const MiB = 2 ** 20;
+
+/** "nf4+dq 0.4 MiB, f32 0.5 MiB": the weights by storage format, largest first. */
+function formatsText(weights: Record<string, FormatShare>): string {
+  return Object.entries(weights)
+    .sort(([, a], [, b]) => b.bytes - a.bytes)
+    .map(([format, s]) => `${format} ${(s.bytes / MiB).toFixed(1)} MiB`)
+    .join(", ");
+}
+
 export class Comparison {
   constructor(
     readonly runs: Record<string, TrainedRun>,
     readonly metrics: Record<string, Record<string, number | undefined>>,
   ) {}
 
-  table(): aq.ColumnTable {
-    return aq.from(
+  /** One row per method; `digits`: non-integer numbers rounded to that many significant digits. */
+  table({ digits }: { digits?: number } = {}): aq.ColumnTable {
+    return tabulate(
       Object.entries(this.runs).map(([method, run]) => {
         const steps = run.history.map((h, i) => (h.elapsedSeconds - (run.history[i - 1]?.elapsedSeconds ?? 0)) * 1000);
+        const memory = run.memory;
+        const weights = Object.values(memory.weights).reduce((sum, s) => sum + s.bytes, 0);
         return {
           method,
           options: optionsText(run),
           trainable_params: run.trainableParams,
           trainable_pct: run.parameters.percent,
-          peak_MiB: run.peakTensorBytes / 2 ** 20,
+          weights_MiB: weights / MiB,
+          weight_formats: formatsText(memory.weights),
+          optimizer_MiB: memory.optimizerBytes / MiB,
+          activations_MiB: memory.activationPeakBytes / MiB,
+          peak_MiB: run.peakTensorBytes / MiB,
+          rss_MiB: memory.rssBytes / MiB,
           median_step_ms: median(steps),
           final_loss: run.finalLoss ?? null,
           ...this.metrics[method],
         };
       }),
+      { digits },
     );
   }
 
@@ -76,6 +98,10 @@ export class Comparison {
       Object.entries(this.runs).flatMap(([method, run]) => run.history.map((h) => ({ step: h.step, loss: h.loss, series: method }))),
       "training loss by method",
     );
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {

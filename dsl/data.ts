@@ -27,16 +27,27 @@ export function toExamples(data: DataInput, tokenizer: Tokenizer | undefined, vo
   });
 }
 
-/** Prompt/completion pairs of the data (for generation-based metrics), or undefined if rows have none. */
-export function promptCompletionPairs(data: DataInput): { prompt: string; completion: string }[] | undefined {
-  const rows = isTokenizable(data) ? (data as unknown as { rows?: () => Iterable<Record<string, unknown>> }).rows?.() : data;
-  if (!rows) return undefined;
-  const pairs: { prompt: string; completion: string }[] = [];
-  for (const r of rows as Iterable<Record<string, unknown>>) {
-    if (typeof r.prompt !== "string" || typeof r.completion !== "string") return undefined;
-    pairs.push({ prompt: r.prompt, completion: r.completion });
-  }
-  return pairs;
+/**
+ * The data as a Dataset (whose recipe and fingerprint a study needs): rows written in code become a Dataset of
+ * those rows, token sequences rows of "input_ids" (and "labels").
+ */
+export function toDataset(data: DataInput, what: string): Dataset {
+  if (data instanceof Dataset) return data;
+  if (!Array.isArray(data))
+    throw new UserError(
+      `${what}: expected a dataset(...) or an array of rows, got ${isTokenizable(data) ? "another kind of data" : typeof data}`,
+    );
+  const rows = (data as readonly Record<string, unknown>[]).map((row) => {
+    const e = row as unknown as Example;
+    return Array.isArray(e.inputIds) ? { input_ids: e.inputIds, ...(e.labels ? { labels: e.labels } : {}) } : row;
+  });
+  return Dataset.fromRows(rows, what);
+}
+
+/** The raw rows of the data (a Dataset's rows, or rows written in code), when it has them. */
+export function dataRows(data: DataInput): Iterable<Record<string, unknown>> | undefined {
+  if (isTokenizable(data)) return (data as unknown as { rows?: () => Iterable<Record<string, unknown>> }).rows?.();
+  return data as readonly Record<string, unknown>[];
 }
 
 /**

@@ -5,23 +5,17 @@
  */
 import { inspect } from "node:util";
 import type * as aq from "arquero";
+import type { EvalScores } from "../src/metrics/evaluate.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import { formatNumber, htmlKeyValues, textKeyValues } from "./presentation.js";
 
-export type Metric = "perplexity" | "bleu" | "chrf" | "exact_match";
+export type { Metric } from "../src/metrics/evaluate.js";
 
 /** Rows of the examples table shown in a notebook (all rows stay in `examples`). */
 const SHOWN_EXAMPLES = 20;
 
 /** The numbers of an evaluation (what `{ ...result }` holds). */
-export interface EvalMetrics {
-  perplexity?: number;
-  loss?: number;
-  tokens?: number;
-  bleu?: number;
-  chrf?: number;
-  exact_match?: number;
-}
+export type EvalMetrics = Omit<EvalScores, "examples">;
 
 export class EvalResult implements EvalMetrics {
   // Declared, not initialised: a metric that was not asked for is absent, not `undefined`.

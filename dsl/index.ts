@@ -20,13 +20,15 @@ export {
   type GenerateOptions,
   type TrainedRun,
 } from "./model.js";
-export { Run, TrainingInterrupted, lastRun, type TrainOptions, type TrainedModel } from "./run.js";
+export { Run, TrainingInterrupted, lastRun, REGISTRY_SAVE_STEPS, type TrainOptions, type TrainedModel } from "./run.js";
 export { type DataInput } from "./data.js";
 export { dataset, Dataset } from "./data.js";
-export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type TrialRecord } from "./sweep.js";
+export { sweep, expandSpace, SweepResult, type SweepSpace, type SweepOptions, type SweepStudy } from "./sweep.js";
+export type { TrialRecord } from "../src/study/trial.js";
+export type { ConfigSummary } from "../src/study/summary.js";
 export { compare, Comparison, METHOD_DEFAULTS, type CompareOptions, type Method, type RunBuilder } from "./compare.js";
-export { runs, loadRun, type RecordedRun } from "./registry.js";
-export { lossChart } from "./presentation.js";
+export { runs, loadRun, RecordedRun, type ResumeOptions } from "./runs.js";
+export { lossChart, tabulate } from "./presentation.js";
 export { display, type Display, type DisplayHandle } from "./script-display.js";
 export { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 export { UserError } from "../src/core/errors.js";

@@ -12,75 +12,24 @@ import * as path from "node:path";
 import { initBackend, tf } from "../src/backend/index.js";
 import { UserError } from "../src/core/errors.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
-import { createModel, loadModel, type LoadedModel } from "../src/models/load.js";
+import { loadModel, type LoadedModel, type LoadOptions } from "../src/models/load.js";
 import { saveModelDirectory } from "../src/models/save.js";
-import { generate as generateIds, type GenerationOptions } from "../src/models/generation.js";
-import { perplexity } from "../src/metrics/perplexity.js";
-import * as aq from "arquero";
-import { type GenerationMetric, generationScores } from "../src/metrics/generation-eval.js";
 import { PeftModel } from "../src/lora/peft-model.js";
 import { parseAdapterParameter } from "../src/lora/layer.js";
 import { loadAdapter, saveAdapter } from "../src/lora/adapter-io.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
-import { countParameters } from "../src/nn/module.js";
-import { type DataInput, promptCompletionPairs, toExamples } from "./data.js";
-import { htmlKeyValues, textKeyValues } from "./presentation.js";
-import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import { Run, type TrainedModel, type TrainOptions } from "./run.js";
+import { countParameters, type StoredWeight } from "../src/nn/module.js";
+import { formatBytes } from "../src/backend/memory.js";
+import { describeWeights } from "../src/models/memory-estimate.js";
+import { weightsByFormat } from "../src/train/run-memory.js";
+import { floatCopy } from "../src/lora/float-copy.js";
+import type { DataInput } from "./data.js";
+import { type Reopened, Run, type TrainedModel, type TrainOptions } from "./run.js";
 import { type EvalMetrics, EvalResult, type Metric } from "./evaluation.js";
+import { type GenerateOptions, ModelView } from "./model-view.js";
 
-export { type EvalMetrics, EvalResult, type Metric };
+export { type EvalMetrics, EvalResult, type Metric, type GenerateOptions, ModelView };
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
-
-export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
-  /** Return token ids as well as text. */
-  ids?: boolean;
-}
-
-/** What every handle can do: evaluate, generate, save — with its own adapter (or none) active. */
-export abstract class ModelView {
-  /** The loaded base model this view computes with. */
-  abstract get base(): Model;
-
-  /** Runs `fn` on the model computing with this view's weights (its adapter alone, or none). */
-  protected abstract withWeights<T>(fn: (m: CausalLM) => T): T;
-
-  abstract describe(): [string, unknown][];
-
-  async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"]): Promise<EvalResult> {
-    const wanted = Array.isArray(metrics) ? metrics : [metrics];
-    const result: EvalMetrics = {};
-    let table: aq.ColumnTable | undefined;
-    const loaded = this.base.loaded;
-    if (wanted.includes("perplexity")) {
-      const examples = toExamples(data, loaded.tokenizer, loaded.config.vocabSize);
-      const p = this.withWeights((m) => perplexity(m, examples));
-      Object.assign(result, { perplexity: p.perplexity, loss: p.loss, tokens: p.tokens });
-    }
-    const generative = wanted.filter((m): m is GenerationMetric => m !== "perplexity");
-    if (generative.length) {
-      const pairs = promptCompletionPairs(data);
-      if (!pairs) throw new UserError(`metrics ${generative.join(", ")} need rows with "prompt" and "completion"`);
-      const { examples, ...scores } = this.withWeights((m) =>
-        generationScores(m, this.base.tokenizer, pairs, generative, { eosTokenIds: loaded.eosTokenIds }),
-      );
-      Object.assign(result, scores);
-      table = aq.from(examples);
-    }
-    return new EvalResult(result, table);
-  }
-
-  async generate(prompt: string | number[], options: GenerateOptions = {}): Promise<{ text: string; ids: number[] }> {
-    const ids = typeof prompt === "string" ? this.base.tokenizer.encode(prompt) : prompt;
-    const out = this.withWeights((m) => generateIds(m, ids, { maxNewTokens: 32, ...options, eosTokenIds: this.base.loaded.eosTokenIds }));
-    return { text: this.base.tokenizer.decode(out.ids), ids: out.ids };
-  }
-
-  [DISPLAY](): MimeBundle {
-    const rows = this.describe();
-    return { "text/plain": textKeyValues(this.constructor.name, rows), "text/html": htmlKeyValues(this.constructor.name, rows) };
-  }
-}
 
 let adapterCounter = 0;
 
@@ -107,7 +56,8 @@ export class Model extends ModelView {
   /** Parameters of the base model itself (adapters attached to it not counted). */
   get parameters(): number {
     let n = 0;
-    for (const [name, p] of this.loaded.model.namedParameters()) if (!parseAdapterParameter(name)) n += p.size;
+    for (const [, p] of this.baseParameters()) n += p.size;
+    for (const [, w] of this.loaded.model.namedStoredWeights()) n += w.shape.reduce((a, b) => a * b, 1);
     return n;
   }
 
@@ -124,7 +74,13 @@ export class Model extends ModelView {
       ["hidden", c.hiddenSize],
       ["vocab", c.vocabSize],
       ["parameters", this.parameters.toLocaleString("en-US")],
+      ["weights", describeWeights(weightsByFormat(this.baseParameters(), this.loaded.model.namedStoredWeights()), formatBytes)],
     ];
+  }
+
+  /** The base model's own parameters (adapters attached to it left out). */
+  private *baseParameters(): Generator<[string, tf.Variable]> {
+    for (const entry of this.loaded.model.namedParameters()) if (!parseAdapterParameter(entry[0])) yield entry;
   }
 
   /** The shared multi-adapter model (created on the first LoRA). */
@@ -135,6 +91,26 @@ export class Model extends ModelView {
   /** A new LoRA adapter on this model: `base.lora(8)` or `base.lora({ r: 8, alpha: 16, targets: [...] })`. */
   lora(config: LoraConfigInput | number = {}): LoraBuilder {
     return new LoraBuilder(this, typeof config === "number" ? { r: config } : config);
+  }
+
+  /**
+   * QLoRA (Dettmers et al. 2023): a LoRA adapter on this model with its decoder projections stored in NF4 with double
+   * quantization, on every linear layer unless `targets` says otherwise. The NF4 copy is loaded from the model's
+   * directory on first use and shared by every `.qlora(…)` (a model loaded with `quantize: "nf4"` is used as it is).
+   */
+  qlora(config: LoraConfigInput | number = {}): LoraBuilder {
+    const given = typeof config === "number" ? { r: config } : config;
+    const targets = given.targets === undefined && given.targetModules === undefined ? { targets: "all-linear" } : {};
+    return new LoraBuilder(this, { ...targets, ...given }, "qlora");
+  }
+
+  private nf4: Promise<Model> | undefined;
+
+  /** This model with NF4 projections: itself when loaded so, else a copy loaded once with quantize "nf4-dq". */
+  quantized(): Promise<Model> {
+    const q = this.loaded.quantize;
+    if (q === "nf4" || q === "nf4-dq") return Promise.resolve(this);
+    return (this.nf4 ??= loadModel(this.loaded.dir, { quantize: "nf4-dq" }).then((loaded) => new Model(this.ref, loaded)));
   }
 
   /** Full fine-tuning of a copy of this model (the baseline LoRA is compared with). */
@@ -149,14 +125,9 @@ export class Model extends ModelView {
     return new LoraModel(this, name);
   }
 
-  /** A weight copy of the base (for full fine-tuning), adapters excluded. */
+  /** A float32 weight copy of the base (for full fine-tuning), adapters excluded; compact weights are widened. */
   cloneWeights(): CausalLM {
-    const copy = createModel(this.loaded.config);
-    const source = new Map(
-      this.withWeights(() => [...this.loaded.model.namedParameters()].map(([n, p]) => [n.replace(/\.base_layer\./, "."), p] as const)),
-    );
-    for (const [name, p] of copy.namedParameters()) tf.tidy(() => p.assign(source.get(name)!));
-    return copy;
+    return this.withWeights((m) => floatCopy(this.loaded.model, this.loaded));
   }
 }
 
@@ -187,15 +158,12 @@ export class LoraModel extends ModelView implements TrainedModel {
   }
 
   get label(): string {
-    return `LoRA r=${this.config.r}`;
+    return `${isNF4(this.base.loaded) ? "QLoRA" : "LoRA"} r=${this.config.r}`;
   }
 
   /** The base model's parameters and this adapter's (other adapters on the same base excluded). */
-  *namedParameters(): Generator<[string, tf.Variable]> {
-    for (const [name, p] of this.base.peftModel().base.namedParameters()) {
-      const adapter = parseAdapterParameter(name)?.adapter;
-      if (adapter === undefined || adapter === this.adapterName) yield [name, p];
-    }
+  namedParameters(): Generator<[string, tf.Variable]> {
+    return this.base.peftModel().parametersOf(this.adapterName);
   }
 
   selectForTraining(): void {
@@ -207,12 +175,22 @@ export class LoraModel extends ModelView implements TrainedModel {
     return new LoraTrainable(this.base.peftModel());
   }
 
+  /** The base's compact weights (QLoRA: its NF4 projections). */
+  namedStoredWeights(): Generator<[string, StoredWeight]> {
+    return this.base.loaded.model.namedStoredWeights();
+  }
+
   recordedConfig(): Record<string, unknown> {
-    return { lora: this.config };
+    const quantize = this.base.loaded.quantize;
+    return { lora: this.config, ...(quantize ? { quantize } : {}) };
   }
 
   async saveToRun(dir: string): Promise<void> {
     await this.save(path.join(dir, "adapter"));
+  }
+
+  discard(): void {
+    this.base.peftModel().deleteAdapter(this.adapterName);
   }
 
   describe(): [string, unknown][] {
@@ -233,18 +211,25 @@ export class LoraModel extends ModelView implements TrainedModel {
     return dir;
   }
 
-  /** A plain model with this adapter merged into a copy of the weights, saved as an HF checkpoint. */
+  /**
+   * A plain model with this adapter merged into a float32 copy of the weights, saved as an HF checkpoint (also for
+   * a QLoRA adapter: its NF4 base is widened into the copy, never re-quantized).
+   */
   async saveMerged(dir: string): Promise<string> {
-    const merged = this.base.cloneWeights();
     const peft = this.base.peftModel();
-    this.withWeights(() => {
-      const params = new Map(peft.base.namedParameters());
-      peft.merge([this.adapterName]);
-      for (const [name, p] of merged.namedParameters()) {
-        const source = params.get(name) ?? params.get(name.replace(/\.(weight|bias)$/, ".base_layer.$1"));
-        tf.tidy(() => p.assign(source!));
+    // Under this adapter's view: its modules_to_save copies and the biases it trained are what the copy takes.
+    const merged = this.withWeights(() => {
+      const copy = floatCopy(peft.base, this.base.loaded);
+      const params = new Map(copy.namedParameters());
+      for (const path of peft.adapters.get(this.adapterName)!.modules) {
+        const layer = peft.loraLayer(path);
+        const weight = params.get(`${path}.weight`)!;
+        tf.tidy(() => {
+          const delta = layer.mergedDelta(this.adapterName); // [out, in]
+          weight.assign(weight.add(layer.fanInFanOut ? delta.transpose() : delta));
+        });
       }
-      peft.unmerge();
+      return copy;
     });
     await saveModelDirectory(merged, this.base.loaded.dir, dir);
     merged.dispose();
@@ -272,6 +257,10 @@ export class FullModel extends ModelView implements TrainedModel {
     return this.weights.namedParameters();
   }
 
+  namedStoredWeights(): Generator<[string, StoredWeight]> {
+    return this.weights.namedStoredWeights();
+  }
+
   selectForTraining(): void {
     // The copy is this model's alone.
   }
@@ -286,6 +275,10 @@ export class FullModel extends ModelView implements TrainedModel {
 
   async saveToRun(): Promise<void> {
     // The registry keeps no copy of full weights (as large as the model); `save(dir)` writes them.
+  }
+
+  discard(): void {
+    this.weights.dispose();
   }
 
   describe(): [string, unknown][] {
@@ -305,26 +298,29 @@ export class FullModel extends ModelView implements TrainedModel {
 /** A run of either kind of fine-tuning (what compare and sweep take). */
 export type TrainedRun = Run<LoraModel | FullModel>;
 
-/** `base.lora(cfg)`: not trained yet; `.train(ds, opts)` trains a new adapter and resolves to a Run. */
+/** `base.lora(cfg)` / `base.qlora(cfg)`: not trained yet; `.train(ds, opts)` trains a new adapter and resolves to a Run. */
 export class LoraBuilder {
-  readonly kind = "lora";
   constructor(
     readonly base: Model,
     readonly config: LoraConfigInput,
+    /** "qlora": the adapter goes on the base's NF4 copy (Model.quantized). */
+    readonly kind: "lora" | "qlora" = "lora",
   ) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<LoraModel>> {
-    return Run.start(
-      this.base,
-      (seed) => {
-        const name = `lora_${++adapterCounter}`;
-        // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
-        this.base.peftModel().addAdapter(name, { baseModelNameOrPath: this.base.ref, ...this.config }, { seed });
-        return new LoraModel(this.base, name);
-      },
-      data,
-      options,
-    );
+    return this.trainRun(data, options);
+  }
+
+  /** A new adapter trained as a run, or (`reopened`) a recorded run continued. */
+  async trainRun(data: DataInput, options: TrainOptions, reopened?: Reopened): Promise<Run<LoraModel>> {
+    const base = this.kind === "qlora" ? await this.base.quantized() : this.base;
+    const create = (seed: number) => {
+      const name = `lora_${++adapterCounter}`;
+      // The adapter's initial weights and dropout masks come from the run's seed, not from what the session did before.
+      base.peftModel().addAdapter(name, { baseModelNameOrPath: base.ref, ...this.config }, { seed, training: true });
+      return new LoraModel(base, name);
+    };
+    return Run.start(base, create, data, options, reopened);
   }
 }
 
@@ -334,12 +330,22 @@ export class FullBuilder {
   constructor(readonly base: Model) {}
 
   async train(data: DataInput, options: TrainOptions = {}): Promise<Run<FullModel>> {
-    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options);
+    return this.trainRun(data, options);
+  }
+
+  trainRun(data: DataInput, options: TrainOptions, reopened?: Reopened): Promise<Run<FullModel>> {
+    return Run.start(this.base, () => new FullModel(this.base, this.base.cloneWeights()), data, options, reopened);
   }
 }
 
-/** Loads a model: a local directory or a Hugging Face hub id. */
-export async function model(ref: string, options: { backend?: string } = {}): Promise<Model> {
-  await initBackend(options.backend);
-  return new Model(ref, await loadModel(ref));
+const isNF4 = (loaded: LoadedModel) => loaded.quantize === "nf4" || loaded.quantize === "nf4-dq";
+
+/**
+ * Loads a model: a local directory, a shipped model's name or a Hugging Face hub id. `quantize` stores the decoder
+ * projections compactly ("nf4", "nf4-dq", "f16", "bf16"; see loadModel).
+ */
+export async function model(ref: string, options: { backend?: string } & LoadOptions = {}): Promise<Model> {
+  const { backend, ...load } = options;
+  await initBackend(backend);
+  return new Model(ref, await loadModel(ref, load));
 }

@@ -1,5 +1,11 @@
 /** How DSL objects present themselves: key/value tables (text and HTML) and loss charts (vega-lite). */
-import { escapeHtml } from "../src/runtime/display.js";
+import * as aq from "arquero";
+import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
+
+/** What console.log and util.inspect print for a DSL object: the text its display shows, not its internals. */
+export function displayedText(value: { [DISPLAY](): MimeBundle }): string {
+  return String(value[DISPLAY]()["text/plain"] ?? "");
+}
 
 /** A two-column HTML table of key/value pairs. */
 export function htmlKeyValues(title: string, rows: [string, unknown][]): string {
@@ -26,7 +32,14 @@ export function lossChart(points: { step: number; loss: number; series: string }
     encoding: {
       x: { field: "step", type: "quantitative", title: "step" },
       y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
-      color: { field: "series", type: "nominal", title: null },
+      // Series in the order they come (r=1, r=2, …, r=16, not alphabetically), names shown whole (not cut at 160 px).
+      color: {
+        field: "series",
+        type: "nominal",
+        title: null,
+        sort: [...new Set(points.map((p) => p.series))],
+        legend: { labelLimit: 400 },
+      },
     },
   };
 }
@@ -37,4 +50,14 @@ export function formatNumber(x: number): string {
   if (Number.isInteger(x)) return x.toLocaleString("en-US");
   const digits = Math.abs(x) >= 1e-3 && Math.abs(x) < 1e6 ? Number(x.toPrecision(4)).toString() : x.toExponential(3);
   return digits;
+}
+
+/**
+ * Rows as an arquero table (what notebooks show as a table), non-integer numbers rounded to `digits` significant
+ * digits (kept as given without `digits`): `tabulate([{ method: "lora", perplexity: 37.51234 }], { digits: 4 })`.
+ */
+export function tabulate(rows: readonly Record<string, unknown>[], { digits }: { digits?: number } = {}): aq.ColumnTable {
+  if (digits === undefined) return aq.from(rows as Record<string, unknown>[]);
+  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(digits)) : v);
+  return aq.from(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, round(v)]))));
 }

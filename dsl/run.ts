@@ -1,18 +1,17 @@
 /**
  * A training run: its configuration, the live history of every logged step, evaluations, the
- * trained model, and its folder in the run registry (runs/<id>/ with config.json, metrics.jsonl,
- * the adapter in PEFT format and summary.json).
+ * trained model, and its folder in the run registry (src/study/run-folder.ts: config.json, data.json,
+ * metrics.jsonl, the adapter in PEFT format, summary.json, and checkpoints while it trains).
  */
-import * as fs from "node:fs";
+import { inspect } from "node:util";
 import * as path from "node:path";
-import { randomBytes } from "node:crypto";
 import * as aq from "arquero";
 import { tf } from "../src/backend/index.js";
 import { check, Fields, nonEmptyString, nonNegativeNumber, string } from "../src/core/check.js";
 import { UserError } from "../src/core/errors.js";
-import { writeFileAtomic } from "../src/core/files.js";
 import type { LoadedModel } from "../src/models/load.js";
-import { type ParameterSummary, trainableSummary } from "../src/nn/module.js";
+import { type ParameterSummary, type StoredWeight, trainableSummary } from "../src/nn/module.js";
+import { type MemoryReport, memoryReport } from "../src/train/run-memory.js";
 import {
   pickTrainingOptions,
   type ResolvedTrainingOptions,
@@ -23,10 +22,13 @@ import {
 import type { Trainable } from "../src/train/trainable.js";
 import { Trainer, type EvalLog, type StepLog, type TrainResult } from "../src/train/trainer.js";
 import { checkTrainingRows } from "../src/train/training-data.js";
-import { type DataInput, toExamples } from "./data.js";
+import { type DataInput, toDataset, toExamples } from "./data.js";
+import { newRunId, runsDirectory } from "../src/study/registry.js";
+import { currentOwner, RunFolder } from "../src/study/run-folder.js";
+import { dataRef, type DataRef } from "../src/study/trial.js";
 import { ERROR_KIND, type ErrorKind, kernelSignal } from "../src/runtime/kernel.js";
 import { LiveProgress } from "./live-progress.js";
-import { htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
+import { displayedText, htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
 /** The training options of src/train/arguments.ts, plus what belongs to a run in the DSL. */
@@ -78,10 +80,14 @@ export interface TrainedModel {
   selectForTraining(): void;
   /** Every parameter this model computes with (for LoRA: the base's and its own adapter's). */
   namedParameters(): Iterable<[string, tf.Variable]>;
+  /** Its compact frozen weights (QLoRA's NF4 projections), not among the parameters. */
+  namedStoredWeights(): Iterable<[string, StoredWeight]>;
   /** What config.json records about the model, e.g. { lora: {...} }. */
   recordedConfig(): Record<string, unknown>;
   /** Saves into the run's folder what the registry keeps of the model (LoRA: the adapter). */
   saveToRun(dir: string): Promise<void>;
+  /** Frees what creating it allocated (the adapter, the weight copy), when its run cannot start. */
+  discard(): void;
   describe(): [string, unknown][];
 }
 
@@ -103,32 +109,43 @@ export function lastRun(): Run | undefined {
   return last;
 }
 
-export function runsDirectory(option?: string | false): string | undefined {
-  if (option === false) return undefined;
-  return path.resolve(option ?? process.env.LORALAB_RUNS_DIR ?? "runs");
-}
+export { runsDirectory };
 
 const count = (n: number) => n.toLocaleString("en-US");
 
-function newRunId(name: string | undefined): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
-  return `${stamp}-${name ? `${name.replace(/[^A-Za-z0-9_-]+/g, "_")}-` : ""}${randomBytes(3).toString("hex")}`;
+/**
+ * A recorded run checkpoints every REGISTRY_SAVE_STEPS steps unless told otherwise, keeping only the newest
+ * checkpoint and none once it completes: a killed run resumes from at most that many steps back
+ * (loadRun(id).resume()). A LoRA checkpoint is the adapter plus its AdamW moments, small beside a step's work.
+ */
+export const REGISTRY_SAVE_STEPS = 10;
+
+/** A recorded run taken up again (loadRun(id).resume()): its folder, and where training continues from. */
+export interface Reopened {
+  folder: RunFolder;
+  checkpoint: { dir: string; step: number } | undefined;
+  started: string;
+}
+
+/** What data.json records: the data's recipes, so that the run can be resumed or repeated elsewhere. */
+function dataRecord(data: DataInput, evalData: DataInput | undefined): { train: DataRef; eval?: DataRef } | undefined {
+  try {
+    const train = dataRef(toDataset(data, "data"));
+    return evalData ? { train, eval: dataRef(toDataset(evalData, "evalData")) } : { train };
+  } catch {
+    return undefined; // data of another kind: the run is recorded, but cannot be resumed from the registry
+  }
 }
 
 export class Run<M extends TrainedModel = TrainedModel> {
   private result: TrainResult | undefined;
-  private readonly started = new Date();
-  /**
-   * Tensor memory this run needs, measured at step boundaries: the weights it computes with plus the
-   * most that training added on top (optimizer moments, adapters). Other runs' tensors do not count.
-   * (The transient peak inside a step, activations and gradients, is what `loralab bench --mode train` measures.)
-   */
-  peakTensorBytes = 0;
-  private startBytes: number | undefined;
+  private started = new Date();
+  /** The default checkpoints (REGISTRY_SAVE_STEPS) are this run's to prune and remove. */
+  private ownCheckpoints = false;
 
   private constructor(
     readonly id: string,
-    readonly dir: string | undefined,
+    private readonly folder: RunFolder | undefined,
     readonly model: M,
     readonly options: TrainOptions,
     private readonly trainer: Trainer,
@@ -142,6 +159,7 @@ export class Run<M extends TrainedModel = TrainedModel> {
     create: (seed: number) => M,
     data: DataInput,
     options: TrainOptions = {},
+    reopened?: Reopened,
   ): Promise<Run<M>> {
     const { tokenizer, config } = base.loaded;
     const fields = Fields.of(WHERE, options);
@@ -152,28 +170,43 @@ export class Run<M extends TrainedModel = TrainedModel> {
     const evalData = options.evalData ? toExamples(options.evalData, tokenizer, config.vocabSize) : undefined;
 
     const model = create(resolved.seed);
-    const trainable = model.trainable(resolved.seed);
-    const id = newRunId(options.name ?? model.kind);
     const root = runsDirectory(options.runsDir);
-    const dir = root ? path.join(root, id) : undefined;
-    const trainer = new Trainer(trainable, examples, {
-      ...pickTrainingOptions(options),
-      evalData,
-      outputDir: options.outputDir ?? (dir ? path.join(dir, "checkpoints") : undefined),
-      // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
-      signal: options.signal ?? kernelSignal(),
-    });
-    const run = new Run(id, dir, model, options, trainer, trainableSummary(model.namedParameters()));
+    const folder = reopened?.folder ?? (root ? new RunFolder(path.join(root, newRunId(options.name ?? model.kind))) : undefined);
+    const ownCheckpoints = folder !== undefined && options.saveStrategy === undefined && options.outputDir === undefined;
+    let trainer: Trainer;
+    try {
+      trainer = new Trainer(model.trainable(resolved.seed), examples, {
+        ...(ownCheckpoints ? { saveStrategy: "steps", saveSteps: REGISTRY_SAVE_STEPS } : {}),
+        ...pickTrainingOptions(options),
+        evalData,
+        outputDir: options.outputDir ?? folder?.checkpointsDir,
+        // In the kernel an interrupt aborts the cell's signal: training stops at the next step boundary.
+        signal: options.signal ?? kernelSignal(),
+        measureMemory: true,
+      });
+    } catch (e) {
+      model.discard(); // e.g. a step the backend cannot hold: the refused call leaves no adapter or copy behind
+      throw e;
+    }
+    const parameters = trainableSummary(model.namedParameters(), model.namedStoredWeights());
+    const run = new Run(folder?.id ?? newRunId(undefined), folder, model, options, trainer, parameters);
+    run.ownCheckpoints = ownCheckpoints;
     const notice = trainer.data.cutNotice();
     if (notice) console.warn(`${run.label}: ${notice}`);
     last = run;
-    await run.record();
+    if (reopened) await run.takeUp(reopened);
+    else await run.recordStart(data, options.evalData);
     return run.continue();
   }
 
   /** The training options this run used, every default filled in. */
   get trainingOptions(): ResolvedTrainingOptions {
     return this.trainer.options;
+  }
+
+  /** The run's folder in the registry, if it is recorded. */
+  get dir(): string | undefined {
+    return this.folder?.dir;
   }
 
   get kind(): string {
@@ -208,6 +241,19 @@ export class Run<M extends TrainedModel = TrainedModel> {
     return this.parameters.trainable;
   }
 
+  /**
+   * Tensor memory this run needs at its peak: the float32 weights it computes with, its optimizer moments and the
+   * most a step added on top (activations, gradients; measured with tf.profile). Other runs' tensors do not count.
+   */
+  get peakTensorBytes(): number {
+    return this.memory.peakTensorBytes;
+  }
+
+  /** Measured memory: weights by storage format, optimizer state, the activation peak of a step, process RSS. */
+  get memory(): MemoryReport {
+    return memoryReport(this.model, this.trainer.optimizer, this.history);
+  }
+
   /** Continues an interrupted run from its last completed step. */
   async resume(options: { signal?: AbortSignal } = {}): Promise<Run<M>> {
     if (this.status === "completed") return this;
@@ -217,15 +263,13 @@ export class Run<M extends TrainedModel = TrainedModel> {
 
   private async continue(): Promise<Run<M>> {
     const live = new LiveProgress(this, this.options.liveEvery ?? 2);
-    this.startBytes ??= tf.memory().numBytes;
-    const weightBytes = [...this.trainer.trainable.parameterRoot.namedParameters()].reduce((sum, [, p]) => sum + 4 * p.size, 0);
     const off = this.trainer.on((e) => {
       if (e.type === "step") {
-        this.peakTensorBytes = Math.max(this.peakTensorBytes, weightBytes + tf.memory().numBytes - this.startBytes!);
-        this.appendMetrics(e.log);
+        this.folder?.appendMetrics(e.log);
         this.options.onStep?.(e.log, this);
         live.step();
       }
+      if (e.type === "save" && this.ownCheckpoints) this.folder?.pruneCheckpoints(1);
     });
     try {
       this.model.selectForTraining();
@@ -238,11 +282,6 @@ export class Run<M extends TrainedModel = TrainedModel> {
     if (this.result.reason === "diverged") throw new UserError(`training diverged: ${this.result.message}`);
     if (this.result.reason === "cancelled") throw new TrainingInterrupted(this);
     return this;
-  }
-
-  private appendMetrics(log: StepLog): void {
-    if (!this.dir) return;
-    fs.appendFileSync(path.join(this.dir, "metrics.jsonl"), `${JSON.stringify(log)}\n`);
   }
 
   summary(): Record<string, unknown> {
@@ -262,14 +301,40 @@ export class Run<M extends TrainedModel = TrainedModel> {
     };
   }
 
-  /** Writes config.json, summary.json and (when there are steps) what the model keeps into the registry folder. */
+  /**
+   * A new run's folder: config.json (what trains: `train` as resolved, `options` as given, for resume), data.json
+   * (the data's recipes) and summary.json naming this process as the owner.
+   */
+  private async recordStart(data: DataInput, evalData: DataInput | undefined): Promise<void> {
+    if (!this.folder) return;
+    await this.folder.writeJson("config.json", {
+      kind: this.kind,
+      base: this.model.base.ref,
+      ...this.model.recordedConfig(),
+      train: this.trainer.options,
+      options: pickTrainingOptions(this.options),
+      ...(this.options.name ? { name: this.options.name } : {}),
+      ...(this.options.outputDir ? { checkpointDir: path.resolve(this.options.outputDir) } : {}),
+    });
+    const recipes = dataRecord(data, evalData);
+    if (recipes) await this.folder.writeJson("data.json", recipes);
+    await this.record();
+  }
+
+  /** Continues a recorded run: from its checkpoint (its logged steps after that are dropped), else from the start. */
+  private async takeUp({ folder, checkpoint, started }: Reopened): Promise<void> {
+    this.started = new Date(started);
+    if (checkpoint) await this.trainer.resumeFrom(checkpoint.dir);
+    await folder.writeMetrics(this.history);
+    await this.record();
+  }
+
+  /** Writes summary.json and (when there are steps) what the model keeps; a completed run's own checkpoints go. */
   private async record(): Promise<void> {
-    if (!this.dir) return;
-    fs.mkdirSync(this.dir, { recursive: true });
-    const config = { kind: this.kind, base: this.model.base.ref, ...this.model.recordedConfig(), train: this.trainer.options };
-    await writeFileAtomic(path.join(this.dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
-    if (this.step > 0) await this.model.saveToRun(this.dir);
-    await writeFileAtomic(path.join(this.dir, "summary.json"), `${JSON.stringify(this.summary(), null, 2)}\n`);
+    if (!this.folder) return;
+    if (this.step > 0) await this.model.saveToRun(this.folder.dir);
+    if (this.status === "completed" && this.ownCheckpoints) this.folder.removeCheckpoints();
+    await this.folder.writeJson("summary.json", { ...this.summary(), owner: currentOwner() });
   }
 
   /** Every logged step as an arquero table. */
@@ -285,6 +350,10 @@ export class Run<M extends TrainedModel = TrainedModel> {
   /** The loss curve as a vega-lite spec. */
   chart(): Record<string, unknown> {
     return lossChart(this.history.map((h) => ({ step: h.step, loss: h.loss, series: this.label })));
+  }
+
+  [inspect.custom](): string {
+    return displayedText(this);
   }
 
   [DISPLAY](): MimeBundle {

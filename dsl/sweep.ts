@@ -1,179 +1,136 @@
 /**
- * sweep: train one configuration per point of a grid, evaluate each, and tabulate.
+ * sweep: train one configuration per point of a grid (and per seed), evaluate each, and tabulate with statistics.
  *
- *   sweep({ r: [1, 2, 4, 8], alpha: ({ r }) => 2 * r }, (cfg) => base.lora(cfg).train(ds, opts),
- *         { eval: { data: test, metrics: ["perplexity"] } })
+ * Declarative (every trial is plain data; runs here, in local worker processes, or on queue workers):
  *
- * Every finished trial is written to runs/sweeps/<name>/<trial>.json (atomically), so re-running an
- * interrupted sweep skips the trials that finished and trains only the missing ones.
+ *   sweep({ r: [1, 2, 4, 8], alpha: ({ r }) => 2 * r }, { model: base, data: train, train: { maxSteps: 100 },
+ *         eval: { data: test }, seeds: [1, 2, 3], parallel: 2 })            // or queue: "redis://host:6379/0"
+ *
+ * With a closure (always in this process, one trial after another):
+ *
+ *   sweep({ r: [1, 2, 4, 8] }, (cfg) => base.lora(cfg).train(ds, opts), { eval: { data: test } })
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { createHash } from "node:crypto";
-import * as aq from "arquero";
-import { writeFileAtomic } from "../src/core/files.js";
-import type { DataInput } from "./data.js";
-import { lossChart } from "./presentation.js";
-import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
-import type { EvalMetrics, Metric, TrainedRun } from "./model.js";
-import { runsDirectory } from "./run.js";
+import { toDataset, type DataInput } from "./data.js";
+import { Model, type Metric, type TrainedRun } from "./model.js";
+import { kernelSignal } from "../src/runtime/kernel.js";
+import type { LoraConfigInput } from "../src/lora/config.js";
+import type { TrainingOptions } from "../src/train/arguments.js";
+import { UserError } from "../src/core/errors.js";
+import { check, Fields, nonEmptyString, nonNegativeNumber, positiveInt, string, boolean } from "../src/core/check.js";
+import { inlineExecutor, type Executor } from "../src/study/executor.js";
+import { ModelPool } from "../src/study/model-pool.js";
+import { expandSpace, planTrials } from "../src/study/plan.js";
+import { processExecutor } from "../src/study/processes.js";
+import { queueExecutor } from "../src/study/queue.js";
+import { runStudy } from "../src/study/study.js";
+import { closureSweep, type SweepConfig, type SweepOptions, type SweepSpace } from "./sweep-closure.js";
+import { SweepProgress } from "./sweep-progress.js";
+import { objectiveOf, SweepResult, sweepName } from "./sweep-result.js";
 
-/**
- * Keys with a list of values span the grid; keys with a function derive their value from a point
- * (e.g. `alpha: ({ r }) => 2 * r`). Points are loosely typed (`any`) so that such functions and
- * `cfg => base.lora(cfg)` need no type annotations in notebook cells.
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type SweepConfig = Record<string, any>;
-export type SweepSpace = Record<string, readonly unknown[] | ((config: SweepConfig) => unknown)>;
+export { expandSpace };
 
-export interface SweepOptions {
+/** A declarative sweep: what every trial shares, and where the trials run. */
+export interface SweepStudy {
+  /** The base model: a loaded model(), a shipped model's name, a model directory or a hub id. */
+  model: Model | string;
+  data: DataInput;
+  /** LoRA options of every trial (grid keys override them). */
+  lora?: LoraConfigInput;
+  /** Training options of every trial (grid keys override them). */
+  train?: TrainingOptions;
   eval?: { data: DataInput; metrics?: Metric[] };
-  /** Names the sweep's folder; default: derived from the space, so the same sweep finds its trials again. */
+  /** Each configuration once per seed (or put `seed` in the space). */
+  seeds?: number[];
+  /** Trials at once in worker processes on this machine (default: one at a time, in this process). */
+  parallel?: number;
+  /** A Redis URL: trials become BullMQ jobs for `loralab worker`s (default: LORALAB_QUEUE, if set). */
+  queue?: string;
+  /** Names the sweep (default: derived from the space). */
   name?: string;
-  runsDir?: string;
-  /** Which eval metric picks the best trial (lower is better for perplexity/loss, higher otherwise). */
+  runsDir?: string | false;
+  /** Train every trial again, even those the registry holds. */
+  fresh?: boolean;
+  /** The measure `best` and the chart use (default: the first eval metric, else the final loss). */
   objective?: string;
+  /** In the kernel: seconds between progress updates (default 2; 0 = off). */
+  liveEvery?: number;
+  signal?: AbortSignal;
 }
 
-export interface TrialRecord {
-  trial: string;
-  config: Record<string, unknown>;
-  trainableParams: number;
-  finalLoss: number | null;
-  metrics: EvalMetrics;
-  wallSeconds: number;
-  peakTensorMiB: number;
-  history: { step: number; loss: number }[];
+const STUDY_OPTIONS = {
+  model: check("a model() or a model name", (v) => typeof v === "string" || v instanceof Model),
+  data: check("data", (v) => typeof v === "object" && v !== null),
+  lora: check("an object of LoRA options", (v) => typeof v === "object"),
+  train: check("an object of training options", (v) => typeof v === "object"),
+  eval: check("{ data, metrics? }", (v) => typeof v === "object" && v !== null && "data" in v),
+  seeds: check("a list of integers", (v) => Array.isArray(v)),
+  parallel: positiveInt,
+  queue: nonEmptyString,
+  name: nonEmptyString,
+  runsDir: check("a folder or false", (v) => typeof v === "string" || v === false),
+  fresh: boolean,
+  objective: string,
+  liveEvery: nonNegativeNumber,
+  signal: check("an AbortSignal", (v) => v instanceof AbortSignal),
+};
+
+function executorFor(study: SweepStudy, base: Model | undefined): Executor {
+  const queue = study.queue ?? (process.env.LORALAB_QUEUE || undefined);
+  if (queue !== undefined && study.parallel !== undefined) throw new UserError("sweep: give queue or parallel, not both");
+  if (queue !== undefined) return queueExecutor(queue, { fresh: study.fresh });
+  if (study.parallel !== undefined) return processExecutor(study.parallel);
+  // In this process, trials train on the loaded model the user passed (no second copy).
+  return inlineExecutor(
+    new ModelPool(undefined, (ref) => (base && ref === base.ref ? { loaded: base.loaded, peft: base.peftModel() } : undefined)),
+  );
 }
 
-/** The grid: every combination of the array-valued keys, then the function-valued keys derived from it. */
-export function expandSpace(space: SweepSpace): SweepConfig[] {
-  let points: SweepConfig[] = [{}];
-  for (const [key, values] of Object.entries(space)) {
-    if (typeof values === "function") continue;
-    points = points.flatMap((p) => values.map((v) => ({ ...p, [key]: v })));
-  }
-  return points.map((p) => {
-    const out = { ...p };
-    for (const [key, f] of Object.entries(space)) if (typeof f === "function") out[key] = f(out);
-    return out;
+async function declarativeSweep(space: SweepSpace, study: SweepStudy): Promise<SweepResult> {
+  const fields = Fields.of("sweep", study);
+  fields.rejectUnknown(Object.keys(STUDY_OPTIONS), "option");
+  for (const [key, rule] of Object.entries(STUDY_OPTIONS)) fields.optional(key, rule, undefined);
+  fields.required("model", STUDY_OPTIONS.model);
+  fields.required("data", STUDY_OPTIONS.data);
+  const base = study.model instanceof Model ? study.model : undefined;
+  const name = study.name ?? sweepName(space);
+  const trials = planTrials(space, {
+    model: base ? base.ref : (study.model as string),
+    data: toDataset(study.data, "data"),
+    lora: study.lora,
+    train: study.train,
+    eval: study.eval && { data: toDataset(study.eval.data, "eval.data"), metrics: study.eval.metrics },
+    seeds: study.seeds,
   });
-}
-
-function digest(value: unknown): string {
-  return createHash("sha256")
-    .update(JSON.stringify(value, (_, v) => (typeof v === "function" ? String(v) : v)))
-    .digest("hex")
-    .slice(0, 10);
-}
-
-const lowerIsBetter = (metric: string) => metric === "perplexity" || metric === "loss";
-
-export class SweepResult {
-  constructor(
-    readonly name: string,
-    readonly trials: TrialRecord[],
-    readonly objective: string,
-  ) {}
-
-  /** One row per trial: config, trainable params, final train loss, eval metrics, wall time, peak memory. */
-  table(): aq.ColumnTable {
-    return aq.from(
-      this.trials.map((t) => ({
-        ...t.config,
-        trainable_params: t.trainableParams,
-        final_loss: t.finalLoss,
-        ...t.metrics,
-        wall_s: t.wallSeconds,
-        peak_MiB: t.peakTensorMiB,
-      })),
-    );
-  }
-
-  get best(): TrialRecord | undefined {
-    const score = (t: TrialRecord) =>
-      (t.metrics as Record<string, number | undefined>)[this.objective] ?? (this.objective === "loss" ? t.finalLoss : undefined);
-    const scored = this.trials.filter((t) => typeof score(t) === "number");
-    const sign = lowerIsBetter(this.objective) ? 1 : -1;
-    return scored.sort((a, b) => sign * (score(a)! - score(b)!))[0];
-  }
-
-  private label(t: TrialRecord): string {
-    return Object.entries(t.config)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(", ");
-  }
-
-  /** Training-loss curves of all trials overlaid. */
-  lossCurves(): Record<string, unknown> {
-    return lossChart(
-      this.trials.flatMap((t) => t.history.map((h) => ({ ...h, series: this.label(t) }))),
-      `${this.name}: training loss`,
-    );
-  }
-
-  /** The objective against the first swept key (e.g. rank), with trainable parameters in the tooltip. */
-  metricChart(key = Object.keys(this.trials[0]?.config ?? {})[0] ?? "r"): Record<string, unknown> {
-    const values = this.trials.map((t) => ({
-      [key]: t.config[key],
-      value: (t.metrics as Record<string, unknown>)[this.objective] ?? t.finalLoss,
-      trainable_params: t.trainableParams,
-    }));
-    return {
-      $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-      title: `${this.objective} by ${key}`,
-      width: 360,
-      height: 220,
-      data: { values },
-      mark: { type: "line", point: true },
-      encoding: {
-        x: { field: key, type: "quantitative", scale: { type: "log", base: 2 } },
-        y: { field: "value", type: "quantitative", title: this.objective, scale: { zero: false } },
-        tooltip: [{ field: key }, { field: "value", title: this.objective }, { field: "trainable_params", title: "trainable params" }],
-      },
-    };
-  }
-
-  [DISPLAY](): MimeBundle {
-    const table = this.table();
-    return { "text/plain": table.toMarkdown(), "text/html": table.toHTML(), "application/vnd.vegalite.v5+json": this.metricChart() };
+  const executor = executorFor(study, base);
+  const progress = new SweepProgress(name, executor.description, trials, study.liveEvery ?? 2);
+  try {
+    const records = await runStudy(trials, {
+      name,
+      executor,
+      runsDir: study.runsDir,
+      fresh: study.fresh,
+      signal: study.signal ?? kernelSignal(),
+      onEvent: (e) => progress.on(e),
+    });
+    return new SweepResult(name, records, objectiveOf(study.eval, study.objective));
+  } finally {
+    progress.finish();
   }
 }
 
+export async function sweep(space: SweepSpace, study: SweepStudy): Promise<SweepResult>;
 export async function sweep(
   space: SweepSpace,
   train: (config: SweepConfig) => Promise<TrainedRun>,
+  options?: SweepOptions,
+): Promise<SweepResult>;
+export async function sweep(
+  space: SweepSpace,
+  trainOrStudy: SweepStudy | ((config: SweepConfig) => Promise<TrainedRun>),
   options: SweepOptions = {},
 ): Promise<SweepResult> {
-  const name = options.name ?? `sweep-${digest(space)}`;
-  const dir = path.join(runsDirectory(options.runsDir) ?? path.resolve("runs"), "sweeps", name);
-  fs.mkdirSync(dir, { recursive: true });
-  const records: TrialRecord[] = [];
-  for (const config of expandSpace(space)) {
-    const trial = digest(config);
-    const file = path.join(dir, `${trial}.json`);
-    if (fs.existsSync(file)) {
-      records.push(JSON.parse(fs.readFileSync(file, "utf8")) as TrialRecord);
-      continue;
-    }
-    const started = performance.now();
-    const run = await train(config);
-    const metrics: EvalMetrics = options.eval
-      ? { ...(await run.model.eval(options.eval.data, options.eval.metrics ?? ["perplexity"])) }
-      : {};
-    const record: TrialRecord = {
-      trial,
-      config,
-      trainableParams: run.trainableParams,
-      finalLoss: run.finalLoss ?? null,
-      metrics,
-      wallSeconds: (performance.now() - started) / 1000,
-      peakTensorMiB: run.peakTensorBytes / 2 ** 20,
-      history: run.history.map((h) => ({ step: h.step, loss: h.loss })),
-    };
-    await writeFileAtomic(file, `${JSON.stringify(record)}\n`);
-    records.push(record);
-  }
-  return new SweepResult(name, records, options.objective ?? (options.eval ? (options.eval.metrics ?? ["perplexity"])[0]! : "loss"));
+  if (typeof trainOrStudy === "function") return closureSweep(space, trainOrStudy, options);
+  return declarativeSweep(space, trainOrStudy);
 }
+
+export { SweepResult, type SweepConfig, type SweepOptions, type SweepSpace };

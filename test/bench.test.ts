@@ -25,6 +25,26 @@ for (const mode of ["lora", "full"]) {
   });
 }
 
+test("bench --mode qlora: NF4 + double quantization projections (4.127 bits each), LoRA on all of them, measured memory", () => {
+  const run = bench("--config", "tiny", "--mode", "qlora", "--steps", "2", "--json");
+  assert.equal(run.status, 0, run.stderr);
+  const r = JSON.parse(run.stdout) as {
+    trainable_params: number;
+    first_loss: number;
+    memory: { weights: Record<string, { params: number; bytes: number }>; optimizer_bytes: number };
+  };
+  // tiny: 2 layers, C 64, I 176; q, k, v, o are 64 × 64, gate and up 64 → 176, down 176 → 64.
+  const projections = 2 * (4 * 64 * 64 + 3 * 64 * 176);
+  const nf4 = r.memory.weights["nf4+dq"]!;
+  assert.equal(nf4.params, projections);
+  const bits = (8 * nf4.bytes) / nf4.params;
+  assert.ok(Math.abs(bits - 4.127) < 0.05, `${bits} bits per parameter`);
+  const lora = 2 * 8 * (4 * (64 + 64) + 3 * (64 + 176));
+  assert.equal(r.trainable_params, lora);
+  assert.equal(r.memory.optimizer_bytes, 2 * 4 * lora); // AdamW: two float32 moments per trainable parameter
+  assert.ok(Math.abs(r.first_loss - Math.log(512)) < 0.1, `first loss ${r.first_loss}`);
+});
+
 test("bench rejects an unknown shape, and --workers other than 1, in one line", () => {
   const unknown = bench("--config", "huge");
   assert.equal(unknown.status, 2);

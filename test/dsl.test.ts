@@ -14,6 +14,7 @@ import {
   lastRun,
   runs,
   sweep,
+  tabulate,
   TrainingInterrupted,
   UserError,
   type Model,
@@ -171,7 +172,7 @@ describe("DSL", () => {
     );
     assert.ok(table.every((t) => t.perplexity! > 1 && t.trainable_params > 0));
     assert.ok(table[0]!.trainable_params < table[2]!.trainable_params);
-    assert.equal(result.best!.metrics.perplexity, Math.min(...table.map((t) => t.perplexity!)));
+    assert.equal(result.best!.mean.perplexity, Math.min(...table.map((t) => t.perplexity!)));
     const curves = result.lossCurves() as { data: { values: unknown[] } };
     assert.equal(curves.data.values.length, 6, "2 steps × 3 trials");
   });
@@ -192,6 +193,16 @@ describe("DSL", () => {
     assert.ok((t[0]!.trainable_params as number) > 50 * (t[1]!.trainable_params as number));
     assert.ok(Math.abs((t[0]!.trainable_pct as number) - 100) < 1e-9);
     assert.ok(t.every((r) => (r.median_step_ms as number) > 0 && (r.peak_MiB as number) > 0 && (r.perplexity as number) > 1));
+    const rounded = c.table({ digits: 3 }).objects() as Record<string, number | string>[];
+    assert.equal(rounded[1]!.perplexity, Number((t[1]!.perplexity as number).toPrecision(3)));
+    assert.equal(rounded[1]!.trainable_params, t[1]!.trainable_params, "integers stay whole");
+  });
+
+  test("tabulate: rows as a table, non-integer numbers at the given significant digits", () => {
+    const rows = [{ name: "a", n: 12345, x: 3.14159265, y: 0.000123456 }];
+    assert.deepEqual(tabulate(rows, { digits: 3 }).objects(), [{ name: "a", n: 12345, x: 3.14, y: 0.000123 }]);
+    assert.deepEqual(tabulate(rows).objects(), rows);
+    assert.match(tabulate(rows, { digits: 4 }).toMarkdown(), /\|a\|12345\|3\.142\|0\.000123\|/);
   });
 
   test("compare: each method trains with its own options, over the shared ones, and the table says which", async () => {

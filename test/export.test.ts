@@ -1,7 +1,8 @@
 /**
  * `loralab export`: real CLI processes on the stored notebooks in notebooks/ and on small notebooks written
- * here for the edge cases. `--to ts` output is type-checked with the project's TypeScript and run with tsx
- * (its printed results compared with what the notebook stored); `--to html` is opened in Debian's Chromium.
+ * here for the edge cases. `--to ts` output is type-checked with the project's TypeScript and run with tsx on the
+ * notebook with its smoke parameters injected (its printed results compared with what `loralab run` of that same
+ * notebook stored); `--to html` is opened in Debian's Chromium.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,6 +21,7 @@ import {
   type CellSpec,
 } from "./helpers/notebooks.js";
 import { chromiumMissing, openPage } from "./helpers/browser.js";
+import { loralabRun, writeSmokeNotebook } from "./helpers/run-notebook.js";
 
 const NOTEBOOKS = path.join(REPO, "notebooks");
 const notebooks = fs
@@ -58,31 +60,41 @@ for (const name of notebooks) {
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
   });
 
-  test(`${name} --to ts: runs under tsx and prints the results the notebook stored`, { timeout: 900_000 }, (t) => {
-    const dir = scriptFolder(t);
-    const file = exportTo(notebook, "ts", dir);
-    const r = runTsx(dir, path.basename(file));
-    assert.equal(r.status, 0, r.stderr.slice(-4000));
-    const stdout = maskVolatile(r.stdout);
-    let from = 0;
-    for (const [i, cell] of storedResults(notebook).entries()) {
-      // A cell's outputs may arrive in another order (a chart's PNG is rendered asynchronously): each is looked for from the cell's start.
-      let end = from;
-      for (const text of cell.texts) {
-        const at = stdout.indexOf(maskVolatile(text), from);
-        assert.ok(
-          at >= 0,
-          `code cell ${i + 1}: expected the script to print\n${maskVolatile(text)}\nafter position ${from} of:\n${stdout}`,
-        );
-        end = Math.max(end, at + maskVolatile(text).length);
+  test(
+    `${name} --to ts: with the smoke parameters, runs under tsx and prints what loralab run of the same notebook stored`,
+    { timeout: 900_000 },
+    async (t) => {
+      // Both are real runs of the same parameter-injected notebook, each with its own run registry: the kernel's
+      // (loralab run) stores the outputs, the exported module prints them. Masked: timing columns and run ids.
+      const dir = scriptFolder(t);
+      const injected = await writeSmokeNotebook(notebook, path.join(dir, name));
+      const executed = path.join(dir, `${path.basename(name, ".ipynb")}.run.ipynb`);
+      const run = loralabRun([injected, "-o", executed], dir, { LORALAB_RUNS_DIR: path.join(dir, "runs-kernel") }, 890_000);
+      assert.equal(run.status, 0, run.stderr.slice(-4000));
+      const file = exportTo(injected, "ts", dir);
+      const r = runTsx(dir, path.basename(file));
+      assert.equal(r.status, 0, r.stderr.slice(-4000));
+      const stdout = maskVolatile(r.stdout);
+      let from = 0;
+      for (const [i, cell] of storedResults(executed).entries()) {
+        // A cell's outputs may arrive in another order (a chart's PNG is rendered asynchronously): each is looked for from the cell's start.
+        let end = from;
+        for (const text of cell.texts) {
+          const at = stdout.indexOf(maskVolatile(text), from);
+          assert.ok(
+            at >= 0,
+            `code cell ${i + 1}: expected the script to print\n${maskVolatile(text)}\nafter position ${from} of:\n${stdout}`,
+          );
+          end = Math.max(end, at + maskVolatile(text).length);
+        }
+        from = end;
       }
-      from = end;
-    }
-    const images = [...r.stdout.matchAll(/^\[image: (.+)\]$/gm)].map((m) => path.join(dir, m[1]!));
-    const charts = storedResults(notebook).reduce((n, c) => n + c.charts, 0);
-    assert.ok(images.length >= charts, `${images.length} images written for ${charts} chart results`);
-    for (const image of images) assert.deepEqual([...fs.readFileSync(image).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], image);
-  });
+      const images = [...r.stdout.matchAll(/^\[image: (.+)\]$/gm)].map((m) => path.join(dir, m[1]!));
+      const charts = storedResults(executed).reduce((n, c) => n + c.charts, 0);
+      assert.ok(images.length >= charts, `${images.length} images written for ${charts} chart results`);
+      for (const image of images) assert.deepEqual([...fs.readFileSync(image).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], image);
+    },
+  );
 
   test(
     `${name} --to html: Chromium draws every chart live, with no console error and no network`,

@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { settleDirectory, writeDirectoryAtomic } from "../src/core/files.js";
 
+const CLI = path.resolve(import.meta.dirname, "../bin/loralab.js");
 const FILES_MODULE = path.resolve(import.meta.dirname, "../src/core/files.ts");
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -96,3 +97,41 @@ test("replacing a directory twice in a row leaves the second version and no sibl
   assert.equal(fs.readFileSync(path.join(dir, "v.txt"), "utf8"), "2");
   assert.deepEqual(siblings(dir), []);
 });
+
+// The loaders settle what a killed writer left: `loralab merge --out` killed between its two renames, then `loralab eval`.
+test(
+  "loralab merge killed between its two renames: loralab eval --model OUT loads the new merged model",
+  { timeout: 300_000 },
+  async (t) => {
+    const root = tempDir(t);
+    const out = path.join(root, "merged");
+    const data = path.join(root, "rows.jsonl");
+    fs.writeFileSync(data, '{"text": "Call me Ishmael. Some years ago, never mind how long precisely."}\n'.repeat(4));
+    const cli = (args: string[], env: Record<string, string> = {}) =>
+      spawn(process.execPath, [CLI, ...args], {
+        cwd: root,
+        env: { ...process.env, LORALAB_BACKEND: "", ...env },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+    /** The exit code, with what the command wrote on stderr when it failed. */
+    const finish = (child: ChildProcess) =>
+      new Promise<string>((resolve) => {
+        let stderr = "";
+        child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.once("close", (code) => resolve(code === 0 ? "exit 0" : `exit ${code}: ${stderr}`));
+      });
+    assert.equal(
+      await finish(cli(["train", "--model", "tiny-moby", "--data", data, "--steps", "2", "--out", path.join(root, "adapter")])),
+      "exit 0",
+    );
+    const merge = ["merge", "--model", "tiny-moby", "--adapter", path.join(root, "adapter"), "--out", out];
+    assert.equal(await finish(cli(merge)), "exit 0");
+    const child = cli(merge, { LORALAB_TEST_SWAP_DELAY_MS: "60000" });
+    await until("the old merged model to be moved aside", () => !fs.existsSync(out), 120_000);
+    await kill(child);
+    assert.equal(fs.existsSync(out), false, "the kill left the window open");
+    assert.equal(await finish(cli(["eval", "--model", out, "--data", data, "--json"])), "exit 0");
+    assert.ok(fs.existsSync(path.join(out, "config.json")));
+    assert.deepEqual(siblings(out), []);
+  },
+);

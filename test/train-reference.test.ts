@@ -74,7 +74,7 @@ before(async () => {
 });
 
 describe("training vs the PyTorch reference", () => {
-  test("loralab train continues a Python-written PEFT adapter with PyTorch's six losses (the issue's acceptance run)", () => {
+  test("loralab train continues a Python-written PEFT adapter with PyTorch's six losses (a continued adapter matches PyTorch step for step)", () => {
     const request = JSON.parse(fs.readFileSync(path.join(EXAMPLE, "request.json"), "utf8"));
     const trainCase = request.cases.find((c: { name: string }) => c.name === "train");
     const rows = (trainCase.steps as { input_ids: number[][] }[][]).flatMap((step) => step.flatMap((mb) => mb.input_ids));

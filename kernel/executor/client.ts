@@ -6,16 +6,38 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Writable } from "node:stream";
-import { INTERRUPT_FD, type ErrorInfo, type FromExecutor, type ToExecutor } from "./messages.js";
+import { INTERRUPT_FD, type ErrorInfo, type ExpressionResult, type FromExecutor, type ToExecutor } from "./messages.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ext = path.extname(fileURLToPath(import.meta.url));
 
 export type OutputMessage = Extract<FromExecutor, { type: "stream" | "display" | "clear_output" | "execute_result" }>;
 
+export type InputRequest = Extract<FromExecutor, { type: "input_request" }>;
+
 export interface ExecuteOutcome {
   error?: ErrorInfo;
   interrupted?: boolean;
+  backendFailed?: boolean;
+}
+
+/**
+ * This process's Node.js options for the executor: without --inspect (one debugger port), and with the modules
+ * of --import (a TypeScript loader, in tests) resolved here, since the executor may start in another folder.
+ */
+function portableExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith("--inspect")) continue;
+    const value = arg === "--import" ? argv[i + 1] : undefined;
+    if (value !== undefined && !value.startsWith(".") && !value.startsWith("/") && !/^[a-z]+:/.test(value)) {
+      out.push(arg, import.meta.resolve(value));
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }
 
 export class ExecutorDied extends Error {
@@ -29,10 +51,14 @@ interface Pending {
 
 export interface ExecutorOptions {
   cwd?: string;
+  /** Grace period of an interrupt before the watchdog stops synchronous code by force (ms). */
+  graceMs?: number;
   /** Output of cells (and raw writes to the executor's stdout/stderr, tagged with the last cell). */
   onOutput: (m: OutputMessage) => void;
-  /** The executor exited on its own (not through shutdown()). */
-  onExit: (description: string) => void;
+  /** A cell called input(): answer with answerInput(). */
+  onInput: (request: InputRequest) => void;
+  /** The executor exited on its own (not through shutdown()); `started`: it had been ready. */
+  onExit: (description: string, started: boolean) => void;
   log: (text: string) => void;
 }
 
@@ -55,19 +81,24 @@ export class ExecutorClient {
 
   /** Forks a fresh executor (the previous one, if any, must be gone). */
   start(): void {
-    const execArgv = process.execArgv.filter((a) => !a.startsWith("--inspect"));
-    const child = spawn(process.execPath, [...execArgv, path.join(here, `child${ext}`)], {
+    const child = spawn(process.execPath, [...portableExecArgv(), path.join(here, `child${ext}`)], {
       cwd: this.options.cwd ?? process.cwd(),
       // stdin, stdout, stderr, IPC, interrupt pipe. Its own process group: a SIGINT that Jupyter sends to the
       // kernel's group reaches only this process, which turns it into exactly one interrupt.
       stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
       detached: true,
-      env: { ...process.env, LORALAB_KERNEL: "1" },
+      env: {
+        ...process.env,
+        LORALAB_KERNEL: "1",
+        ...(this.options.graceMs === undefined ? {} : { LORALAB_INTERRUPT_GRACE_MS: String(this.options.graceMs) }),
+      },
     });
     this.child = child;
+    let started = false;
     this.ready = new Promise((resolve, reject) => {
       const onMessage = (m: FromExecutor) => {
         if (m.type === "ready") {
+          started = true;
           child.off("message", onMessage);
           resolve({ typescript: m.typescript, tslab: m.tslab });
         }
@@ -90,7 +121,7 @@ export class ExecutorClient {
       const description = signal ? `killed by ${signal}` : `exit code ${code}`;
       for (const p of this.pending.values()) p.reject(new ExecutorDied(`the executor process ended (${description})`));
       this.pending.clear();
-      if (!this.retiring.has(child)) this.options.onExit(description);
+      if (!this.retiring.has(child)) this.options.onExit(description, started);
     });
   }
 
@@ -103,7 +134,10 @@ export class ExecutorClient {
         return this.options.onOutput(m);
       case "log":
         return this.options.log(`executor: ${m.text}`);
+      case "input_request":
+        return this.options.onInput(m);
       case "executed":
+      case "evaluated":
       case "completed":
       case "inspected": {
         const p = this.pending.get(m.id);
@@ -115,6 +149,7 @@ export class ExecutorClient {
   }
 
   private async request<T extends FromExecutor>(build: (id: number) => ToExecutor): Promise<T> {
+    if (!this.child) this.start(); // one that could not start is tried again with each request
     await this.ready;
     const child = this.child;
     if (!child?.connected) throw new ExecutorDied("the executor is not running");
@@ -132,18 +167,29 @@ export class ExecutorClient {
     });
   }
 
-  /** The cell id that output messages of this execution carry (valid once the returned promise exists). */
-  get currentCell(): number {
-    return this.lastCell;
-  }
-
   /** Runs a cell; `onStart` learns the cell id before any output can arrive. */
   async execute(code: string, executionCount: number, onStart: (cell: number) => void): Promise<ExecuteOutcome> {
     const m = await this.request<Extract<FromExecutor, { type: "executed" }>>((id) => {
       onStart(id);
       return { type: "execute", id, code, executionCount };
     });
-    return { error: m.error, interrupted: m.interrupted };
+    return { error: m.error, interrupted: m.interrupted, backendFailed: m.backendFailed };
+  }
+
+  /** user_expressions: each expression evaluated in the cells' context, as a mimebundle or an error. */
+  async evaluate(expressions: Record<string, string>, executionCount: number): Promise<Record<string, ExpressionResult>> {
+    const m = await this.request<Extract<FromExecutor, { type: "evaluated" }>>((id) => ({
+      type: "evaluate",
+      id,
+      expressions,
+      executionCount,
+    }));
+    return m.results;
+  }
+
+  /** The frontend's answer to an input_request (or why there is none). */
+  answerInput(id: number, answer: { value: string } | { error: string }): void {
+    if (this.child?.connected) this.child.send({ type: "input_reply", id, ...answer } satisfies ToExecutor, () => {});
   }
 
   async complete(code: string, pos: number): Promise<{ start: number; end: number; matches: string[] }> {

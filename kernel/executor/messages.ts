@@ -2,7 +2,7 @@
  * What the protocol process and the executor process say to each other over the child's IPC channel.
  * Positions are UTF-16 offsets here (JavaScript's); the protocol process converts Jupyter's code points.
  */
-import type { MimeBundle } from "../display.js";
+import type { MimeBundle } from "../../src/runtime/display.js";
 
 export interface ErrorInfo {
   ename: string;
@@ -10,10 +10,15 @@ export interface ErrorInfo {
   traceback: string[];
 }
 
+/** One entry of an execute_reply's user_expressions. */
+export type ExpressionResult = { status: "ok"; data: MimeBundle; metadata: Record<string, unknown> } | ({ status: "error" } & ErrorInfo);
+
 export type ToExecutor =
   | { type: "execute"; id: number; code: string; executionCount: number }
   | { type: "complete"; id: number; code: string; pos: number }
   | { type: "inspect"; id: number; code: string; pos: number; detail: number }
+  | { type: "evaluate"; id: number; expressions: Record<string, string>; executionCount: number }
+  | { type: "input_reply"; id: number; value?: string; error?: string }
   | { type: "shutdown" };
 
 export type FromExecutor =
@@ -27,7 +32,10 @@ export type FromExecutor =
     }
   | { type: "clear_output"; cell: number; wait: boolean }
   | { type: "execute_result"; cell: number; data: MimeBundle; metadata: Record<string, unknown> }
-  | { type: "executed"; id: number; error?: ErrorInfo; interrupted?: boolean }
+  /** backendFailed: the tensor backend is unusable (a wasm abort); only a new executor process recovers. */
+  | { type: "executed"; id: number; error?: ErrorInfo; interrupted?: boolean; backendFailed?: boolean }
+  | { type: "evaluated"; id: number; results: Record<string, ExpressionResult> }
+  | { type: "input_request"; cell: number; id: number; prompt: string; password: boolean }
   | { type: "completed"; id: number; start: number; end: number; matches: string[] }
   | { type: "inspected"; id: number; found: boolean; text: string }
   | { type: "log"; text: string };

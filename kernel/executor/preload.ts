@@ -5,8 +5,6 @@
  *   resolves to this kernel's own loralab (its package "exports"), and tslab's type checker sees the same
  *   package as if it were installed in <cwd>/node_modules/loralab (a read-only view mapped onto the
  *   TypeScript system object that tslab's converter reads files through).
- * - Every value the DSL exports is also a global at start (model, dataset, sweep, compare, lastRun, …),
- *   declared for the type checker as `const model: typeof import("loralab")["model"]`, and so on.
  * - ES modules that require() cannot load (top-level await: ERR_REQUIRE_ASYNC_MODULE, vega-lite 6 for one;
  *   tslab compiles cells' imports to require()) are loaded with import() just before the cell runs, and
  *   the cell's require() of them returns that namespace.
@@ -15,8 +13,6 @@ import Module, { createRequire } from "node:module";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import type * as TS from "@tslab/typescript-for-tslab";
-
-const require = createRequire(import.meta.url);
 
 type ModuleInternals = {
   _resolveFilename: (request: string, parent: unknown, isMain: boolean, options?: unknown) => string;
@@ -96,16 +92,6 @@ export function addTypesFromExports(ts: typeof TS): void {
       return text;
     }
   };
-}
-
-/** Puts the DSL's values on globalThis; returns their type declarations for the checker. */
-export function dslGlobals(entry: string): { names: string[]; dts: string } {
-  const dsl = require(entry) as Record<string, unknown>;
-  const names = Object.keys(dsl).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n) && !(n in globalThis));
-  for (const name of names)
-    Object.defineProperty(globalThis, name, { value: dsl[name], writable: true, configurable: true, enumerable: false });
-  const dts = `declare global {\n${names.map((n) => `  const ${n}: typeof import("loralab")["${n}"];`).join("\n")}\n}\n`;
-  return { names, dts };
 }
 
 // ---- ES modules that require() cannot load -------------------------------------------------------------

@@ -54,3 +54,14 @@ export function endpoint(info: ConnectionInfo, channel: Channel): string {
   const port = info[`${channel}_port`];
   return info.transport === "tcp" ? `tcp://${info.ip}:${port}` : `ipc://${info.ip}-${port}`;
 }
+
+/** The ports a connect_request reply names. */
+export function portsOf(info: ConnectionInfo): Record<`${Channel}_port`, number> {
+  return {
+    shell_port: info.shell_port,
+    iopub_port: info.iopub_port,
+    stdin_port: info.stdin_port,
+    hb_port: info.hb_port,
+    control_port: info.control_port,
+  };
+}

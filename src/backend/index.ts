@@ -86,10 +86,15 @@ async function startBackend(name: BackendName): Promise<void> {
   const spec = SPECS[name];
   // PROD silences tfjs's console advice (e.g. the cpu backend's "install tfjs-node" banner); we report the backend ourselves.
   tf.env().set("PROD", true);
+  const before = { uncaughtException: process.listeners("uncaughtException"), unhandledRejection: process.listeners("unhandledRejection") };
   // Importing the package registers the backend with tfjs as a side effect.
   await import(spec.pkg);
   if (!(await tf.setBackend(spec.tfName))) throw new Error(`tfjs could not initialise the ${name} backend`);
   await tf.ready();
+  // wasm's Emscripten glue rethrows every uncaught error from inside itself, so Node would print a line of minified
+  // glue instead of where the error came from; its listeners go (Node's own handling is the same, minus that line).
+  for (const l of process.listeners("uncaughtException")) if (!before.uncaughtException.includes(l)) process.off("uncaughtException", l);
+  for (const l of process.listeners("unhandledRejection")) if (!before.unhandledRejection.includes(l)) process.off("unhandledRejection", l);
   installLeanBackprop();
   if (name === "wasm") registerMissingWasmKernels();
   if (name === "wasm" || name === "cpu") registerFusedKernels(name);

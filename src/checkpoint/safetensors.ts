@@ -61,6 +61,8 @@ export interface TensorToWrite {
   shape: number[];
   data: Float32Array;
 }
+/** What the header says of a tensor: its dtype and shape (a writer that streams the data supplies it later). */
+export type TensorLayout = Omit<TensorToWrite, "data">;
 export type TensorsToWrite = Record<string, TensorToWrite> | Map<string, TensorToWrite>;
 
 /** Same cap as the reference implementation: a larger header means a corrupt or hostile file. */
@@ -76,26 +78,30 @@ const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 const startsWithBom = (bytes: Uint8Array, at: number) => bytes[at] === 0xef && bytes[at + 1] === 0xbb && bytes[at + 2] === 0xbf;
 
-export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFile {
-  if (bytes.length < 8) {
-    throw inputError(file, `file is ${bytes.length} bytes, shorter than the 8-byte header-length prefix of a safetensors file`);
+/**
+ * Parses and validates the header. `bytes` holds the file, or at least its first 8 + N bytes (length prefix and
+ * header) when `fileLength` gives the length of the whole file (a reader that streams tensors from disk).
+ */
+export function parseSafetensors(bytes: Uint8Array, file: string, fileLength = bytes.length): SafetensorsFile {
+  if (fileLength < 8) {
+    throw inputError(file, `file is ${fileLength} bytes, shorter than the 8-byte header-length prefix of a safetensors file`);
   }
   const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   // A BOM in front makes the length absurd (bytes EF BB BF are its low bytes): say what is wrong instead.
-  if (startsWithBom(bytes, 0) && headerLen > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
+  if (startsWithBom(bytes, 0) && headerLen > BigInt(Math.min(MAX_HEADER_BYTES, fileLength - 8))) {
     throw inputError(file, "file starts with a UTF-8 byte-order mark; expected the 8-byte header length first (was it saved as text?)");
   }
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
     throw inputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit; expected a safetensors file`);
   }
-  if (headerLen > BigInt(bytes.length - 8)) {
+  if (headerLen > BigInt(fileLength - 8)) {
     throw inputError(
       file,
-      `header length ${headerLen} is larger than the ${bytes.length - 8} bytes after the prefix; file truncated or not safetensors`,
+      `header length ${headerLen} is larger than the ${fileLength - 8} bytes after the prefix; file truncated or not safetensors`,
     );
   }
   const dataStart = 8 + Number(headerLen);
-  const dataLen = bytes.length - dataStart;
+  const dataLen = fileLength - dataStart;
 
   // TextDecoder would drop a BOM silently; the format (and the reference reader) has none.
   if (startsWithBom(bytes, 8))
@@ -174,7 +180,7 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
     pos = t.end;
     prev = name;
   }
-  if (pos !== bytes.length) {
+  if (pos !== fileLength) {
     throw inputError(
       file,
       `tensors cover ${pos - dataStart} of the ${dataLen}-byte data section; expected the last tensor to end at the end of the file`,
@@ -261,12 +267,15 @@ export async function readSafetensors(path: string): Promise<Map<string, Decoded
   }
   const { tensors } = parseSafetensors(bytes, path);
   const out = new Map<string, DecodedTensor>();
-  for (const [name, info] of tensors) {
-    const data = decodeTensor(bytes, info);
-    if (isFloatDType(info.dtype)) rejectNonFinite(path, name, info, data, bytes);
-    out.set(name, { shape: info.shape, data, dtype: info.dtype });
-  }
+  for (const [name, info] of tensors) out.set(name, decodeChecked(path, name, bytes, info));
   return out;
+}
+
+/** Decodes one tensor of `file` (see decodeTensor), rejecting a float tensor that holds NaN or ±Inf. */
+export function decodeChecked(file: string, name: string, bytes: Uint8Array, info: TensorInfo): DecodedTensor {
+  const data = decodeTensor(bytes, info);
+  if (isFloatDType(info.dtype)) rejectNonFinite(file, name, info, data, bytes);
+  return { shape: info.shape, data, dtype: info.dtype };
 }
 
 /**
@@ -314,7 +323,7 @@ function encode(data: Float32Array, dtype: WritableDType): Uint8Array {
  * Bytes `t` will occupy in a safetensors file. Throws (a plain Error: a caller bug, not bad input)
  * when the shape does not match the data or the dtype cannot be written.
  */
-export function tensorByteLength(name: string, t: TensorToWrite): number {
+export function tensorByteLength(name: string, t: TensorToWrite | TensorLayout): number {
   const dtype = t.dtype ?? "F32";
   if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") {
     throw new Error(`tensor "${name}": cannot write dtype ${JSON.stringify(dtype)}; expected F32, F16 or BF16`);
@@ -322,10 +331,10 @@ export function tensorByteLength(name: string, t: TensorToWrite): number {
   if (!Array.isArray(t.shape) || !t.shape.every(isCount)) {
     throw new Error(`tensor "${name}": shape ${JSON.stringify(t.shape)}; expected an array of non-negative integers`);
   }
-  if (numel(t.shape) !== t.data.length) {
+  if ("data" in t && numel(t.shape) !== t.data.length) {
     throw new Error(`tensor "${name}": shape ${showShape(t.shape)} has ${numel(t.shape)} elements but data has ${t.data.length}`);
   }
-  return t.data.length * DTYPE_SIZES[dtype];
+  return numel(t.shape) * DTYPE_SIZES[dtype];
 }
 
 /** Entries sorted by name (UTF-16 code-unit order), so the same tensors always give the same bytes. */
@@ -334,8 +343,11 @@ export function sortedEntries<T>(items: Record<string, T> | Map<string, T>): [st
   return entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** Serialize to safetensors bytes: header padded with spaces to a multiple of 8, tensors in name order. */
-export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<string, string>): Uint8Array {
+/**
+ * The length prefix and the JSON header (padded with spaces to a multiple of 8) of a file holding `entries` in this
+ * order, back to back. Throws for a bad name, shape or dtype (see tensorByteLength).
+ */
+export function safetensorsHeader(entries: [string, TensorToWrite | TensorLayout][], metadata?: Record<string, string>): Uint8Array {
   const header: [string, unknown][] = [];
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -343,24 +355,36 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<
     }
     header.push(["__metadata__", Object.fromEntries(sortedEntries(metadata))]);
   }
-  const chunks: Uint8Array[] = [];
   let offset = 0;
-  for (const [name, t] of sortedEntries(tensors)) {
+  for (const [name, t] of entries) {
     if (name === "__metadata__") throw new Error(`"__metadata__" is reserved and cannot be a tensor name`);
     const size = tensorByteLength(name, t);
-    const dtype = t.dtype ?? "F32";
-    header.push([name, { dtype, shape: t.shape, data_offsets: [offset, offset + size] }]);
-    chunks.push(encode(t.data, dtype));
+    header.push([name, { dtype: t.dtype ?? "F32", shape: t.shape, data_offsets: [offset, offset + size] }]);
     offset += size;
   }
   // Object.fromEntries defines own properties, so even a tensor named "__proto__" survives.
   const json = new TextEncoder().encode(JSON.stringify(Object.fromEntries(header)));
   const headerLen = Math.ceil(json.length / 8) * 8; // keeps the data section 8-byte aligned
-  const out = new Uint8Array(8 + headerLen + offset);
+  const out = new Uint8Array(8 + headerLen);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerLen), true);
   out.set(json, 8);
-  out.fill(0x20, 8 + json.length, 8 + headerLen);
-  let pos = 8 + headerLen;
+  out.fill(0x20, 8 + json.length);
+  return out;
+}
+
+/** A tensor's bytes as the file stores them (little-endian F32, F16 or BF16). */
+export function encodeTensor(t: TensorToWrite): Uint8Array {
+  return encode(t.data, t.dtype ?? "F32");
+}
+
+/** Serialize to safetensors bytes: header padded with spaces to a multiple of 8, tensors in name order. */
+export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<string, string>): Uint8Array {
+  const entries = sortedEntries(tensors);
+  const head = safetensorsHeader(entries, metadata);
+  const chunks = entries.map(([, t]) => encodeTensor(t));
+  const out = new Uint8Array(head.length + chunks.reduce((sum, c) => sum + c.length, 0));
+  out.set(head);
+  let pos = head.length;
   for (const c of chunks) {
     out.set(c, pos);
     pos += c.length;

@@ -10,8 +10,8 @@ import { inputError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/files.js";
 import { pathKind } from "../core/paths.js";
 import { INDEX_FILE, readShardIndex } from "./shard-index.js";
+import { SafetensorsFileSource, type TensorSource } from "./tensor-source.js";
 import {
-  readSafetensors,
   serializeSafetensors,
   sortedEntries,
   tensorByteLength,
@@ -28,19 +28,29 @@ export function weightsFileOf(dir: string): string {
   return existsSync(join(dir, SINGLE_FILE)) || !existsSync(join(dir, INDEX_FILE)) ? join(dir, SINGLE_FILE) : join(dir, INDEX_FILE);
 }
 
-/** Read every tensor of the checkpoint in `dir`, decoded to float32. */
-export async function readCheckpointTensors(dir: string): Promise<Map<string, DecodedTensor>> {
+/** The checkpoint in `dir` as a tensor source: headers read and checked (shards against their index), tensors on demand. */
+export async function openCheckpoint(dir: string): Promise<TensorSource> {
   if ((await pathKind(dir)) !== "dir") throw inputError(dir, "not a directory; expected a checkpoint directory");
   const single = join(dir, SINGLE_FILE);
-  if ((await pathKind(single)) === "file") return readSafetensors(single);
-  if ((await pathKind(join(dir, INDEX_FILE))) === "file") return readSharded(dir);
+  if ((await pathKind(single)) === "file") return SafetensorsFileSource.open(single);
+  if ((await pathKind(join(dir, INDEX_FILE))) === "file") return openSharded(dir);
   throw inputError(
     dir,
     `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory; PyTorch .bin (pickle) checkpoints are not supported — convert them to safetensors first`,
   );
 }
 
-async function readSharded(dir: string): Promise<Map<string, DecodedTensor>> {
+/** Read every tensor of the checkpoint in `dir`, decoded to float32. */
+export async function readCheckpointTensors(dir: string): Promise<Map<string, DecodedTensor>> {
+  const source = await openCheckpoint(dir);
+  try {
+    return new Map(source.names().map((name) => [name, source.read(name)]));
+  } finally {
+    source.close();
+  }
+}
+
+async function openSharded(dir: string): Promise<TensorSource> {
   const index = readShardIndex(dir);
   const indexPath = index.file;
   const byShard = new Map<string, Set<string>>(index.shards.map((s) => [s, new Set()]));
@@ -52,36 +62,52 @@ async function readSharded(dir: string): Promise<Map<string, DecodedTensor>> {
     }
   }
 
-  const out = new Map<string, DecodedTensor>();
+  const files: SafetensorsFileSource[] = [];
+  const owner = new Map<string, SafetensorsFileSource>();
   const foundIn = new Map<string, string>();
-  for (const [shard, listed] of byShard) {
-    const tensors = await readSafetensors(join(dir, shard));
-    for (const [name, t] of tensors) {
-      const other = foundIn.get(name);
-      if (other !== undefined) {
-        throw inputError(
-          indexPath,
-          `tensor "${name}" is in two shards, "${other}" and "${shard}"; expected each tensor in exactly one shard`,
-        );
+  try {
+    for (const [shard, listed] of byShard) {
+      const file = SafetensorsFileSource.open(join(dir, shard));
+      files.push(file);
+      for (const name of file.names()) {
+        const other = foundIn.get(name);
+        if (other !== undefined) {
+          throw inputError(
+            indexPath,
+            `tensor "${name}" is in two shards, "${other}" and "${shard}"; expected each tensor in exactly one shard`,
+          );
+        }
+        if (!listed.has(name)) {
+          const listedIn = index.weightMap.get(name);
+          throw inputError(
+            indexPath,
+            listedIn === undefined
+              ? `shard "${shard}" contains tensor "${name}", which weight_map does not list; expected every tensor listed`
+              : `shard "${shard}" contains tensor "${name}" but weight_map puts it in "${listedIn}"`,
+          );
+        }
+        foundIn.set(name, shard);
+        owner.set(name, file);
       }
-      if (!listed.has(name)) {
-        const listedIn = index.weightMap.get(name);
-        throw inputError(
-          indexPath,
-          listedIn === undefined
-            ? `shard "${shard}" contains tensor "${name}", which weight_map does not list; expected every tensor listed`
-            : `shard "${shard}" contains tensor "${name}" but weight_map puts it in "${listedIn}"`,
-        );
+      for (const name of listed) {
+        if (!owner.has(name))
+          throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
       }
-      foundIn.set(name, shard);
-      out.set(name, t);
     }
-    for (const name of listed) {
-      if (!tensors.has(name))
-        throw inputError(indexPath, `weight_map puts tensor "${name}" in "${shard}" but that shard does not contain it`);
-    }
+  } catch (e) {
+    for (const f of files) f.close();
+    throw e;
   }
-  return out;
+  return {
+    names: () => [...owner.keys()],
+    header: (name) => owner.get(name)?.header(name),
+    read: (name) => {
+      const file = owner.get(name);
+      if (!file) throw new Error(`${indexPath}: no tensor "${name}"`);
+      return file.read(name);
+    },
+    close: () => files.forEach((f) => f.close()),
+  };
 }
 
 const pad5 = (n: number) => String(n).padStart(5, "0");

@@ -7,7 +7,10 @@ import * as path from "node:path";
 import { UserError } from "../core/errors.js";
 import { packageRoot } from "../core/package.js";
 import { parseModelConfig, type LlamaConfig } from "../models/config.js";
-import { createModel, assignWeights } from "../models/load.js";
+import { createModel } from "../models/load.js";
+import { assignWeights, pendingLinear } from "../models/checkpoint-weights.js";
+import type { QuantizeFormat } from "../quant/frozen-weight.js";
+import { mapSource } from "../checkpoint/tensor-source.js";
 import { initialWeights } from "../models/init.js";
 import type { CausalLM } from "../models/causal-lm.js";
 
@@ -59,13 +62,16 @@ export function benchShape(name: string): BenchShape {
   return shape;
 }
 
-/** A model of `config` with transformers' initialisation (normal weights, std 0.02; norms 1) drawn from `seed`. */
-export function randomModel(config: Record<string, unknown>, seed = 0): CausalLM {
+/**
+ * A model of `config` with transformers' initialisation (normal weights, std 0.02; norms 1) drawn from `seed`;
+ * with `quantize`, its decoder projections stored as loadModel stores them.
+ */
+export function randomModel(config: Record<string, unknown>, seed = 0, quantize?: QuantizeFormat): CausalLM {
   const parsed = parseModelConfig(config, "bench config");
-  const model = createModel(parsed);
+  const model = createModel(parsed, quantize ? { linear: pendingLinear(quantize) } : {});
   const weights = initialWeights(parsed, { seed });
   const tensors = new Map(Object.entries(weights).map(([name, t]) => [name, { shape: t.shape, data: t.data, dtype: "F32" as const }]));
-  assignWeights(model, tensors, "bench config", { tied: parsed.tieWordEmbeddings });
+  assignWeights(model, mapSource(tensors), "bench config", { tied: parsed.tieWordEmbeddings });
   return model;
 }
 
@@ -74,7 +80,7 @@ export function randomModel(config: Record<string, unknown>, seed = 0): CausalLM
  * forward pass, the input gradients, and the weight gradients of what trains. Attention is counted
  * in full (T² scores per head), as it is computed.
  */
-export function stepFlops(c: LlamaConfig, batch: number, seq: number, mode: "lora" | "full", loraRank = 8): number {
+export function stepFlops(c: LlamaConfig, batch: number, seq: number, mode: "lora" | "qlora" | "full", loraRank = 8): number {
   const tokens = batch * seq;
   const kv = c.numKvHeads * c.headDim;
   const q = c.numHeads * c.headDim;
@@ -82,8 +88,11 @@ export function stepFlops(c: LlamaConfig, batch: number, seq: number, mode: "lor
   const linear = 2 * tokens * (c.numLayers * perLayer + c.vocabSize * c.hiddenSize);
   const attention = c.numLayers * 2 * 2 * batch * c.numHeads * seq * seq * c.headDim;
   if (mode === "full") return 3 * linear + 3 * attention;
-  // LoRA on q_proj and v_proj: x A ᵀ and (xAᵀ) Bᵀ forward, their input and weight gradients.
-  const lora = c.numLayers * 3 * 2 * tokens * loraRank * (c.hiddenSize + q + c.hiddenSize + kv);
+  // LoRA (q_proj and v_proj; QLoRA: every projection): x Aᵀ and (xAᵀ) Bᵀ forward, their input and weight gradients.
+  const C = c.hiddenSize;
+  const I = c.intermediateSize;
+  const adapted = mode === "qlora" ? C + q + 2 * (C + kv) + q + C + 3 * (C + I) : C + q + C + kv; // Σ (in + out)
+  const lora = c.numLayers * 3 * 2 * tokens * loraRank * adapted;
   return 2 * linear + 3 * attention + lora;
 }
 

@@ -1,7 +1,8 @@
 /**
- * `loralab bench --config NAME --mode lora|full`: training steps of a named model shape with random
+ * `loralab bench --config NAME --mode lora|qlora|full`: training steps of a named model shape with random
  * weights and random tokens, through the Trainer. Reports the median step after a warm-up step, the
- * process's peak RSS, tfjs's live tensor bytes after the steps, and the achieved matmul GFLOP/s.
+ * process's peak RSS, the weights by storage format and the optimizer's state, tfjs's live tensor bytes
+ * after the steps, and the achieved matmul GFLOP/s. QLoRA: NF4 + double quantization, LoRA on every projection.
  */
 import { backendInfo, initBackend, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
@@ -12,12 +13,14 @@ import type { CausalLM } from "../models/causal-lm.js";
 import { PeftModel } from "../lora/peft-model.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../train/trainable.js";
 import { Trainer } from "../train/trainer.js";
+import { weightsByFormat } from "../train/run-memory.js";
+import type { FormatShare } from "../models/memory-estimate.js";
 import type { Example } from "../data/batch.js";
 import { type BenchShape, randomModel, stepFlops } from "./bench-setup.js";
 import { profileStep, type StepProfile } from "./bench-profile.js";
 
-export type TrainMode = "lora" | "full";
-export const TRAIN_MODES: readonly TrainMode[] = ["lora", "full"];
+export type TrainMode = "lora" | "qlora" | "full";
+export const TRAIN_MODES: readonly TrainMode[] = ["lora", "qlora", "full"];
 
 export interface TrainBenchOptions {
   shape: BenchShape;
@@ -47,6 +50,8 @@ export interface TrainBenchResult {
   first_loss: number;
   trainable_params: number;
   tensor_bytes: number;
+  /** Weights by storage format ("f32", "nf4+dq") and AdamW's state, in bytes. */
+  memory: { weights: Record<string, FormatShare>; optimizer_bytes: number };
   profile?: StepProfile;
 }
 
@@ -58,12 +63,12 @@ export function randomExamples(count: number, seq: number, vocab: number, seed =
 
 export function makeTrainable(model: CausalLM, mode: TrainMode): Trainable {
   if (mode === "full") return new FullTrainable(model);
-  return new LoraTrainable(PeftModel.create(model, { r: 8, targets: ["q_proj", "v_proj"] }));
+  return new LoraTrainable(PeftModel.create(model, { r: 8, targets: mode === "qlora" ? "all-linear" : ["q_proj", "v_proj"] }));
 }
 
 export async function trainBench(name: string, o: TrainBenchOptions): Promise<TrainBenchResult> {
   await initBackend(o.backend);
-  const model = randomModel(o.shape.config);
+  const model = randomModel(o.shape.config, 0, o.mode === "qlora" ? "nf4-dq" : undefined);
   const config = model.config as LlamaConfig;
   const { batch, seq } = o.shape;
   if (seq > config.maxPositions) throw new UserError(`--seq: expected at most ${config.maxPositions}, got ${seq}`);
@@ -96,6 +101,10 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
     first_loss: history[0]!.loss,
     trainable_params: trainable.trainableParameters().reduce((s, [, p]) => s + p.size, 0),
     tensor_bytes: tf.memory().numBytes,
+    memory: {
+      weights: weightsByFormat(model.namedParameters(), model.namedStoredWeights()),
+      optimizer_bytes: trainer.optimizer.stateBytes,
+    },
   };
   trainer.dispose();
   if (o.profile) result.profile = await profileStep(trainable, data.slice(0, batch));

@@ -2,9 +2,10 @@
  * `loralab bench`: throughput measurements.
  *
  *   --mode forward (default without --config)  forward passes per backend, each in its own process
- *   --mode lora|full --config tiny|small|135m    training steps of a named shape (one JSON line with --json)
- *   --mode lora,full                             both, each in its own process, side by side
+ *   --mode lora|qlora|full --config tiny|small|135m    training steps of a named shape (one JSON line with --json)
+ *   --mode lora,qlora,full                       several, each in its own process, side by side
  */
+import { formatBytes } from "../backend/memory.js";
 import { UserError } from "../core/errors.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
@@ -37,17 +38,23 @@ function trainModes(mode: string): TrainMode[] {
   const modes = mode.split(",");
   for (const m of modes) {
     if (!(TRAIN_MODES as readonly string[]).includes(m))
-      throw new UserError(`--mode: expected forward, lora, full or lora,full, got "${mode}"`);
+      throw new UserError(`--mode: expected forward, or lora, qlora, full or a comma-separated list of them, got "${mode}"`);
   }
   return modes as TrainMode[];
 }
 
 const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
 
+/** "f32 3.3 MiB + nf4+dq 0.4 MiB": the weights by storage format. */
+const weights = (r: TrainBenchResult) =>
+  Object.entries(r.memory.weights)
+    .map(([format, share]) => `${format} ${formatBytes(share.bytes)}`)
+    .join(" + ");
+
 function describe(r: TrainBenchResult): string {
   const line =
     `${r.mode.padEnd(5)} ${r.tokens_per_s.toFixed(1).padStart(8)} tokens/s  step ${r.step_s.toFixed(2)} s (CPU ${r.step_cpu_s.toFixed(2)} s)  ` +
-    `${r.gflops.toFixed(1)} GFLOP/s  peak RSS ${gb(r.peak_rss_bytes)}`;
+    `${r.gflops.toFixed(1)} GFLOP/s  peak RSS ${gb(r.peak_rss_bytes)}  weights ${weights(r)}  optimizer ${formatBytes(r.memory.optimizer_bytes)}`;
   if (!r.profile) return line;
   const shares = Object.entries(r.profile.share).map(([k, v]) => `${k} ${(100 * v).toFixed(1)} %`);
   const heap = r.profile.peak_step_heap_bytes === undefined ? "" : `; step heap peak ${gb(r.profile.peak_step_heap_bytes)}`;

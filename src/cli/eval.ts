@@ -5,7 +5,7 @@ import { rowToExample } from "../data/rows.js";
 import { NonFiniteLossError, perplexity } from "../metrics/perplexity.js";
 import { GENERATION_METRICS, type GenerationMetric, generationScores } from "../metrics/generation-eval.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
+import { modelOptions, prepareModel, printJson, quantizeFlag, reportBackend, withAdapter } from "./common.js";
 
 const METRICS = ["perplexity", ...GENERATION_METRICS];
 
@@ -15,13 +15,13 @@ const METRICS = ["perplexity", ...GENERATION_METRICS];
  */
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption,
-    ...adapterOption,
+    ...modelOptions,
     model: { type: "string" },
     data: { type: "string" },
     metrics: { type: "string", default: "perplexity" },
     batch: { type: "string" },
     stride: { type: "string" },
+    "max-length": { type: "string" },
     "max-new-tokens": { type: "string" },
     json: { type: "boolean" },
   });
@@ -33,6 +33,11 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const batchSize = parseNumberOption("--batch", values.batch, 8, isPositiveInt, "a positive integer");
   const stride =
     values.stride === undefined ? undefined : parseNumberOption("--stride", values.stride, 0, isPositiveInt, "a positive integer");
+  const maxLength =
+    values["max-length"] === undefined
+      ? undefined
+      : parseNumberOption("--max-length", values["max-length"], 0, (n) => Number.isInteger(n) && n >= 2, "an integer ≥ 2");
+  const quantize = quantizeFlag(values.quantize);
   const maxNewTokens =
     values["max-new-tokens"] === undefined
       ? undefined
@@ -48,10 +53,15 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     return { prompt: prompt as string, completion: completion as string };
   });
-  const loaded = await prepareModel(modelRef, values.backend);
+  const loaded = await prepareModel(modelRef, values.backend, quantize);
   const context = loaded.config.maxPositions;
-  if (stride !== undefined && stride > context) {
-    throw invalid("", "--stride", `an integer in 1…${context} (the model's context, max_position_embeddings)`, values.stride);
+  if (maxLength !== undefined && maxLength > context) {
+    throw invalid("", "--max-length", `an integer in 2…${context} (the model's context, max_position_embeddings)`, values["max-length"]);
+  }
+  const window = maxLength ?? context;
+  if (stride !== undefined && stride > window) {
+    const what = maxLength === undefined ? "the model's context, max_position_embeddings" : "--max-length";
+    throw invalid("", "--stride", `an integer in 1…${window} (${what})`, values.stride);
   }
   const ctx = { file: dataFile, tokenizer: loaded.tokenizer, vocabSize: loaded.config.vocabSize };
   const examples = rows.map((row) => rowToExample(ctx, row));
@@ -59,7 +69,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const report: Record<string, number> = {};
   if (metrics.includes("perplexity")) {
     try {
-      const result = perplexity(model, examples, { batchSize, stride });
+      const result = perplexity(model, examples, { batchSize, stride, maxLength });
       Object.assign(report, { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens });
     } catch (e) {
       if (!(e instanceof NonFiniteLossError)) throw e;
@@ -76,7 +86,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     });
     Object.assign(report, scores);
   }
-  reportBackend(Boolean(values.json));
+  reportBackend(Boolean(values.json), loaded);
   if (values.json) printJson(report);
   else {
     if (report.perplexity !== undefined)

@@ -1,7 +1,7 @@
 import { UserError } from "../core/errors.js";
 import { generate as generateTokens } from "../models/generation.js";
 import { isNonNegativeInt, isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
-import { adapterOption, backendOption, prepareModel, printJson, reportBackend, withAdapter } from "./common.js";
+import { modelOptions, prepareModel, printJson, quantizeFlag, reportBackend, withAdapter } from "./common.js";
 
 function parseIds(text: string, vocabSize: number): number[] {
   const ids = text.split(",").map((s) => s.trim());
@@ -17,8 +17,7 @@ function parseIds(text: string, vocabSize: number): number[] {
 /** `loralab generate --model M (--prompt TEXT | --ids 1,2,3) --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]` */
 export async function generate(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
-    ...backendOption,
-    ...adapterOption,
+    ...modelOptions,
     model: { type: "string" },
     prompt: { type: "string" },
     ids: { type: "string" },
@@ -36,7 +35,7 @@ export async function generate(argv: string[]): Promise<number> {
   const topK = parseNumberOption("--top-k", values["top-k"], 0, isNonNegativeInt, "a non-negative integer");
   const topP = parseNumberOption("--top-p", values["top-p"], 1, (n) => n > 0 && n <= 1, "a number in (0, 1]");
   const seed = parseNumberOption("--seed", values.seed, 0, Number.isInteger, "an integer");
-  const loaded = await prepareModel(modelRef, values.backend);
+  const loaded = await prepareModel(modelRef, values.backend, quantizeFlag(values.quantize));
   let prompt: number[];
   if (values.ids !== undefined) prompt = parseIds(values.ids, loaded.config.vocabSize);
   else {
@@ -46,7 +45,7 @@ export async function generate(argv: string[]): Promise<number> {
   const model = await withAdapter(loaded, values.adapter);
   const out = generateTokens(model, prompt, { maxNewTokens, temperature, topK, topP, seed, eosTokenIds: loaded.eosTokenIds });
   const text = loaded.tokenizer ? loaded.tokenizer.decode(out.ids) : undefined;
-  reportBackend(Boolean(values.json));
+  reportBackend(Boolean(values.json), loaded);
   if (values.json) printJson({ ids: out.ids, text: text ?? null, stopped_by: out.stoppedBy });
   else console.log(text ?? out.ids.join(","));
   return 0;

@@ -14,6 +14,9 @@ const commands: Record<string, () => Promise<Command>> = {
   bench: async () => (await import("./bench.js")).bench,
   quickstart: async () => (await import("./quickstart.js")).quickstart,
   export: async () => (await import("./export.js")).exportCommand,
+  run: async () => (await import("./run.js")).runCommand,
+  sweep: async () => (await import("./sweep.js")).sweepCommand,
+  worker: async () => (await import("./worker.js")).worker,
 };
 
 const usage = `usage: loralab <command> [options]
@@ -24,11 +27,14 @@ commands:
   generate --model M --prompt  generate text (greedy or sampled)
   train --model M --data F      LoRA or full fine-tuning
   merge --model M --adapter A --out D   fold an adapter into the weights
+  sweep --model M --data F --grid r=1,2,4   a LoRA sweep (seeds, statistics; --parallel N or --queue URL)
+  worker --queue URL           train the trials sweeps submit to a Redis queue
   bleu --ref R < HYP           sacrebleu-compatible BLEU / chrF
   kernel install|start         the Jupyter kernel (install a kernelspec; what Jupyter runs)
   bench                        forward-pass throughput per backend
   quickstart                   a tour on the shipped model
   export NB.ipynb --to ts|html a notebook as a TypeScript module or a standalone page
+  run NB.ipynb [-p k=v] [-o OUT.ipynb] [--timeout S] [--html OUT.html]   execute a notebook on the loralab kernel
 
 common options: --backend wasm|cpu|tensorflow|tensorflow-gpu (or LORALAB_BACKEND)`;
 

@@ -85,7 +85,8 @@ function stagePath(dir: string, stage: Stage, tag: string): string {
   return join(dirname(dir), `.${basename(dir)}.loralab-${stage}-${process.pid}-${tag}`);
 }
 
-function isAlive(pid: number): boolean {
+/** True while process `pid` exists on this machine (EPERM: it exists but belongs to someone else). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -6,9 +6,12 @@
  *   const examples = train.toExamples(tokenizer, { maxLength: 256 });
  *
  * Every row carries its provenance ("data.csv:7", "rows:3", "sotu:12", "story.txt block 4"), kept through
- * map/filter/shuffle/split, so a bad row fails with `file:line: what is wrong` as a UserError.
+ * map/filter/shuffle/split, so a bad row fails with `file:line: what is wrong` as a UserError. A dataset also
+ * knows how it was built (recipe(), recipe.ts) when every step can be replayed elsewhere, and its rows' digest
+ * (fingerprint()).
  */
 import * as path from "node:path";
+import { digestOf } from "../core/canonical.js";
 import { UserError } from "../core/errors.js";
 import { Random } from "../core/random.js";
 import type { Tokenizer } from "../models/tokenizer.js";
@@ -16,6 +19,8 @@ import type { Example } from "./batch.js";
 import { corpusRows, corpusWhere, describeCorpus, isCorpusName, CORPORA, type CorpusOptions } from "./corpora.js";
 import { readDelimited } from "./csv.js";
 import { readJsonl } from "./jsonl.js";
+import { type PackOptions, packOptions, packText } from "./pack.js";
+import { type DatasetRecipe, withStep } from "./recipe.js";
 import { convertRow } from "./rows.js";
 import { readUtf8 } from "./text-file.js";
 
@@ -27,11 +32,7 @@ export interface SourcedExample extends Example {
   source: string;
 }
 
-export interface PackOptions {
-  tokenizer: Tokenizer;
-  /** Tokens per block (≥ 2). */
-  blockSize: number;
-}
+export type { PackOptions };
 
 export interface TextOptions extends PackOptions {
   /** pack(): the field holding the text (default "text"). */
@@ -103,10 +104,14 @@ function checkSeed(seed: unknown, what: string): number {
 }
 
 export class Dataset implements Iterable<Row> {
+  private digest: string | undefined;
+
   private constructor(
     /** Where the rows came from, e.g. "data.jsonl", "sotu (president: Barack Obama)", "data.csv (train split)". */
     readonly source: string,
     private readonly entries: readonly Entry[],
+    /** How to build the same rows again; undefined once a closure or a tokenizer made them. */
+    private readonly steps?: DatasetRecipe,
   ) {
     Object.freeze(entries);
   }
@@ -137,6 +142,7 @@ export class Dataset implements Iterable<Row> {
     return new Dataset(
       file,
       readJsonl(file).map(({ line, value }) => ({ row: deepFreeze(value), where: `${file}:${line}` })),
+      { load: path.resolve(file) },
     );
   }
 
@@ -146,9 +152,11 @@ export class Dataset implements Iterable<Row> {
    */
   static fromCsv(file: string, { delimiter = "," }: { delimiter?: string } = {}): Dataset {
     if (delimiter.length !== 1) throw new UserError(`${file}: the delimiter must be one character, got ${JSON.stringify(delimiter)}`);
+    const byExtension = (path.extname(file).toLowerCase() === ".tsv" ? "\t" : ",") === delimiter;
     return new Dataset(
       file,
       readDelimited(file, delimiter).map(({ line, value }) => ({ row: Object.freeze(value), where: `${file}:${line}` })),
+      byExtension ? { load: path.resolve(file) } : undefined,
     );
   }
 
@@ -165,7 +173,7 @@ export class Dataset implements Iterable<Row> {
   static fromText(source: string | { text: string; name?: string }, options: PackOptions): Dataset {
     const [name, text] = typeof source === "string" ? [source, readUtf8(source, "a .txt file")] : [source.name ?? "text", source.text];
     if (typeof text !== "string") throw new UserError(`${name}: expected the text as a string, got ${describe(text)}`);
-    return new Dataset(name, packText(text, name, options));
+    return new Dataset(name, frozenBlocks(packText(text, name, options)));
   }
 
   /**
@@ -178,11 +186,13 @@ export class Dataset implements Iterable<Row> {
       throw new UserError(`Dataset.load: expected a corpus name or a file path, got ${JSON.stringify(nameOrPath)}`);
     if (isCorpusName(nameOrPath)) {
       const rows = corpusRows(nameOrPath, options);
+      const { tokenizer, blockSize, ...corpusOptions } = options;
       const ds = new Dataset(
         describeCorpus(nameOrPath, options),
         rows.map((row, i) => ({ row: deepFreeze(row), where: corpusWhere(nameOrPath, row, i) })),
+        { load: nameOrPath, options: structuredClone(corpusOptions) },
       );
-      if (options.blockSize === undefined && options.tokenizer === undefined) return ds;
+      if (blockSize === undefined && tokenizer === undefined) return ds;
       if (nameOrPath !== "moby-dick")
         throw new UserError(
           `${nameOrPath}: blockSize/tokenizer pack plain text; only moby-dick (and .txt files) are packed — tokenize the others with toExamples()`,
@@ -241,6 +251,24 @@ export class Dataset implements Iterable<Row> {
     return `Dataset(${this.source}, ${this.length} rows)`;
   }
 
+  /**
+   * How this dataset was built, as plain JSON (recipe.ts): the corpus or file and the replayable steps after it,
+   * or, when a closure (map, filter) or a tokenizer (pack) made the rows, the rows themselves.
+   */
+  recipe(): DatasetRecipe {
+    return this.steps ?? { rows: this.rows() as Record<string, unknown>[], name: this.source };
+  }
+
+  /** True when recipe() describes the rows' origin rather than carrying them. */
+  get replayable(): boolean {
+    return this.steps !== undefined;
+  }
+
+  /** The sha256 of the rows' canonical JSON: equal rows in the same order, equal fingerprints. */
+  fingerprint(): string {
+    return (this.digest ??= digestOf(this.rows(), this.source));
+  }
+
   // ---- verbs ----
 
   /** A new row per row; `fn` must return a plain object (it is frozen). The row keeps its provenance. */
@@ -264,17 +292,19 @@ export class Dataset implements Iterable<Row> {
 
   /** The first n rows (all of them if there are fewer). */
   take(n: number): Dataset {
-    return new Dataset(this.source, this.entries.slice(0, checkCount(n, "take(n)")));
+    return new Dataset(this.source, this.entries.slice(0, checkCount(n, "take(n)")), withStep(this.steps, { take: n }));
   }
 
   /** Rows start…end−1, as Array.prototype.slice. */
-  slice(start?: number, end?: number): Dataset {
-    return new Dataset(this.source, this.entries.slice(start, end));
+  slice(start = 0, end?: number): Dataset {
+    const bounds: [number] | [number, number] = end === undefined ? [start] : [start, end];
+    const replayable = bounds.every(Number.isInteger) ? this.steps : undefined;
+    return new Dataset(this.source, this.entries.slice(start, end), withStep(replayable, { slice: bounds }));
   }
 
   /** A seeded Fisher–Yates shuffle (random.ts): the same seed gives the same order on every platform. */
   shuffle(seed = 0): Dataset {
-    return new Dataset(this.source, new Random(checkSeed(seed, "shuffle")).shuffle(this.entries));
+    return new Dataset(this.source, new Random(checkSeed(seed, "shuffle")).shuffle(this.entries), withStep(this.steps, { shuffle: seed }));
   }
 
   /**
@@ -300,7 +330,12 @@ export class Dataset implements Iterable<Row> {
     const nTest = Math.floor(n * test + 1e-9);
     const nValidation = Math.floor(n * validation + 1e-9);
     const shuffled = new Random(checkSeed(seed, "split")).shuffle(this.entries);
-    const part = (name: string, from: number, to: number) => new Dataset(`${this.source} (${name} split)`, shuffled.slice(from, to));
+    const part = (name: "train" | "validation" | "test", from: number, to: number) =>
+      new Dataset(
+        `${this.source} (${name} split)`,
+        shuffled.slice(from, to),
+        withStep(this.steps, { split: { fractions: { ...fractions }, seed, part: name } }),
+      );
     return {
       test: part("test", 0, nTest),
       validation: part("validation", nTest, nTest + nValidation),
@@ -314,9 +349,11 @@ export class Dataset implements Iterable<Row> {
     all.forEach((d, i) => {
       if (!(d instanceof Dataset)) throw new UserError(`concat: argument ${i} is not a Dataset`);
     });
+    const recipes = all.map((d) => d.steps);
     return new Dataset(
       all.map((d) => d.source).join(" + "),
       all.flatMap((d) => d.entries),
+      recipes.every((r): r is DatasetRecipe => r !== undefined) ? { concat: recipes } : undefined,
     );
   }
 
@@ -331,7 +368,7 @@ export class Dataset implements Iterable<Row> {
       if (typeof v !== "string") throw new UserError(`${e.where}: pack() needs a string "${field}", got ${describe(v)}`);
       return v;
     });
-    return new Dataset(`${this.source} (packed)`, packText(texts.join(separator), this.source, options));
+    return new Dataset(`${this.source} (packed)`, frozenBlocks(packText(texts.join(separator), this.source, options)));
   }
 
   // ---- to token sequences ----
@@ -352,26 +389,6 @@ export class Dataset implements Iterable<Row> {
   }
 }
 
-function packOptions(options: Partial<PackOptions>, what: string): PackOptions {
-  if (options.tokenizer === undefined || options.blockSize === undefined) {
-    throw new UserError(`${what}: plain text is tokenized and packed into blocks; give { blockSize, tokenizer }`);
-  }
-  return { tokenizer: options.tokenizer, blockSize: options.blockSize };
-}
-
-function packText(text: string, name: string, { tokenizer, blockSize }: PackOptions): Entry[] {
-  if (!(Number.isInteger(blockSize) && blockSize >= 2))
-    throw new UserError(`${name}: blockSize must be an integer ≥ 2, got ${JSON.stringify(blockSize)}`);
-  if (!tokenizer || typeof tokenizer.encode !== "function") throw new UserError(`${name}: packing text needs a tokenizer`);
-  if (text.trim() === "") throw new UserError(`${name}: no text (the file is empty)`);
-  const ids = tokenizer.encode(text, { specialTokens: false });
-  if (tokenizer.bosTokenId !== undefined) ids.unshift(tokenizer.bosTokenId);
-  const entries: Entry[] = [];
-  for (let start = 0, k = 1; start < ids.length; start += blockSize, k++) {
-    const block = ids.slice(start, start + blockSize);
-    if (block.length < 2) break;
-    entries.push({ row: deepFreeze({ input_ids: block }), where: `${name} block ${k} (tokens ${start}…${start + block.length - 1})` });
-  }
-  if (entries.length === 0) throw new UserError(`${name}: the text is a single token; nothing to learn from`);
-  return entries;
+function frozenBlocks(blocks: Entry[]): Entry[] {
+  return blocks.map((b) => ({ row: deepFreeze(b.row), where: b.where }));
 }

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { isFloatDType, readSafetensors, serializeSafetensors, type DecodedTensor, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { writeDirectoryAtomic } from "../core/files.js";
+import { settleDirectory, writeDirectoryAtomic } from "../core/files.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { getModule } from "../nn/module.js";
 import { fromAdapterConfigJson, toAdapterConfigJson } from "./config.js";
@@ -60,13 +60,14 @@ export interface LoadAdapterOptions {
  */
 export async function loadAdapter(model: CausalLM | PeftModel, dir: string, options: LoadAdapterOptions = {}): Promise<PeftModel> {
   const name = options.name ?? "default";
+  settleDirectory(dir); // a save killed between its two renames left the adapter beside its place
   const configFile = path.join(dir, ADAPTER_CONFIG);
   const config = readAdapterConfig(configFile);
   const weightsFile = path.join(dir, ADAPTER_WEIGHTS);
   if (!fs.existsSync(weightsFile))
     throw new UserError(`${weightsFile}: not found (adapter_model.bin pickles are not supported; save adapters with safe_serialization)`);
   const peft = model instanceof PeftModel ? model : PeftModel.emptyOn(model, options.seed);
-  peft.addAdapter(name, config, { seed: options.seed, file: configFile });
+  peft.addAdapter(name, config, { seed: options.seed, file: configFile, training: options.trainable });
   try {
     await loadAdapterWeights(peft, dir, name);
   } catch (e) {

@@ -6,8 +6,11 @@
  * (DoRA adapters rescale this with the variant in dora.ts.) Submodules carry PEFT's names (base_layer,
  * lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
  */
-import { addSameShape, tf } from "../backend/index.js";
+import { tf } from "../backend/index.js";
+import { UserError } from "../core/errors.js";
 import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";
+import { QuantizedLinear } from "../quant/quantized-linear.js";
+import { weightTensor } from "../quant/frozen-weight.js";
 import { Module } from "../nn/module.js";
 import { ModuleDict } from "../nn/container.js";
 import type { Random } from "../core/random.js";
@@ -74,7 +77,8 @@ export class LoraLayer extends Module implements LinearLike {
   private readonly magnitude = new ModuleDict<DoraMagnitude>();
 
   constructor(
-    readonly base: Linear | Conv1D,
+    /** The frozen layer: float32, or compact (QLoRA: NF4, widened per call). */
+    readonly base: Linear | Conv1D | QuantizedLinear,
     private readonly state: LoraState,
     /** The wrapped module's path (keys its dropout masks). */
     readonly path: string,
@@ -88,9 +92,9 @@ export class LoraLayer extends Module implements LinearLike {
     this.addModule("lora_magnitude_vector", this.magnitude);
   }
 
-  /** GPT-2's Conv1D stores its weight [in, out] (PEFT's fan_in_fan_out). */
+  /** GPT-2's Conv1D stores its weight [in, out] (PEFT's fan_in_fan_out), also when loaded compact. */
   get fanInFanOut(): boolean {
-    return this.base instanceof Conv1D;
+    return this.base instanceof Conv1D || (this.base instanceof QuantizedLinear && this.base.layout === "conv1d");
   }
 
   adapterNames(): string[] {
@@ -126,8 +130,9 @@ export class LoraLayer extends Module implements LinearLike {
     return { a: this.loraA.get(name)!.weight, b: this.loraB.get(name)!.weight, magnitude: this.magnitude.get(name)?.weight };
   }
 
-  /** The base weight as [out, in], whatever its storage. */
+  /** The base weight as [out, in], whatever its storage (a compact weight is widened anew: DoRA needs its row norms). */
   private baseWeight(): tf.Tensor2D {
+    if (this.base instanceof QuantizedLinear) return weightTensor(this.base.weight);
     const w = this.base.weight as tf.Tensor2D;
     return this.fanInFanOut ? w.transpose() : w;
   }
@@ -153,15 +158,9 @@ export class LoraLayer extends Module implements LinearLike {
       const s = this.settings.get(name);
       if (!s || this.merged.includes(name)) continue;
       const dropped = this.dropout(x, name);
+      const lora = this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)).mul(s.scaling);
       const dora = this.magnitude.get(name);
-      if (dora) {
-        const lora = this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)).mul(s.scaling);
-        y = y.add(dora.forward(dropped, this.baseWeight(), this.update(name), lora));
-      } else {
-        // Scaling the [..., r] product instead of the [..., out] one, and an add that keeps neither summand, leave
-        // the backward pass only the small [..., r] tensors of the update to keep.
-        y = addSameShape(y, this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped).mul(s.scaling)));
-      }
+      y = y.add(dora ? dora.forward(dropped, this.baseWeight(), this.update(name), lora) : lora);
     }
     return y;
   }
@@ -174,7 +173,7 @@ export class LoraLayer extends Module implements LinearLike {
   }
 
   /** What merging `name` adds to the [out, in] weight: scaling·BA, or DoRA's delta. */
-  private mergedDelta(name: string): tf.Tensor2D {
+  mergedDelta(name: string): tf.Tensor2D {
     const dora = this.magnitude.get(name);
     return dora ? dora.mergedDelta(this.baseWeight(), this.update(name)) : this.update(name);
   }
@@ -184,10 +183,18 @@ export class LoraLayer extends Module implements LinearLike {
    * The added deltas are kept so unmerge restores the base exactly as it was, DoRA included.
    */
   merge(names: string[]): void {
+    const base = this.base;
+    if (base instanceof QuantizedLinear && names.some((n) => this.settings.has(n))) {
+      throw new UserError(
+        `cannot merge into a base weight stored as ${base.weight.format}: the update would be lost to re-quantization; ` +
+          "keep the adapter separate, or merge into a float32 copy (saveMerged(dir) in the DSL; loralab merge loads the base in float32)",
+      );
+    }
     for (const name of names) {
       if (this.merged.includes(name) || !this.settings.has(name)) continue;
       const delta = tf.tidy(() => this.mergedDelta(name));
-      tf.tidy(() => this.base.weight.assign(this.base.weight.add(this.fanInFanOut ? delta.transpose() : delta)));
+      const weight = base.weight as tf.Variable;
+      tf.tidy(() => weight.assign(weight.add(this.fanInFanOut ? delta.transpose() : delta)));
       this.mergedDeltas.set(name, delta);
       this.merged.push(name);
     }
@@ -197,7 +204,8 @@ export class LoraLayer extends Module implements LinearLike {
     while (this.merged.length) {
       const name = this.merged.pop()!;
       const delta = this.mergedDeltas.get(name)!;
-      tf.tidy(() => this.base.weight.assign(this.base.weight.sub(this.fanInFanOut ? delta.transpose() : delta)));
+      const weight = this.base.weight as tf.Variable; // only float32 bases are ever merged
+      tf.tidy(() => weight.assign(weight.sub(this.fanInFanOut ? delta.transpose() : delta)));
       delta.dispose();
       this.mergedDeltas.delete(name);
     }

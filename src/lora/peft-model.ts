@@ -8,7 +8,10 @@ import { UserError } from "../core/errors.js";
 import { Random } from "../core/random.js";
 import type { ModelConfig } from "../models/config.js";
 import type { CausalLM, ForwardOptions } from "../models/causal-lm.js";
-import { Conv1D, Linear } from "../nn/layers.js";
+import { ensureFits, OPTIMIZER_COPIES } from "../backend/memory.js";
+import { Conv1D, Linear, type LinearLike } from "../nn/layers.js";
+import { QuantizedLinear } from "../quant/quantized-linear.js";
+import type { RandomStreams } from "../nn/checkpointing.js";
 import { getModule, Module, type ParameterSummary, trainableSummary } from "../nn/module.js";
 import { fieldLabel, type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
 import { type LoraState, LoraLayer, parseAdapterParameter } from "./layer.js";
@@ -34,6 +37,8 @@ export interface AddAdapterOptions {
   seed?: number;
   /** The adapter_config.json the config was read from: errors then name it and PEFT's keys. */
   file?: string;
+  /** The adapter will train: its gradients and AdamW state must fit the backend too (checked before allocating). */
+  training?: boolean;
 }
 
 function parentAndName(root: Module, path: string): [Module, string] {
@@ -61,9 +66,13 @@ export class PeftModel extends Module implements CausalLM {
   }
 
   /** get_peft_model: wraps `base` with a first adapter (named "default" unless said otherwise). */
-  static create(base: CausalLM, config: LoraConfigInput | number = {}, options: { adapterName?: string; seed?: number } = {}): PeftModel {
+  static create(
+    base: CausalLM,
+    config: LoraConfigInput | number = {},
+    options: { adapterName?: string; seed?: number; training?: boolean } = {},
+  ): PeftModel {
     const peft = new PeftModel(base, options.seed ?? 0);
-    peft.addAdapter(options.adapterName ?? "default", config);
+    peft.addAdapter(options.adapterName ?? "default", config, { training: options.training });
     peft.setAdapter(options.adapterName ?? "default");
     return peft;
   }
@@ -101,6 +110,14 @@ export class PeftModel extends Module implements CausalLM {
     return this.state.random.get(name)!;
   }
 
+  /** Every adapter's random stream (dropout), saved and rewound together: activation checkpointing replays a layer's masks. */
+  readonly randomStreams: RandomStreams = {
+    save: () => new Map([...this.state.random].map(([name, r]) => [name, r.getState()])),
+    restore: (saved) => {
+      for (const [name, state] of saved as Map<string, number>) this.state.random.get(name)?.setState(state);
+    },
+  };
+
   /** The LoRA layer at `path` (a module an adapter targets). */
   loraLayer(path: string): LoraLayer {
     const layer = getModule(this.base, path);
@@ -126,16 +143,17 @@ export class PeftModel extends Module implements CausalLM {
     const saved = modulesToSaveParameters(this.base, config.modulesToSave ?? [], wrapped, where, label("modulesToSave"));
     for (const path of modules) {
       const m = getModule(this.base, path);
-      if (!(m instanceof LoraLayer || m instanceof Linear || m instanceof Conv1D))
+      if (!(m instanceof LoraLayer || m instanceof Linear || m instanceof Conv1D || m instanceof QuantizedLinear))
         throw new UserError(`${where}: "${path}" cannot carry a LoRA adapter`);
     }
+    this.checkAdapterFits(name, config, modules, where, options.training === true);
     const seed = options.seed ?? this.seed;
     const random = new Random(seed);
     for (const path of modules) {
       let layer = getModule(this.base, path)!;
       if (!(layer instanceof LoraLayer)) {
         const [parent, childName] = parentAndName(this.base, path);
-        layer = new LoraLayer(layer as Linear | Conv1D, this.state, path);
+        layer = new LoraLayer(layer as Linear | Conv1D | QuantizedLinear, this.state, path);
         parent.replaceChild(childName, layer);
       }
       const { r, alpha } = rankAndAlpha(config, path);
@@ -159,6 +177,25 @@ export class PeftModel extends Module implements CausalLM {
     this.modulesToSave.add(name, saved);
     this.applyTrainability();
     return info;
+  }
+
+  /**
+   * The adapter's A, B (and magnitudes) must fit the backend before any is allocated (a typo'd r of 100000 must not
+   * crash it); to train, so must their gradients, AdamW's two moments and the three updated copies AdamW computes
+   * before writing any (OPTIMIZER_COPIES).
+   */
+  private checkAdapterFits(name: string, config: LoraConfig, modules: string[], where: string, training: boolean): void {
+    let bytes = 0;
+    for (const path of modules) {
+      const layer = getModule(this.base, path) as LinearLike;
+      const { r } = rankAndAlpha(config, path);
+      bytes += 4 * (r * (layer.inFeatures + layer.outFeatures) + (config.useDora ? layer.outFeatures : 0));
+    }
+    const needs = [{ what: "adapter weights", bytes }];
+    if (training) needs.push({ what: "their gradients and AdamW state", bytes: OPTIMIZER_COPIES * bytes });
+    ensureFits(`${where}: adapter "${name}" (r = ${config.r} on ${modules.length} layers)`, needs, [
+      "a smaller r, or fewer target modules",
+    ]);
   }
 
   /** Marks an adapter as trainable or frozen (inference only). */
@@ -243,9 +280,17 @@ export class PeftModel extends Module implements CausalLM {
     return [...this.base.namedParameters()].filter(([, p]) => p.trainable);
   }
 
+  /** The parameters adapter `name` computes with: the base model's and the adapter's own (other adapters' left out). */
+  *parametersOf(name: string): Generator<[string, tf.Variable]> {
+    for (const [param, p] of this.base.namedParameters()) {
+      const adapter = parseAdapterParameter(param)?.adapter;
+      if (adapter === undefined || adapter === name) yield [param, p];
+    }
+  }
+
   /** PEFT's print_trainable_parameters line. */
   trainableSummary(): ParameterSummary {
-    return trainableSummary(this.base.namedParameters());
+    return trainableSummary(this.base.namedParameters(), this.base.namedStoredWeights());
   }
 
   /** Folds the active adapters into the base weights. */

@@ -10,6 +10,8 @@ import { UserError } from "../core/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { IGNORE_INDEX, tokenNll } from "../models/loss.js";
+import { ensureFits } from "../backend/memory.js";
+import { passBytes, projectionElements } from "../models/memory-estimate.js";
 
 export interface PerplexityScore {
   /** Mean NLL per scored token (nats). */
@@ -88,6 +90,18 @@ const windowLength = check<number>(
   (v) => Number.isInteger(v) && (v as number) >= 2,
 );
 
+/** The largest batch of windows must fit the backend before the first one runs (a huge context with long rows would not). */
+function checkWindowsFit(model: CausalLM, all: Window[], batchSize: number): void {
+  const seq = all.reduce((longest, w) => Math.max(longest, w.inputIds.length), 0);
+  const batch = Math.min(batchSize, all.length);
+  const bytes = passBytes(model.config, { batch, seq }, { kind: "inference", ...projectionElements(model) });
+  ensureFits(
+    `perplexity: a batch of ${batch} window${batch === 1 ? "" : "s"} of ${seq} tokens`,
+    [{ what: "activations", bytes }],
+    ["a smaller --batch (batchSize)", "shorter windows: --max-length (maxLength), with --stride (stride) for overlap"],
+  );
+}
+
 export function perplexity(model: CausalLM, examples: Example[], options: PerplexityOptions = {}): PerplexityResult {
   const batchSize = options.batchSize ?? 8;
   const maxLength = validate(options.maxLength ?? model.config.maxPositions, windowLength, "perplexity", "maxLength");
@@ -98,6 +112,7 @@ export function perplexity(model: CausalLM, examples: Example[], options: Perple
   const sums = new Float64Array(examples.length);
   const counts = new Float64Array(examples.length);
   const all = windows(examples, maxLength, stride);
+  checkWindowsFit(model, all, batchSize);
   for (let i = 0; i < all.length; i += batchSize) {
     const group = all.slice(i, i + batchSize);
     const batch = collate(group);

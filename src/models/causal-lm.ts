@@ -1,6 +1,7 @@
 /** What every decoder offers the trainer, the evaluator and the generator. */
 import { maskedSoftmax, tf, viewAs } from "../backend/index.js";
 import type { Module } from "../nn/module.js";
+import type { ActivationCheckpointing } from "../nn/checkpointing.js";
 import { matMulTransposed } from "../nn/layers.js";
 import type { ModelConfig } from "./config.js";
 
@@ -40,6 +41,8 @@ export interface ForwardOptions {
   /** [B, Tpast + T]: 1 for real tokens, 0 for padding (HF's attention_mask). */
   attentionMask?: tf.Tensor2D;
   cache?: KVCache;
+  /** Training with activation checkpointing: each decoder layer recomputes its activations in the backward. */
+  checkpointing?: ActivationCheckpointing;
 }
 
 export interface CausalLM extends Module {

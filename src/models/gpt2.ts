@@ -8,9 +8,10 @@
  *   logits = LN_f(h_L) wteᵀ
  */
 import { addSameShape, tf } from "../backend/index.js";
-import { Conv1D, Embedding, LayerNorm, Linear } from "../nn/layers.js";
+import { Embedding, LayerNorm, Linear } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
-import { ModuleList, ModuleWithLinears } from "../nn/container.js";
+import { float32Linear, type LinearFactory, ModuleList, ModuleWithLinears } from "../nn/container.js";
+import { runLayer } from "../nn/checkpointing.js";
 import type { Gpt2Activation, Gpt2Config } from "./config.js";
 import {
   attentionBias,
@@ -24,7 +25,7 @@ import {
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-function activate(x: tf.Tensor, kind: Gpt2Activation): tf.Tensor {
+function applyActivation(x: tf.Tensor, kind: Gpt2Activation): tf.Tensor {
   switch (kind) {
     case "gelu_new":
     case "gelu_pytorch_tanh": // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
@@ -42,10 +43,11 @@ class Gpt2Attention extends ModuleWithLinears {
   constructor(
     private readonly c: Gpt2Config,
     private readonly layerIndex: number,
+    linear: LinearFactory,
   ) {
     super();
-    this.addModule("c_attn", new Conv1D(c.hiddenSize, 3 * c.hiddenSize));
-    this.addModule("c_proj", new Conv1D(c.hiddenSize, c.hiddenSize));
+    this.addModule("c_attn", linear(c.hiddenSize, 3 * c.hiddenSize, true, "conv1d"));
+    this.addModule("c_proj", linear(c.hiddenSize, c.hiddenSize, true, "conv1d"));
   }
 
   forward(x: tf.Tensor3D, bias: tf.Tensor4D, options: ForwardOptions): tf.Tensor3D {
@@ -60,14 +62,17 @@ class Gpt2Attention extends ModuleWithLinears {
 }
 
 class Gpt2MLP extends ModuleWithLinears {
-  constructor(private readonly c: Gpt2Config) {
+  constructor(
+    private readonly c: Gpt2Config,
+    linear: LinearFactory,
+  ) {
     super();
-    this.addModule("c_fc", new Conv1D(c.hiddenSize, c.intermediateSize));
-    this.addModule("c_proj", new Conv1D(c.intermediateSize, c.hiddenSize));
+    this.addModule("c_fc", linear(c.hiddenSize, c.intermediateSize, true, "conv1d"));
+    this.addModule("c_proj", linear(c.intermediateSize, c.hiddenSize, true, "conv1d"));
   }
 
   forward(x: tf.Tensor3D): tf.Tensor3D {
-    return this.linear("c_proj").forward(activate(this.linear("c_fc").forward(x), this.c.activation)) as tf.Tensor3D; // [B, T, C]
+    return this.linear("c_proj").forward(applyActivation(this.linear("c_fc").forward(x), this.c.activation)) as tf.Tensor3D; // [B, T, C]
   }
 }
 
@@ -77,12 +82,12 @@ class Gpt2Block extends Module {
   private readonly ln2: LayerNorm;
   private readonly mlp: Gpt2MLP;
 
-  constructor(c: Gpt2Config, index: number) {
+  constructor(c: Gpt2Config, index: number, linear: LinearFactory) {
     super();
     this.ln1 = this.addModule("ln_1", new LayerNorm(c.hiddenSize, c.layerNormEps));
-    this.attn = this.addModule("attn", new Gpt2Attention(c, index));
+    this.attn = this.addModule("attn", new Gpt2Attention(c, index, linear));
     this.ln2 = this.addModule("ln_2", new LayerNorm(c.hiddenSize, c.layerNormEps));
-    this.mlp = this.addModule("mlp", new Gpt2MLP(c));
+    this.mlp = this.addModule("mlp", new Gpt2MLP(c, linear));
   }
 
   /** In a tidy of its own: what the backward pass needs is kept by the tape, the rest goes after each block. */
@@ -100,11 +105,11 @@ class Gpt2Model extends Module {
   readonly h: ModuleList<Gpt2Block>;
   readonly lnF: LayerNorm;
 
-  constructor(c: Gpt2Config) {
+  constructor(c: Gpt2Config, linear: LinearFactory) {
     super();
     this.wte = this.addModule("wte", new Embedding(c.vocabSize, c.hiddenSize));
     this.wpe = this.addModule("wpe", new Embedding(c.maxPositions, c.hiddenSize));
-    this.h = this.addModule("h", new ModuleList(Array.from({ length: c.numLayers }, (_, i) => new Gpt2Block(c, i))));
+    this.h = this.addModule("h", new ModuleList(Array.from({ length: c.numLayers }, (_, i) => new Gpt2Block(c, i, linear))));
     this.lnF = this.addModule("ln_f", new LayerNorm(c.hiddenSize, c.layerNormEps));
   }
 }
@@ -112,9 +117,12 @@ class Gpt2Model extends Module {
 export class Gpt2LMHeadModel extends ModuleWithLinears implements CausalLM {
   private readonly transformer: Gpt2Model;
 
-  constructor(readonly config: Gpt2Config) {
+  constructor(
+    readonly config: Gpt2Config,
+    linear: LinearFactory = float32Linear,
+  ) {
     super();
-    this.transformer = this.addModule("transformer", new Gpt2Model(config));
+    this.transformer = this.addModule("transformer", new Gpt2Model(config, linear));
     if (!config.tieWordEmbeddings) this.addModule("lm_head", new Linear(config.hiddenSize, config.vocabSize, false));
   }
 
@@ -124,7 +132,8 @@ export class Gpt2LMHeadModel extends ModuleWithLinears implements CausalLM {
     const positions = tf.range(past, past + length, 1, "int32").expandDims(0); // [1, T]
     const bias = attentionBias(batch, length, past, options.attentionMask); // [B, 1, T, Tpast+T]
     let h = this.transformer.wte.forward(ids).add(this.transformer.wpe.forward(positions)) as tf.Tensor3D; // [B, T, C]
-    for (const block of this.transformer.h.items) h = block.forward(h, bias, options);
+    for (const block of this.transformer.h.items)
+      h = runLayer(block, (x) => block.forward(x, bias, options), h, options.checkpointing, [bias]);
     const x = this.transformer.lnF.forward(h) as tf.Tensor3D; // [B, T, C]
     if (!this.config.tieWordEmbeddings) return this.linear("lm_head").forward(x) as tf.Tensor3D;
     return tiedHead(x, this.transformer.wte.weight); // [B, T, V]

@@ -6,10 +6,9 @@
  * byte-identical.
  */
 import type { TensorToWrite } from "../checkpoint/safetensors.js";
-import { Conv1D, Embedding, LayerNorm, Linear, RMSNorm } from "../nn/layers.js";
 import { Random } from "../core/random.js";
 import type { ModelConfig } from "./config.js";
-import { createModel } from "./load.js";
+import { elementCount, parameterSpecs } from "./parameters.js";
 
 export interface InitOptions {
   seed?: number;
@@ -30,31 +29,21 @@ export function normalSamples(random: Random, n: number, std: number): Float32Ar
 }
 
 /**
- * Initial weights of a model with `config`, by checkpoint name (a tied output head is not listed, as
- * transformers does not store it), ready for writeSafetensors. Tensors are drawn in the model's parameter
- * order from one generator seeded with `seed`.
+ * Initial weights of a model with `config`, one tensor at a time by checkpoint name (a tied output head is not
+ * listed, as transformers does not store it), drawn in the model's parameter order from one generator seeded with
+ * `seed`. Nothing is allocated but the tensor being yielded, so a script can write a model larger than memory.
  */
-export function initialWeights(config: ModelConfig, { seed = 0, std = 0.02 }: InitOptions = {}): Record<string, TensorToWrite> {
-  const model = createModel(config); // for the names and shapes
-  try {
-    const random = new Random(seed);
-    const out: Record<string, TensorToWrite> = {};
-    for (const [prefix, module] of model.namedModules()) {
-      const name = (p: string) => (prefix ? `${prefix}.${p}` : p);
-      const weight = module.ownParameter("weight");
-      const bias = module.ownParameter("bias");
-      const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-      if (module instanceof RMSNorm || module instanceof LayerNorm) {
-        out[name("weight")] = { shape: weight!.shape, data: new Float32Array(size(weight!.shape)).fill(1) };
-      } else if (module instanceof Linear || module instanceof Conv1D || module instanceof Embedding) {
-        out[name("weight")] = { shape: weight!.shape, data: normalSamples(random, size(weight!.shape), std) };
-      } else if (weight || bias) {
-        throw new Error(`initialWeights: no initialisation rule for module "${prefix}" (${module.constructor.name})`);
-      }
-      if (bias) out[name("bias")] = { shape: bias.shape, data: new Float32Array(size(bias.shape)) };
-    }
-    return out;
-  } finally {
-    model.dispose();
+export function* initialTensors(config: ModelConfig, { seed = 0, std = 0.02 }: InitOptions = {}): Generator<[string, TensorToWrite]> {
+  const random = new Random(seed);
+  for (const { name, shape, role } of parameterSpecs(config)) {
+    const size = elementCount(shape);
+    const data =
+      role === "norm" ? new Float32Array(size).fill(1) : role === "bias" ? new Float32Array(size) : normalSamples(random, size, std);
+    yield [name, { shape: [...shape], data }];
   }
+}
+
+/** initialTensors collected, ready for writeSafetensors. */
+export function initialWeights(config: ModelConfig, options: InitOptions = {}): Record<string, TensorToWrite> {
+  return Object.fromEntries(initialTensors(config, options));
 }

@@ -9,7 +9,8 @@
 import { addSameShape, swiGlu, tf } from "../backend/index.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
-import { ModuleList, ModuleWithLinears } from "../nn/container.js";
+import { float32Linear, type LinearFactory, ModuleList, ModuleWithLinears } from "../nn/container.js";
+import { runLayer } from "../nn/checkpointing.js";
 import type { LlamaConfig } from "./config.js";
 import { applyRotary, RotaryEmbedding } from "./rope.js";
 import {
@@ -36,14 +37,15 @@ class LlamaAttention extends ModuleWithLinears {
   constructor(
     private readonly c: LlamaConfig,
     private readonly layerIndex: number,
+    linear: LinearFactory,
   ) {
     super();
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
-    this.addModule("q_proj", new Linear(c.hiddenSize, qDim, c.qkvBias));
-    this.addModule("k_proj", new Linear(c.hiddenSize, kvDim, c.qkvBias));
-    this.addModule("v_proj", new Linear(c.hiddenSize, kvDim, c.qkvBias));
-    this.addModule("o_proj", new Linear(qDim, c.hiddenSize, c.oBias));
+    this.addModule("q_proj", linear(c.hiddenSize, qDim, c.qkvBias, "linear"));
+    this.addModule("k_proj", linear(c.hiddenSize, kvDim, c.qkvBias, "linear"));
+    this.addModule("v_proj", linear(c.hiddenSize, kvDim, c.qkvBias, "linear"));
+    this.addModule("o_proj", linear(qDim, c.hiddenSize, c.oBias, "linear"));
     this.groups = c.numHeads / c.numKvHeads;
   }
 
@@ -73,11 +75,11 @@ class LlamaAttention extends ModuleWithLinears {
 }
 
 class LlamaMLP extends ModuleWithLinears {
-  constructor(c: LlamaConfig) {
+  constructor(c: LlamaConfig, linear: LinearFactory) {
     super();
-    this.addModule("gate_proj", new Linear(c.hiddenSize, c.intermediateSize, c.mlpBias));
-    this.addModule("up_proj", new Linear(c.hiddenSize, c.intermediateSize, c.mlpBias));
-    this.addModule("down_proj", new Linear(c.intermediateSize, c.hiddenSize, c.mlpBias));
+    this.addModule("gate_proj", linear(c.hiddenSize, c.intermediateSize, c.mlpBias, "linear"));
+    this.addModule("up_proj", linear(c.hiddenSize, c.intermediateSize, c.mlpBias, "linear"));
+    this.addModule("down_proj", linear(c.intermediateSize, c.hiddenSize, c.mlpBias, "linear"));
   }
 
   forward(x: tf.Tensor3D): tf.Tensor3D {
@@ -92,10 +94,10 @@ class LlamaDecoderLayer extends Module {
   private readonly inputNorm: RMSNorm;
   private readonly postAttentionNorm: RMSNorm;
 
-  constructor(c: LlamaConfig, index: number) {
+  constructor(c: LlamaConfig, index: number, linear: LinearFactory) {
     super();
-    this.attn = this.addModule("self_attn", new LlamaAttention(c, index));
-    this.mlp = this.addModule("mlp", new LlamaMLP(c));
+    this.attn = this.addModule("self_attn", new LlamaAttention(c, index, linear));
+    this.mlp = this.addModule("mlp", new LlamaMLP(c, linear));
     this.inputNorm = this.addModule("input_layernorm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.postAttentionNorm = this.addModule("post_attention_layernorm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
   }
@@ -114,10 +116,13 @@ class LlamaModel extends Module {
   readonly layers: ModuleList<LlamaDecoderLayer>;
   readonly norm: RMSNorm;
 
-  constructor(c: LlamaConfig) {
+  constructor(c: LlamaConfig, linear: LinearFactory) {
     super();
     this.embedTokens = this.addModule("embed_tokens", new Embedding(c.vocabSize, c.hiddenSize));
-    this.layers = this.addModule("layers", new ModuleList(Array.from({ length: c.numLayers }, (_, i) => new LlamaDecoderLayer(c, i))));
+    this.layers = this.addModule(
+      "layers",
+      new ModuleList(Array.from({ length: c.numLayers }, (_, i) => new LlamaDecoderLayer(c, i, linear))),
+    );
     this.norm = this.addModule("norm", new RMSNorm(c.hiddenSize, c.rmsNormEps));
   }
 }
@@ -126,9 +131,12 @@ export class LlamaForCausalLM extends ModuleWithLinears implements CausalLM {
   private readonly model: LlamaModel;
   private readonly rope: RotaryEmbedding;
 
-  constructor(readonly config: LlamaConfig) {
+  constructor(
+    readonly config: LlamaConfig,
+    linear: LinearFactory = float32Linear,
+  ) {
     super();
-    this.model = this.addModule("model", new LlamaModel(config));
+    this.model = this.addModule("model", new LlamaModel(config, linear));
     if (!config.tieWordEmbeddings) this.addModule("lm_head", new Linear(config.hiddenSize, config.vocabSize, false));
     this.rope = new RotaryEmbedding(config.headDim, config.ropeTheta, config.ropeScaling);
   }
@@ -140,7 +148,8 @@ export class LlamaForCausalLM extends ModuleWithLinears implements CausalLM {
     const bias = attentionBias(batch, length, past, options.attentionMask, this.config.slidingWindow); // [B, 1, T, Tpast+T]
     const ctx: LayerContext = { cos, sin, bias, options };
     let h = this.model.embedTokens.forward(ids) as tf.Tensor3D; // [B, T, C]
-    for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
+    for (const layer of this.model.layers.items)
+      h = runLayer(layer, (x) => layer.forward(x, ctx), h, options.checkpointing, [cos, sin, bias]);
     return this.head(this.model.norm.forward(h) as tf.Tensor3D); // [B, T, V]
   }
 

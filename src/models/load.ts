@@ -1,17 +1,22 @@
 /** From a model reference (directory, shipped name or hub id) to a ready CausalLM with its tokenizer. */
+import * as os from "node:os";
 import * as path from "node:path";
-import { tf } from "../backend/index.js";
+import { ensureFits, formatBytes } from "../backend/memory.js";
+import { Fields, oneOf } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { readOptionalJsonObject } from "../core/json-file.js";
-import { readCheckpointTensors, weightsFileOf } from "../checkpoint/sharded.js";
-import { isFloatDType, type DecodedTensor } from "../checkpoint/safetensors.js";
+import { openCheckpoint, weightsFileOf } from "../checkpoint/sharded.js";
+import type { LinearFactory } from "../nn/container.js";
+import { QUANTIZE_FORMATS, type QuantizeFormat } from "../quant/frozen-weight.js";
 import { resolveModel } from "./reference.js";
 import { Tokenizer } from "./tokenizer.js";
-import type { Module } from "../nn/module.js";
 import { type ModelConfig, readModelConfig, tokenIds } from "./config.js";
 import type { CausalLM } from "./causal-lm.js";
 import { LlamaForCausalLM } from "./llama.js";
 import { Gpt2LMHeadModel } from "./gpt2.js";
+import { assignWeights, checkTensors, pendingLinear } from "./checkpoint-weights.js";
+import { weightMemory } from "./memory-estimate.js";
+import { parameterSpecs } from "./parameters.js";
 
 export interface LoadedModel {
   dir: string;
@@ -21,72 +26,17 @@ export interface LoadedModel {
   tokenizer: Tokenizer | undefined;
   /** EOS ids from generation_config.json, else config.json. */
   eosTokenIds: number[];
+  /** How the decoder projections are stored (undefined: float32). */
+  quantize?: QuantizeFormat;
 }
 
-export function createModel(config: ModelConfig): CausalLM {
-  return config.family === "gpt2" ? new Gpt2LMHeadModel(config) : new LlamaForCausalLM(config);
+export interface CreateOptions {
+  /** Builds the decoder projections (default: float32 Linear / Conv1D). */
+  linear?: LinearFactory;
 }
 
-/** Checkpoint entries that are buffers, not weights (recomputed here), and safe to skip. */
-const BUFFER_SUFFIXES = [".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq"];
-const TIED_HEAD = "lm_head.weight";
-const EMBEDDING = /(^|\.)(embed_tokens|wte)\.weight$/;
-
-/**
- * Where a parameter may be stored: its own name, or for GPT-2 also without the "transformer."
- * prefix (the original OpenAI-converted checkpoints use bare names).
- */
-function candidateKeys(name: string): string[] {
-  return name.startsWith("transformer.") ? [name, name.slice("transformer.".length)] : [name];
-}
-
-const showShape = (shape: readonly number[]) => `[${shape.join(", ")}]`;
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
-
-/** A weight must be stored as floating point: integer or bool tensors would load as meaningless floats. */
-function checkFloat(where: string, key: string, t: DecodedTensor): void {
-  if (!isFloatDType(t.dtype)) {
-    throw new UserError(`${where}: tensor "${key}": expected a floating-point weight (F32, F16, BF16 or F64), got dtype ${t.dtype}`);
-  }
-}
-
-/** Copies checkpoint tensors into the module's parameters, checking that names, dtypes and shapes agree. */
-export function assignWeights(module: Module, tensors: Map<string, DecodedTensor>, where: string, options: { tied: boolean }): void {
-  const used = new Set<string>();
-  let embeddingShape: number[] | undefined;
-  for (const [name, param] of module.namedParameters()) {
-    const key = candidateKeys(name).find((k) => tensors.has(k));
-    if (key === undefined) throw new UserError(`${where}: missing tensor "${name}" (expected shape ${showShape(param.shape)})`);
-    const t = tensors.get(key)!;
-    checkFloat(where, key, t);
-    if (!sameShape(t.shape, param.shape)) {
-      throw new UserError(`${where}: tensor "${key}" has shape ${showShape(t.shape)} but config.json implies ${showShape(param.shape)}`);
-    }
-    tf.tidy(() => param.assign(tf.tensor(t.data, t.shape, "float32")));
-    used.add(key);
-    if (EMBEDDING.test(name)) embeddingShape = param.shape;
-  }
-  // With tied embeddings transformers ignores a stored lm_head.weight, but only after checking its shape.
-  const head = tensors.get(TIED_HEAD);
-  if (options.tied && head !== undefined && !used.has(TIED_HEAD)) {
-    checkFloat(where, TIED_HEAD, head);
-    if (embeddingShape !== undefined && !sameShape(head.shape, embeddingShape)) {
-      throw new UserError(
-        `${where}: tensor "${TIED_HEAD}" has shape ${showShape(head.shape)} but the embedding it is tied to (tie_word_embeddings) is ${showShape(embeddingShape)}`,
-      );
-    }
-    used.add(TIED_HEAD);
-  }
-  const unexpected = [...tensors.keys()].filter((k) => !used.has(k) && !BUFFER_SUFFIXES.some((s) => k.endsWith(s)));
-  if (unexpected.length > 0) {
-    const shown = unexpected
-      .slice(0, 5)
-      .map((k) => `"${k}"`)
-      .join(", ");
-    throw new UserError(
-      `${where}: ${unexpected.length} tensor(s) the model does not have: ${shown}${unexpected.length > 5 ? ", …" : ""} (does config.json match the weights?)`,
-    );
-  }
+export function createModel(config: ModelConfig, options: CreateOptions = {}): CausalLM {
+  return config.family === "gpt2" ? new Gpt2LMHeadModel(config, options.linear) : new LlamaForCausalLM(config, options.linear);
 }
 
 /** EOS ids from generation_config.json (what transformers' generate() stops on), else config.json's. */
@@ -96,19 +46,77 @@ function generationEos(dir: string, config: ModelConfig): number[] {
   return eos === undefined ? config.eosTokenIds : Array.isArray(eos) ? eos : [eos];
 }
 
-/** Loads a model from a local directory, a shipped model's name or a Hugging Face hub id (through the HF cache). */
-export async function loadModel(ref: string): Promise<LoadedModel> {
+export interface LoadOptions {
+  /**
+   * Store the decoder projections compactly, as QLoRA does: "nf4" (4-bit NormalFloat, blocks of 64), "nf4-dq" (with
+   * double quantization) or 16-bit floats ("f16", "bf16"); embeddings, norms and the output head stay float32.
+   * Compact weights live outside the tensor backend and are widened per layer as it runs.
+   */
+  quantize?: QuantizeFormat;
+}
+
+export const quantizeRule = oneOf(...QUANTIZE_FORMATS);
+
+function loadOptions(raw: unknown): LoadOptions {
+  const fields = Fields.of("load options", raw ?? {});
+  fields.rejectUnknown(["quantize"], "option");
+  return { quantize: fields.optional("quantize", quantizeRule, undefined) };
+}
+
+/** Refuses a model whose weights cannot fit the backend, before any is allocated. */
+function checkWeightsFit(dir: string, config: ModelConfig, quantize: QuantizeFormat | undefined): void {
+  const weights = weightMemory(config, quantize);
+  const needs = [
+    { what: "float32 weights", bytes: weights.backend },
+    // A compact projection is widened, and transposed, while it runs.
+    { what: "one widened projection", bytes: 8 * weights.largestProjection },
+  ];
+  const remedies: string[] = [];
+  if (quantize !== "nf4" && quantize !== "nf4-dq") {
+    const nf4 = weightMemory(config, "nf4-dq");
+    remedies.push(`--quantize nf4 (quantize: "nf4" in code; float32 weights then ≈ ${formatBytes(nf4.backend)})`);
+  }
+  remedies.push("a backend with more memory (--backend tensorflow)");
+  ensureFits(`${path.join(dir, "config.json")}: this model`, needs, remedies);
+  // Compact weights are JavaScript memory: they have to fit the machine.
+  if (weights.compact > os.totalmem()) {
+    throw new UserError(
+      `${dir}: the model's compact weights need ≈ ${formatBytes(weights.compact)}; this machine has ${formatBytes(os.totalmem())} of memory`,
+    );
+  }
+}
+
+/**
+ * Loads a model from a local directory, a shipped model's name or a Hugging Face hub id (through the HF cache).
+ * The checkpoint's tensors are checked against config.json, and the memory the weights need against the backend,
+ * before anything is allocated; tensors are then read one at a time (with `quantize`, each projection is stored
+ * compactly as it is read, so the model is never held as float32).
+ */
+export async function loadModel(ref: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  const { quantize } = loadOptions(options);
   const dir = await resolveModel(ref);
   const config = readModelConfig(dir);
   const eosTokenIds = generationEos(dir, config);
   const tokenizer = Tokenizer.exists(dir) ? Tokenizer.fromDirectory(dir, { vocabSize: config.vocabSize }) : undefined;
-  const tensors = await readCheckpointTensors(dir);
-  const model = createModel(config);
+  const source = await openCheckpoint(dir);
   try {
-    assignWeights(model, tensors, weightsFileOf(dir), { tied: config.tieWordEmbeddings });
-  } catch (e) {
-    model.dispose();
-    throw e;
+    const tied = config.tieWordEmbeddings;
+    checkTensors(
+      parameterSpecs(config).map((p) => [p.name, p.shape] as const),
+      source,
+      weightsFileOf(dir),
+      { tied },
+    );
+    checkWeightsFit(dir, config, quantize);
+    const model = createModel(config, quantize ? { linear: pendingLinear(quantize) } : {});
+    try {
+      assignWeights(model, source, weightsFileOf(dir), { tied });
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return { dir, config, model, tokenizer, eosTokenIds, quantize };
+  } finally {
+    source.close();
   }
-  return { dir, config, model, tokenizer, eosTokenIds };
 }

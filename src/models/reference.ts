@@ -6,6 +6,7 @@
  */
 import { join, resolve } from "node:path";
 import { UserError } from "../core/errors.js";
+import { settleDirectory } from "../core/files.js";
 import { expandHome, pathKind } from "../core/paths.js";
 import { hubSnapshot, isHubModelId, type HubSnapshotOptions } from "../checkpoint/hub/snapshot.js";
 import { isShippedModel, shippedModelDir } from "./shipped.js";
@@ -40,6 +41,7 @@ export async function resolveModel(ref: string, options: ModelReferenceOptions =
   if (trimmed === "") throw new UserError("model reference is empty: pass a local directory or a Hugging Face id");
 
   const local = resolve(expandHome(trimmed));
+  settleDirectory(local); // a save (merge --out, saveMerged) killed between its two renames left the model beside its place
   const kind = await pathKind(local);
   if (kind === "dir") return local;
   if (looksLikePath(trimmed)) {

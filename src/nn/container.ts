@@ -1,5 +1,14 @@
 import { Module } from "./module.js";
-import type { LinearLike } from "./layers.js";
+import { Conv1D, Linear, type LinearLike } from "./layers.js";
+
+/**
+ * Builds a decoder's linear layers: `layout` is how the checkpoint stores the weight (torch.nn.Linear [out, in] or
+ * GPT-2's Conv1D [in, out]). The default allocates float32 weights; a loader may build compact layers instead.
+ */
+export type LinearFactory = (inFeatures: number, outFeatures: number, bias: boolean, layout: "linear" | "conv1d") => LinearLike;
+
+export const float32Linear: LinearFactory = (inF, outF, bias, layout) =>
+  layout === "conv1d" ? new Conv1D(inF, outF) : new Linear(inF, outF, bias);
 
 /** torch.nn.ModuleList: children named "0", "1", … */
 export class ModuleList<M extends Module> extends Module {

@@ -5,8 +5,20 @@
  */
 import { tf } from "../backend/index.js";
 
+/**
+ * A frozen weight held outside the tensor backend in a compact format (NF4 codes, 16-bit floats): not a
+ * tf.Variable, but listed beside the parameters so that counts and memory reports include it.
+ */
+export interface StoredWeight {
+  readonly shape: readonly number[];
+  /** "nf4", "nf4+dq", "f16", "bf16". */
+  readonly format: string;
+  readonly byteLength: number;
+}
+
 export abstract class Module {
   private readonly params = new Map<string, tf.Variable>();
+  private readonly stored = new Map<string, StoredWeight>();
   private readonly children = new Map<string, Module>();
 
   protected addParameter(name: string, value: tf.Tensor, trainable = false): tf.Variable {
@@ -14,6 +26,10 @@ export abstract class Module {
     value.dispose();
     this.params.set(name, v);
     return v;
+  }
+
+  protected addStoredWeight(name: string, weight: StoredWeight): void {
+    this.stored.set(name, weight);
   }
 
   protected addModule<M extends Module>(name: string, module: M): M {
@@ -53,6 +69,12 @@ export abstract class Module {
     for (const [name, child] of this.children) yield* child.namedParameters(prefix ? `${prefix}.${name}` : name);
   }
 
+  /** The compact frozen weights below this module (not tf.Variables, so not in namedParameters). */
+  *namedStoredWeights(prefix = ""): Generator<[string, StoredWeight]> {
+    for (const [name, w] of this.stored) yield [prefix ? `${prefix}.${name}` : name, w];
+    for (const [name, child] of this.children) yield* child.namedStoredWeights(prefix ? `${prefix}.${name}` : name);
+  }
+
   ownParameter(name: string): tf.Variable | undefined {
     return this.params.get(name);
   }
@@ -73,9 +95,13 @@ export function getModule(root: Module, path: string): Module | undefined {
   return m;
 }
 
+const elements = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Every weight of the model: its parameters and its compact frozen weights. */
 export function countParameters(root: Module): number {
   let n = 0;
   for (const [, p] of root.namedParameters()) n += p.size;
+  for (const [, w] of root.namedStoredWeights()) n += elements(w.shape);
   return n;
 }
 
@@ -89,14 +115,21 @@ export interface ParameterSummary {
   text: string;
 }
 
-/** The summary of `parameters` (e.g. `model.namedParameters()`); a parameter trains when its variable is trainable. */
-export function trainableSummary(parameters: Iterable<readonly [string, tf.Variable]>): ParameterSummary {
+/**
+ * The summary of `parameters` (e.g. `model.namedParameters()`) and the compact frozen weights `stored` (e.g.
+ * `model.namedStoredWeights()`, which never train); a parameter trains when its variable is trainable.
+ */
+export function trainableSummary(
+  parameters: Iterable<readonly [string, tf.Variable]>,
+  stored: Iterable<readonly [string, StoredWeight]> = [],
+): ParameterSummary {
   let trainable = 0;
   let all = 0;
   for (const [, p] of parameters) {
     all += p.size;
     if (p.trainable) trainable += p.size;
   }
+  for (const [, w] of stored) all += elements(w.shape);
   const percent = all > 0 ? (100 * trainable) / all : 0;
   const count = (n: number) => n.toLocaleString("en-US");
   return {

@@ -4,8 +4,13 @@
  * (on wasm: outside its 4 GB heap); the backend only ever sees one layer's float32 weight at a time.
  */
 import { tf } from "../backend/index.js";
+import { f32BitsToBf16, f32BitsToF16 } from "../checkpoint/half-float.js";
 import { dequantizeNF4, nf4Bytes, quantizeNF4, type NF4Data, type NF4Options } from "./nf4.js";
 import { widenHalf, type HalfFormat } from "./half.js";
+
+/** What `loadModel(…, { quantize })` stores decoder projections as: NF4 (with double quantization: "nf4-dq") or 16-bit floats. */
+export const QUANTIZE_FORMATS = ["nf4", "nf4-dq", "f16", "bf16"] as const;
+export type QuantizeFormat = (typeof QUANTIZE_FORMATS)[number];
 
 export interface FrozenWeight {
   /** [out, in], as torch.nn.Linear's weight. */
@@ -70,4 +75,19 @@ export class HalfWeight implements FrozenWeight {
 /** The weight as a float32 tensor [out, in]; the caller disposes it (or runs inside tf.tidy). */
 export function weightTensor(weight: FrozenWeight): tf.Tensor2D {
   return tf.tensor2d(weight.toFloat32(), [weight.shape[0], weight.shape[1]]);
+}
+
+/** float32 values → 16-bit patterns, rounded to nearest even (exact for values the format holds, e.g. read from an F16 file). */
+export function narrowHalf(values: Float32Array, format: HalfFormat): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const narrow = format === "f16" ? f32BitsToF16 : f32BitsToBf16;
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < out.length; i++) out[i] = narrow(bits[i]!);
+  return out;
+}
+
+/** A weight [out, in] (row-major float32) stored in `format`. */
+export function compactWeight(values: Float32Array, shape: readonly [number, number], format: QuantizeFormat): FrozenWeight {
+  if (format === "f16" || format === "bf16") return new HalfWeight(shape, narrowHalf(values, format), format);
+  return NF4Weight.quantize(values, shape, { doubleQuant: format === "nf4-dq" });
 }

@@ -8,7 +8,7 @@ import { UserError } from "../core/errors.js";
 import { NF4_VALUES } from "./normal-float.js";
 import { codebook, quantizeBlockwise } from "./blockwise.js";
 import { packNibbles } from "./nibbles.js";
-import { dequantizeScales, quantizeScales, quantizedScalesBytes, type QuantizedScales } from "./double-quant.js";
+import { dequantizeScales, quantizeScales, quantizedScalesBytes, SCALE_BLOCKSIZE, type QuantizedScales } from "./double-quant.js";
 
 export const NF4_BOOK = codebook(NF4_VALUES);
 
@@ -72,6 +72,14 @@ export function dequantizeNF4(q: NF4Data): Float32Array {
 /** Bytes held: the packed codes plus the scales (the shared codebooks not counted). */
 export function nf4Bytes(q: NF4Data): number {
   return q.packed.byteLength + (q.scales instanceof Float32Array ? q.scales.byteLength : quantizedScalesBytes(q.scales));
+}
+
+/** Bytes quantizeNF4 will hold for `length` values (what nf4Bytes gives afterwards), known before quantizing. */
+export function nf4ByteLength(length: number, options: NF4Options = {}): number {
+  const { blocksize, doubleQuant } = nf4Options(options);
+  const blocks = Math.ceil(length / blocksize);
+  const scales = doubleQuant ? blocks + 4 * Math.ceil(blocks / SCALE_BLOCKSIZE) + 4 : 4 * blocks;
+  return Math.ceil(length / 2) + scales;
 }
 
 /** The storage arithmetic of the QLoRA paper: 4 + 32/64 = 4.5 bits/param, with double quantization 4 + 8/64 + 32/(64·256) ≈ 4.127. */

@@ -10,6 +10,13 @@ import { Module } from "../nn/module.js";
 import { NF4Weight, weightTensor, type FrozenWeight } from "./frozen-weight.js";
 import type { NF4Options } from "./nf4.js";
 
+/**
+ * How the checkpoint stores the weight: "linear" as torch.nn.Linear [out, in], "conv1d" as transformers' Conv1D
+ * [in, out] (GPT-2). A QuantizedLinear always holds [out, in]; the layout says how to write it back and that PEFT
+ * treats the layer as fan_in_fan_out.
+ */
+export type CheckpointLayout = "linear" | "conv1d";
+
 export class QuantizedLinear extends Module implements LinearLike {
   readonly inFeatures: number;
   readonly outFeatures: number;
@@ -20,12 +27,14 @@ export class QuantizedLinear extends Module implements LinearLike {
   constructor(
     readonly weight: FrozenWeight,
     bias?: Float32Array,
+    readonly layout: CheckpointLayout = "linear",
   ) {
     super();
     [this.outFeatures, this.inFeatures] = weight.shape;
     if (bias && bias.length !== this.outFeatures) {
       throw new RangeError(`QuantizedLinear: bias has ${bias.length} values, expected ${this.outFeatures}`);
     }
+    this.addStoredWeight("weight", weight);
     this.bias = bias ? this.addParameter("bias", tf.tensor1d(bias)) : undefined;
     // x [N, in] → x Wᵀ [N, out]; d(x Wᵀ)/dx applied to dy is dy W [N, in]. W is rebuilt in each pass (tfjs
     // disposes the forward's intermediates, so nothing of it is saved for the backward).

@@ -65,6 +65,13 @@ export const TRAINING_FIELDS = {
   betas: field(betas, [0.9, 0.999], "betas", "numbers", "AdamW's β₁,β₂"),
   eps: field(positiveNumber, 1e-8, "eps", "number", "AdamW's ε"),
   maxLength: field(positiveInt, undefined, "seq", "number", "cut rows to this many tokens (default and at most: the model's context)"),
+  gradientCheckpointing: field(
+    boolean,
+    false,
+    "gradient-checkpointing",
+    "switch",
+    "keep only each decoder layer's input for the backward pass and recompute the rest (less memory, one more forward)",
+  ),
   seed: field(integer, 42, "seed", "number", "seed of the data order and of a new adapter's initialisation and dropout"),
   shuffle: field(boolean, true, "shuffle", "switch", "reshuffle the rows every epoch (off: file order, wrapping around)"),
   evalSteps: field(nonNegativeInt, 0, "eval-steps", "number", "evaluate on the eval data every N steps (0: at the end only)"),

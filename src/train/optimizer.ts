@@ -68,6 +68,13 @@ export class AdamW {
   }
 
   /** Moments as named tensors (for checkpoints: `<param>.exp_avg`, `<param>.exp_avg_sq`). */
+  /** Bytes of the moments held (two float32 values per parameter updated so far). */
+  get stateBytes(): number {
+    let bytes = 0;
+    for (const { avg, avgSq } of this.exp.values()) bytes += 4 * (avg.size + avgSq.size);
+    return bytes;
+  }
+
   stateTensors(): Map<string, tf.Tensor> {
     const out = new Map<string, tf.Tensor>();
     for (const [name, { avg, avgSq }] of this.exp) {

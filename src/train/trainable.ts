@@ -8,12 +8,14 @@ import { tf } from "../backend/index.js";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
 import { writeFileAtomic } from "../core/files.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import { assignWeights } from "../models/load.js";
+import { assignWeights } from "../models/checkpoint-weights.js";
+import { mapSource } from "../checkpoint/tensor-source.js";
 import { loadAdapterWeights, saveAdapter } from "../lora/adapter-io.js";
 import { PeftModel } from "../lora/peft-model.js";
 import type { DropoutRows } from "../lora/dropout.js";
 import { Random } from "../core/random.js";
 import type { Module } from "../nn/module.js";
+import type { RandomStreams } from "../nn/checkpointing.js";
 
 export interface Trainable {
   readonly model: CausalLM;
@@ -25,6 +27,8 @@ export interface Trainable {
   setTraining(on: boolean, rows?: DropoutRows): void;
   /** Source of dropout seeds (saved in checkpoints so a resumed run draws the same numbers). */
   readonly random: Random;
+  /** Every random stream a forward pass draws from, for activation checkpointing to replay (none: nothing random). */
+  readonly randomStreams?: RandomStreams;
   save(dir: string): Promise<void>;
   restore(dir: string): Promise<void>;
 }
@@ -48,6 +52,10 @@ export class LoraTrainable implements Trainable {
 
   get random(): Random {
     return this.model.random;
+  }
+
+  get randomStreams(): RandomStreams {
+    return this.model.randomStreams;
   }
 
   save(dir: string): Promise<void> {
@@ -92,6 +100,6 @@ export class FullTrainable implements Trainable {
 
   async restore(dir: string): Promise<void> {
     const tensors = await readSafetensors(path.join(dir, "model.safetensors"));
-    assignWeights(this.model, tensors, dir, { tied: this.model.config.tieWordEmbeddings });
+    assignWeights(this.model, mapSource(tensors), dir, { tied: this.model.config.tieWordEmbeddings });
   }
 }

@@ -10,6 +10,7 @@ import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../ch
 import { check, Fields, finiteNumber, nonNegativeInt, nonNegativeNumber } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/files.js";
+import { parseAdapterParameter } from "../lora/layer.js";
 import type { ResolvedTrainingOptions } from "./arguments.js";
 import type { AdamW } from "./optimizer.js";
 import type { Trainable } from "./trainable.js";
@@ -23,6 +24,12 @@ export interface StepLog {
   tokens: number;
   tokensPerSecond: number;
   elapsedSeconds: number;
+  /**
+   * With measureMemory: the most tensor memory the step added on top of what was alive when it began (activations,
+   * gradients, transients; tf.profile), and the process's resident set size after it.
+   */
+  stepPeakBytes?: number;
+  rssBytes?: number;
 }
 
 export interface EvalLog {
@@ -42,6 +49,16 @@ export interface TrainerState {
 
 const STATE_FILE = "trainer_state.json";
 const OPTIMIZER_FILE = "optimizer.safetensors";
+const MOMENT = /^(.*)\.(exp_avg|exp_avg_sq)$/;
+
+/**
+ * A parameter's name in optimizer.safetensors: without the adapter's name (…lora_A.<adapter>.weight →
+ * …lora_A.weight, as PEFT's adapter files name it), so a run resumes under another adapter name, in another session.
+ */
+function portableName(name: string): string {
+  const p = parseAdapterParameter(name);
+  return p ? `${p.module}.${p.kind}.weight` : name;
+}
 
 export async function writeCheckpoint(
   dir: string,
@@ -58,7 +75,10 @@ export async function writeCheckpoint(
   try {
     await trainable.save(tmp);
     const moments: Record<string, TensorToWrite> = {};
-    for (const [name, t] of optimizer.stateTensors()) moments[name] = { shape: t.shape, data: t.dataSync() as Float32Array };
+    for (const [key, t] of optimizer.stateTensors()) {
+      const [, name, moment] = MOMENT.exec(key)!;
+      moments[`${portableName(name!)}.${moment}`] = { shape: t.shape, data: t.dataSync() as Float32Array };
+    }
     await writeFileAtomic(path.join(tmp, OPTIMIZER_FILE), serializeSafetensors(moments, { step: String(optimizer.step) }));
     await writeFileAtomic(path.join(tmp, STATE_FILE), `${JSON.stringify({ ...state, args: options }, null, 2)}\n`);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -89,7 +109,14 @@ export async function readCheckpoint(dir: string, trainable: Trainable, optimize
     elapsedSeconds: fields.required("elapsedSeconds", nonNegativeNumber),
   };
   await trainable.restore(dir);
-  optimizer.loadState(state.step, await readSafetensors(path.join(dir, OPTIMIZER_FILE)));
+  const byPortable = new Map(trainable.trainableParameters().map(([name]) => [portableName(name), name]));
+  const moments = new Map(
+    [...(await readSafetensors(path.join(dir, OPTIMIZER_FILE)))].map(([key, t]) => {
+      const m = MOMENT.exec(key);
+      return [m ? `${byPortable.get(portableName(m[1]!)) ?? m[1]}.${m[2]}` : key, t] as const;
+    }),
+  );
+  optimizer.loadState(state.step, moments);
   trainable.random.setState(state.randomState);
   return state;
 }

@@ -14,6 +14,8 @@ import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { tokenNll } from "../models/loss.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { LayerNorm, RMSNorm } from "../nn/layers.js";
+import { ActivationCheckpointing } from "../nn/checkpointing.js";
+import { checkTrainingStepFits } from "./run-memory.js";
 import type { Module } from "../nn/module.js";
 import { type ResolvedTrainingOptions, resolveTrainingOptions, type TrainingOptions } from "./arguments.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";
@@ -32,6 +34,8 @@ export interface TrainingArguments extends TrainingOptions {
   outputDir?: string;
   /** Checked between steps; an abort ends train() with reason "cancelled" (train() again continues). */
   signal?: AbortSignal;
+  /** Profile each step's tensor memory (tf.profile) and sample the process RSS: StepLog's stepPeakBytes and rssBytes. */
+  measureMemory?: boolean;
 }
 
 const WHERE = "training arguments";
@@ -72,6 +76,7 @@ export class Trainer {
   /** The rows, cut to options.maxLength (default: the model's context), and their order. */
   readonly data: TrainingData;
   private readonly evalData: Example[] | undefined;
+  private readonly measureMemory: boolean;
   private readonly outputDir: string | undefined;
   private signal: AbortSignal | undefined;
   private readonly listeners: Listener[] = [];
@@ -89,7 +94,7 @@ export class Trainer {
   ) {
     const options = resolveTrainingOptions(
       args,
-      { where: WHERE, otherKeys: ["evalData", "outputDir", "signal"] },
+      { where: WHERE, otherKeys: ["evalData", "outputDir", "signal", "measureMemory"] },
       trainable.model.config.maxPositions,
     );
     this.options = options;
@@ -100,6 +105,18 @@ export class Trainer {
     this.outputDir = args.outputDir;
     this.signal = args.signal;
     this.data = new TrainingData(rows, options.maxLength, options);
+    this.measureMemory = args.measureMemory === true;
+    checkTrainingStepFits(
+      trainable.model,
+      {
+        batch: options.batchSize,
+        seq: this.data.examples.reduce((longest, e) => Math.max(longest, e.inputIds.length), 0),
+        checkpointing: options.gradientCheckpointing,
+        full: trainable.kind === "full",
+        trainableParams: trainable.trainableParameters().reduce((sum, [, p]) => sum + p.size, 0),
+      },
+      !trainable.model.namedStoredWeights().next().done,
+    );
     const rowsPerStep = options.batchSize * options.gradAccum;
     this.stepsPerEpoch = Math.ceil(this.data.length / rowsPerStep);
     this.totalSteps = options.maxSteps ?? Math.ceil((options.epochs * this.data.length) / rowsPerStep);
@@ -150,15 +167,22 @@ export class Trainer {
       // A micro-batch without counted tokens adds nothing (and one-token rows would leave no position to predict).
       if (this.data.countedTokens(rows) === 0) continue;
       const batch = collate(rows.map((r) => this.data.examples[r]!));
-      const { value, grads: g } = tf.variableGrads(
-        () =>
-          tf.tidy(() => {
-            const { nll } = tokenNll(this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
-            return nll.sum().div(total) as tf.Scalar;
-          }),
-        vars,
-      );
-      disposeBatch(batch);
+      const checkpointing = this.options.gradientCheckpointing ? new ActivationCheckpointing(this.trainable.randomStreams) : undefined;
+      let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
+      try {
+        computed = tf.variableGrads(
+          () =>
+            tf.tidy(() => {
+              const logits = this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask, checkpointing });
+              return tokenNll(logits, batch.labels).nll.sum().div(total) as tf.Scalar;
+            }),
+          vars,
+        );
+      } finally {
+        checkpointing?.dispose();
+        disposeBatch(batch);
+      }
+      const { value, grads: g } = computed;
       nllSum += value.dataSync()[0]! * total;
       value.dispose();
       for (const [varName, grad] of Object.entries(g)) {
@@ -218,6 +242,18 @@ export class Trainer {
     };
   }
 
+  /** trainStep under tf.profile: the step's peak of tensor memory, and the process RSS after it. */
+  private async measuredStep(): Promise<StepLog | string> {
+    let log: StepLog | string = "";
+    const start = tf.memory().numBytes;
+    const profile = await tf.profile(() => {
+      log = this.trainStep();
+      return [];
+    });
+    if (typeof log === "string") return log;
+    return { ...(log as StepLog), stepPeakBytes: Math.max(profile.peakBytes - start, 0), rssBytes: process.memoryUsage().rss };
+  }
+
   evaluate(data: Example[] = this.evalData ?? []): EvalLog {
     const result = perplexity(this.trainable.model, data, { batchSize: this.options.batchSize });
     return { step: this.state.step, evalLoss: result.loss, evalPerplexity: result.perplexity };
@@ -261,7 +297,7 @@ export class Trainer {
       // Yield to the event loop between steps: signals, kernel messages and timers get their turn.
       await new Promise((resolve) => setImmediate(resolve));
       if (this.signal?.aborted) return finish("cancelled");
-      const log = this.trainStep();
+      const log = this.measureMemory ? await this.measuredStep() : this.trainStep();
       if (typeof log === "string") return finish("diverged", log);
       this.state.history.push(log);
       this.emit({ type: "step", log });

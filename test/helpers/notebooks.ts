@@ -100,8 +100,8 @@ export function storedResults(file: string): { texts: string[]; charts: number }
     });
 }
 
-/** Table columns and fields whose values differ from run to run (clock times, run ids); numbers elsewhere must match exactly. */
-const VOLATILE_COLUMN = /^(wall_s|median_step_ms|step_ms|tokens_per_s)$/;
+/** Table columns and fields whose values differ from run to run (clock times, the process's RSS, run ids); numbers elsewhere must match exactly. */
+const VOLATILE_COLUMN = /^(wall_s|median_step_ms|step_ms|tokens_per_s|rss_MiB)$/;
 const VOLATILE_LINE = /^(\s*id\s+)\S+$/;
 
 /** `text` with its volatile values replaced by "…". */

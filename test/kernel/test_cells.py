@@ -94,6 +94,29 @@ class Cells(KernelSession):
         self.assertEqual(reply["content"]["matches"], ["learningRate"])
         self.assertEqual((reply["content"]["cursor_start"], reply["content"]["cursor_end"]), (0, 9))
 
+    def test_input_through_stdin(self):
+        msg_id = self.kc.execute("const answer = await input('Your name? '); `hi ${answer}`", allow_stdin=True)
+        request = self.kc.get_stdin_msg(timeout=60)
+        self.assertEqual(request["msg_type"], "input_request")
+        self.assertEqual(request["content"], {"prompt": "Your name? ", "password": False})
+        self.kc.input("Ada")
+        reply, outputs = self.collect(msg_id)
+        self.assertEqual(reply["status"], "ok", reply)
+        self.assertEqual([c["data"]["text/plain"] for t, c in outputs if t == "execute_result"], ["'hi Ada'"])
+
+    def test_user_expressions(self):
+        reply, _ = self.run_cell("const width = 6;", user_expressions={"area": "width * 7", "broken": "width("})
+        self.assertEqual(reply["status"], "ok", reply)
+        self.assertEqual(reply["user_expressions"]["area"], {"status": "ok", "data": {"text/plain": "42"}, "metadata": {}})
+        self.assertEqual(reply["user_expressions"]["broken"]["status"], "error")
+
+    def test_runtime_error_points_at_the_cell_line(self):
+        reply = self.error("const three = () => {\n  // the next line throws\n  throw new TypeError('at line three');\n};\nthree();")
+        count = reply["execution_count"]
+        traceback = "\n".join(reply["traceback"])
+        self.assertIn(f"at three (Cell In[{count}], line 3:", traceback)
+        self.assertIn(f"Cell In[{count}], line 5:", traceback)
+
     def test_executor_that_exits_is_replaced(self):
         reply = self.error("process.exit(3)")
         self.assertEqual(reply["ename"], "ExecutorDied")

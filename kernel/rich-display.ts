@@ -5,7 +5,7 @@
  * method may also return a Promise of one) is shown with that bundle, as a cell's last expression or through
  * display(x). Everything else is shown as text/plain, rendered by util.inspect.
  *
- * The cell globals built here (see CELL_GLOBALS_DTS for their documented types):
+ * The cell globals built here (cell-globals.ts declares their types for the checker):
  *   display(x, { displayId?, metadata? })  → a handle whose update(y) replaces that output in place
  *   display.html / markdown / svg / png / jpeg / json / vegalite / latex / text / mimebundle
  *   clearOutput(wait = false)
@@ -13,8 +13,6 @@
 import { randomBytes } from "node:crypto";
 import * as util from "node:util";
 import { DISPLAY, hasDisplay, type MimeBundle, VEGALITE_MIME } from "../src/runtime/display.js";
-
-export { DISPLAY, type MimeBundle, VEGALITE_MIME };
 
 const BINARY = /^(image\/(png|jpeg|gif|webp|bmp)|application\/pdf)$/;
 const JSON_MIME = /^application\/(.+\+)?json$/;
@@ -70,6 +68,17 @@ export function withPngFallback(bundle: MimeBundle): MimeBundle | Promise<MimeBu
       (png) => ({ ...bundle, "image/png": base64(png) }),
       () => bundle,
     ); // an unrenderable spec keeps its vega-lite output
+}
+
+/**
+ * A bundle that carries both text/html and a vega-lite chart, as two bundles: the HTML with its text, and the
+ * chart with its PNG. A frontend shows one MIME type per output, and classic Notebook, nbconvert's HTML and
+ * JupyterLab all rank HTML above a chart, so in one output the chart would never show.
+ */
+export function splitChart(bundle: MimeBundle): [MimeBundle] | [MimeBundle, MimeBundle] {
+  if (!("text/html" in bundle) || !(VEGALITE_MIME in bundle)) return [bundle];
+  const { [VEGALITE_MIME]: spec, "image/png": png, ...table } = bundle;
+  return [table, { [VEGALITE_MIME]: spec, ...(png === undefined ? {} : { "image/png": png }), "text/plain": "[Vega-Lite chart]" }];
 }
 
 /** An arquero table (duck-typed: the kernel does not load arquero itself). */
@@ -174,8 +183,18 @@ export function createDisplayApi(
   onError: (e: unknown) => void,
   track: (p: Promise<unknown>) => void = () => {},
 ): { display: DisplayFn; clearOutput: (wait?: boolean) => void } {
+  /** Display ids whose chart is shown as a second output (displayId-chart). */
+  const charted = new Set<string>();
   const send = (bundle: MimeBundle | Promise<MimeBundle>, displayId: string, update: boolean, metadata: Record<string, unknown>) => {
-    const go = (data: MimeBundle) => emit({ kind: "display", update, data, metadata, displayId });
+    const go = (data: MimeBundle) => {
+      const [main, chart] = splitChart(data);
+      emit({ kind: "display", update, data: main, metadata, displayId });
+      const chartId = `${displayId}-chart`;
+      if (chart) emit({ kind: "display", update: update && charted.has(displayId), data: chart, metadata, displayId: chartId });
+      else if (update && charted.has(displayId))
+        emit({ kind: "display", update, data: { "text/plain": "" }, metadata, displayId: chartId });
+      if (chart) charted.add(displayId);
+    };
     if (bundle instanceof Promise) track(bundle.then(go, onError));
     else go(bundle);
   };
@@ -212,48 +231,3 @@ export function createDisplayApi(
   const clearOutput = (wait = false) => emit({ kind: "clear", wait });
   return { display, clearOutput };
 }
-
-/** Type declarations of the cell globals, given to tslab's type checker (it sees cells as TypeScript). */
-export const CELL_GLOBALS_DTS = `
-declare global {
-  interface LoralabDisplayOptions {
-    /** Reuse (update) the output with this id; new outputs get a fresh id. */
-    displayId?: string;
-    metadata?: Record<string, unknown>;
-  }
-  interface LoralabDisplayHandle {
-    readonly displayId: string;
-    /** Replaces the output shown by this handle (update_display_data). */
-    update(value: unknown): LoralabDisplayHandle;
-  }
-  /**
-   * Shows a value in the output area: objects with [Symbol.for("Jupyter.display")]() by their mimebundle,
-   * anything else as text. Returns a handle whose update() replaces the output in place.
-   */
-  function display(value: unknown, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-  namespace display {
-    function html(html: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function markdown(markdown: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function svg(svg: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function png(data: Uint8Array | string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function jpeg(data: Uint8Array | string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function json(value: unknown, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    /** A Vega-Lite spec (rendered by JupyterLab's built-in Vega renderer). */
-    function vegalite(spec: object, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function latex(latex: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function text(text: string, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-    function mimebundle(bundle: Record<string, unknown>, options?: LoralabDisplayOptions): LoralabDisplayHandle;
-  }
-  /** Clears this cell's output (with wait, when the next output arrives). */
-  function clearOutput(wait?: boolean): void;
-  /** The kernel's handle for cooperative code: interrupt checks and the running cell's AbortSignal. */
-  var kernel: {
-    /** Aborted when the running cell is interrupted. */
-    readonly signal: AbortSignal;
-    /** True once the running cell was asked to stop. */
-    interruptRequested(): boolean;
-    /** Throws an "Interrupted" error if the running cell was asked to stop. */
-    throwIfInterrupted(): void;
-  };
-}
-`;
