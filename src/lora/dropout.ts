@@ -3,6 +3,7 @@
  * function of a seed (one per micro-batch, drawn by the trainer), the layer, the adapter and the row's index in
  * the micro-batch. A micro-batch split across data-parallel replicas therefore gets exactly the masks it gets in
  * one process, whichever replica computes which rows, and a forward pass computed twice draws the same masks.
+ * A row's values are drawn in its row-major order, so a row padded to another length keeps the masks of its tokens.
  */
 import { tf } from "../backend/index.js";
 import { Random } from "../core/random.js";
@@ -13,6 +14,8 @@ export interface DropoutRows {
   seed: number;
   /** Index in the micro-batch of the first row this forward pass computes. */
   firstRow: number;
+  /** Rows this forward pass computes (an input of any layout, batch first, splits into this many equal rows). */
+  count: number;
 }
 
 /** FNV-1a of a string, for mixing names into seeds. */
@@ -32,11 +35,11 @@ function mix(h: number, value: number): number {
 }
 
 /**
- * Inverted dropout of x [rows, ...] at `rate`, as tf.dropout computes it (kept values scaled by 1 / (1 − rate)),
+ * Inverted dropout of x [rows.count, ...] at `rate`, as tf.dropout computes it (kept values scaled by 1 / (1 − rate)),
  * with each row's mask drawn from (rows.seed, key, rows.firstRow + row).
  */
 export function rowDropout(x: tf.Tensor, rate: number, rows: DropoutRows, key: number): tf.Tensor {
-  const count = x.shape[0]!;
+  const count = rows.count;
   const perRow = x.size / count;
   const keep = 1 - rate;
   const mask = new Float32Array(x.size);

@@ -1,14 +1,13 @@
 /**
- * What the trainer and its data-parallel workers say to each other, and how named tensors travel between
- * them: packed into a SharedArrayBuffer at fixed offsets (a layout), which both sides read and write without
- * copying through messages.
+ * What the trainer and its data-parallel workers say to each other, and how named tensors travel between them:
+ * packed into SharedArrayBuffers at fixed offsets (a layout), which both sides read and write without copying
+ * through messages.
  */
 import { copyFloats, tensorOfFloats, tf } from "../backend/index.js";
-import type { AdamWOptions } from "./optimizer.js";
 import type { ReplicaRecipe } from "./replica.js";
-import type { Share, UpdateSettings } from "./step.js";
+import type { Share } from "./step.js";
 
-/** Where each named tensor lies in a shared buffer of float32s. */
+/** Where each named tensor lies in a buffer of float32s. */
 export type Layout = { name: string; shape: number[]; offset: number }[];
 
 export function layoutOf(tensors: Iterable<readonly [string, tf.Tensor]>): { layout: Layout; floats: number } {
@@ -23,28 +22,29 @@ export function layoutOf(tensors: Iterable<readonly [string, tf.Tensor]>): { lay
 
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** Copies `tensors` (in layout order) into `target`. */
-export function writeTensors(tensors: Iterable<readonly [string, tf.Tensor]>, layout: Layout, target: Float32Array): void {
-  let i = 0;
-  for (const [, t] of tensors) copyFloats(t, target, layout[i++]!.offset);
+/** Copies the layout's tensors, looked up by name in `tensors`, into `target`. */
+export function writeTensors(tensors: ReadonlyMap<string, tf.Tensor>, layout: Layout, target: Float32Array): void {
+  for (const { name, offset } of layout) copyFloats(tensors.get(name)!, target, offset);
 }
 
-/** Tensors holding copies of the layout's entries of `source`. */
-export function readTensors(layout: Layout, source: Float32Array): Map<string, tf.Tensor> {
-  return new Map(layout.map(({ name, shape, offset }) => [name, tensorOfFloats(source.subarray(offset, offset + sizeOf(shape)), shape)]));
+/** A tensor holding a copy of the layout entry's floats in `source`. */
+export function readTensor({ shape, offset }: Layout[number], source: Float32Array): tf.Tensor {
+  return tensorOfFloats(source.subarray(offset, offset + sizeOf(shape)), shape);
 }
 
-/** Named tensors in shared memory. */
+/** Named float32s in shared memory. */
 export interface SharedTensors {
   buffer: SharedArrayBuffer;
   layout: Layout;
+  floats: number;
 }
 
-export function shareTensors(tensors: [string, tf.Tensor][]): SharedTensors {
+/** A shared buffer laid out for `tensors` (filled with their values unless `fill` is false). */
+export function shareTensors(tensors: [string, tf.Tensor][], fill = true): SharedTensors {
   const { layout, floats } = layoutOf(tensors);
   const buffer = new SharedArrayBuffer(4 * floats);
-  writeTensors(tensors, layout, new Float32Array(buffer));
-  return { buffer, layout };
+  if (fill) writeTensors(new Map(tensors), layout, new Float32Array(buffer));
+  return { buffer, layout, floats };
 }
 
 export interface ReplicaSetup {
@@ -52,29 +52,29 @@ export interface ReplicaSetup {
   recipe: ReplicaRecipe;
   /** The trainer's model structure (see fingerprint in replica.ts): the replica refuses to start unless it builds the same. */
   fingerprint: string[];
-  optimizer: Required<AdamWOptions>;
-  noDecay: string[];
-  /** Slot 0: the summed gradients; slot `rank`: this replica's own (each a whole gradient layout). */
-  gradients: { buffer: SharedArrayBuffer; layout: Layout; floats: number };
+  /** Every parameter of the trainer's model (names as the trainable's parameterRoot says them), copied in once. */
+  parameters: SharedTensors;
+  /** The trainable parameters, as the trainer writes them after each update. */
+  trainable: SharedTensors;
+  /** One gradient layout (the trainable one) per replica, rank after rank. */
+  gradients: SharedArrayBuffer;
   rank: number;
+  gradientCheckpointing: boolean;
 }
 
 export type ToReplica =
   | { type: "setup"; setup: ReplicaSetup }
-  /** Parameters (or optimizer moments with `step`) to copy in; answered with "loaded". */
-  | { type: "weights"; tensors: SharedTensors }
-  | { type: "moments"; tensors: SharedTensors; step: number }
+  /** Compute the share's gradients into this replica's slot. */
   | { type: "step"; share: Share }
-  /** The summed gradients are in slot 0: apply the update. */
-  | { type: "update"; settings: UpdateSettings }
+  /** The trainable weights in the shared buffer changed: copy them in. */
+  | { type: "weights" }
   | { type: "memory" };
 
 export type FromReplica =
   | { type: "ready" }
   | { type: "refused"; reason: string }
-  | { type: "loaded" }
   /** The replica's gradients are in its slot. */
   | { type: "gradients"; nllSum: number }
-  | { type: "updated"; gradNorm: number; refused?: string }
+  | { type: "loaded" }
   | { type: "memory"; numTensors: number; numBytes: number }
-  | { type: "error"; message: string; user: boolean; diverged: boolean; stack?: string };
+  | { type: "error"; message: string; user: boolean; stack?: string };

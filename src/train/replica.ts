@@ -19,11 +19,11 @@ interface AdapterRecipe {
 }
 
 export type ReplicaRecipe =
-  | { kind: "full"; config: ModelConfig }
-  | { kind: "lora"; config: ModelConfig; seed: number; adapters: AdapterRecipe[]; active: string[] };
+  { kind: "full"; config: ModelConfig } | { kind: "lora"; config: ModelConfig; seed: number; adapters: AdapterRecipe[]; active: string[] };
 
 /** The recipe of `trainable`, or why it cannot be replicated. */
 export function replicaRecipe(trainable: Trainable): ReplicaRecipe | string {
+  if (!trainable.model.namedStoredWeights().next().done) return "a quantized base model (QLoRA) does not replicate into workers";
   if (trainable instanceof FullTrainable) return { kind: "full", config: trainable.model.config };
   if (!(trainable instanceof LoraTrainable)) return "only LoRA and full fine-tuning replicate into workers";
   const peft = trainable.model;

@@ -1,13 +1,13 @@
 /**
- * One optimizer step as every replica computes it, in-process or in a data-parallel worker: the gradients of a
- * share of the step's rows, and the update (clipping, then AdamW) from the step's summed gradients. Replicas that
- * apply the same update to the same weights with the same arithmetic stay bit-identical.
+ * The gradients of one optimizer step, as every replica computes them, in the trainer's thread or in a
+ * data-parallel worker (replica-worker.ts): the same code on the same rows gives the same numbers. A step's
+ * micro-batches are split into contiguous parts of rows, one per replica; each part's loss is its summed token
+ * NLL over the whole step's counted tokens, so the parts' gradients add up to the one-replica gradient.
  */
 import { tf } from "../backend/index.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { tokenNll } from "../models/loss.js";
-import type { AdamW } from "./optimizer.js";
-import { clipGradNorm } from "./optimizer.js";
+import { ActivationCheckpointing } from "../nn/checkpointing.js";
 import { countedTokens } from "./training-data.js";
 import type { Trainable } from "./trainable.js";
 
@@ -20,7 +20,7 @@ export interface MicroBatchPart {
   seed: number;
 }
 
-/** What a replica computes of a step: parts of micro-batches, and the step's counted tokens (the loss is their mean). */
+/** What a replica computes of a step: parts of micro-batches, and the step's counted tokens (at least 1; the loss is the NLL over them). */
 export interface Share {
   parts: MicroBatchPart[];
   total: number;
@@ -28,7 +28,7 @@ export interface Share {
 
 /**
  * Splits a step's micro-batches among `replicas`: each micro-batch into contiguous parts, one per replica, when it
- * has a row for each; otherwise whole micro-batches go round-robin. Every share may be empty.
+ * has a row for each; otherwise whole micro-batches go round-robin. A share may be empty.
  */
 export function splitStep(microBatches: Example[][], seeds: number[], total: number, replicas: number): Share[] {
   const shares: Share[] = Array.from({ length: replicas }, () => ({ parts: [], total }));
@@ -45,79 +45,54 @@ export function splitStep(microBatches: Example[][], seeds: number[], total: num
   return shares;
 }
 
-/** Gradients of this share's summed token NLL / share.total for each trainable parameter (zeros if it has none), and that NLL sum. */
-export function shareGradients(trainable: Trainable, share: Share): { grads: Map<string, tf.Tensor>; nllSum: number } {
+/**
+ * Gradients of the share's summed token NLL / share.total for each trainable parameter (by parameter name; zeros
+ * when the share has no counted token), and that NLL sum.
+ */
+export function shareGradients(
+  trainable: Trainable,
+  share: Share,
+  options: { gradientCheckpointing: boolean },
+): { grads: Map<string, tf.Tensor>; nllSum: number } {
   const params = trainable.trainableParameters();
   const vars = params.map(([, p]) => p);
   const byVarName = new Map(params.map(([name, p]) => [p.name, name]));
   const grads = new Map<string, tf.Tensor>();
   let nllSum = 0;
-  try {
-    for (const { examples, firstRow, seed } of share.parts) {
-      // A part without counted tokens adds nothing (and one-token rows would leave no position to predict).
-      if (examples.every((e) => countedTokens(e) === 0)) continue;
-      trainable.setTraining(true, { seed, firstRow });
-      const batch = collate(examples);
-      const { value, grads: g } = tf.variableGrads(
+  for (const { examples, firstRow, seed } of share.parts) {
+    // A part without counted tokens adds nothing (and one-token rows would leave no position to predict).
+    if (examples.every((e) => countedTokens(e) === 0)) continue;
+    const batch = collate(examples);
+    const checkpointing = options.gradientCheckpointing ? new ActivationCheckpointing(trainable.randomStreams) : undefined;
+    trainable.setTraining(true, { seed, firstRow, count: examples.length });
+    let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    try {
+      computed = tf.variableGrads(
         () =>
           tf.tidy(() => {
-            const { nll } = tokenNll(trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels);
-            return nll.sum().div(share.total) as tf.Scalar;
+            const logits = trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask, checkpointing });
+            return tokenNll(logits, batch.labels).nll.sum().div(share.total) as tf.Scalar;
           }),
         vars,
       );
+    } finally {
+      trainable.setTraining(false);
+      checkpointing?.dispose();
       disposeBatch(batch);
-      nllSum += value.dataSync()[0]! * share.total;
-      value.dispose();
-      for (const [varName, grad] of Object.entries(g)) {
-        const name = byVarName.get(varName)!;
-        const previous = grads.get(name);
-        grads.set(name, previous ? tf.tidy(() => previous.add(grad)) : grad);
-        if (previous) {
-          previous.dispose();
-          grad.dispose();
-        }
+    }
+    const { value, grads: g } = computed;
+    nllSum += value.dataSync()[0]! * share.total;
+    value.dispose();
+    for (const [varName, grad] of Object.entries(g)) {
+      const name = byVarName.get(varName)!;
+      const previous = grads.get(name);
+      grads.set(name, previous ? tf.tidy(() => previous.add(grad)) : grad);
+      if (previous) {
+        previous.dispose();
+        grad.dispose();
       }
     }
-  } finally {
-    trainable.setTraining(false);
   }
   for (const [name, p] of params) if (!grads.has(name)) grads.set(name, tf.zerosLike(p));
   return { grads, nllSum };
-}
-
-export interface UpdateSettings {
-  /** The step's mean token NLL (non-finite: the update is refused). */
-  loss: number;
-  lr: number;
-  maxGradNorm: number;
-  /** 1-based, for messages. */
-  step: number;
-}
-
-/**
- * Clips `grads` (the step's summed gradients, disposed here) and applies AdamW to the trainable parameters.
- * Returns the norm before clipping, and why the update was refused if it was.
- */
-export function applyUpdate(
-  trainable: Trainable,
-  optimizer: AdamW,
-  grads: Map<string, tf.Tensor>,
-  settings: UpdateSettings,
-  noDecay: ReadonlySet<string>,
-): { gradNorm: number; refused?: string } {
-  const { loss, lr, step } = settings;
-  try {
-    const gradNorm = clipGradNorm(grads, settings.maxGradNorm);
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
-      return {
-        gradNorm,
-        refused: `step ${step}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; the update was not applied`,
-      };
-    if (!optimizer.apply(trainable.trainableParameters(), grads, lr, noDecay))
-      return { gradNorm, refused: `step ${step}: the update (lr ${lr}) would make weights non-finite; it was not applied` };
-    return { gradNorm };
-  } finally {
-    tf.dispose([...grads.values()]);
-  }
 }
