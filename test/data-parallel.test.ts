@@ -15,6 +15,7 @@ import { PeftModel } from "../src/lora/peft-model.js";
 import { loadModel } from "../src/models/load.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 import { Trainer, type TrainingArguments } from "../src/train/trainer.js";
+import { model } from "../dsl/index.js";
 import { expectCliError, runCli, testDir, writeFile } from "./helpers/cli.js";
 
 /** Random token rows of varied lengths (so parts of a batch pad differently), below tiny-moby's vocabulary. */
@@ -100,6 +101,25 @@ describe("data-parallel training (workers)", () => {
     assertSame(oneOfTwo, three, { loss: 1e-5, weight: 1e-5 });
     const two = await train("lora", { batchSize: 1, maxSteps: 3, workers: 2 }, data);
     assertSame(one, two, { loss: 1e-5, weight: 1e-5 });
+  });
+});
+
+describe("the DSL's train options", () => {
+  test(".train(data, { workers: 2 }) passes the option through: 1 worker's losses, LoRA and full fine-tuning", async () => {
+    const base = await model("tiny-moby");
+    const data = [
+      "The whale swam far.",
+      "Call me Ishmael.",
+      "The sea was grey and cold.",
+      "A ship sailed at dawn.",
+      "He saw the white whale.",
+    ].map((text) => ({ text }));
+    for (const method of [() => base.lora({ r: 2, dropout: 0.2 }), () => base.full()]) {
+      const options = { maxSteps: 3, batchSize: 3, lr: 1e-3, runsDir: false as const };
+      const one = (await method().train(data, options)).history.map((s) => s.loss);
+      const two = (await method().train(data, { ...options, workers: 2 })).history.map((s) => s.loss);
+      two.forEach((loss, i) => assert.ok(Math.abs(loss - one[i]!) <= 1e-5 * one[i]!, `step ${i + 1}: ${loss} vs ${one[i]}`));
+    }
   });
 });
 

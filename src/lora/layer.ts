@@ -147,7 +147,9 @@ export class LoraLayer extends Module implements LinearLike {
     const rate = this.settings.get(name)!.dropout;
     if (!this.state.training || rate === 0) return x;
     const rows = this.state.dropoutRows;
-    if (rows) return rowDropout(x, rate, rows, hashText(`${this.path}/${name}`));
+    // Keyed by the layer and the adapter's place among the active ones, not by its name: two runs with the same seed
+    // draw the same masks whatever their adapters are called.
+    if (rows) return rowDropout(x, rate, rows, hashText(`${this.path}/${this.state.active.indexOf(name)}`));
     return tf.dropout(x, rate, undefined, this.state.random.get(name)!.int(2 ** 31));
   }
 
