@@ -162,7 +162,8 @@ export class Trainer {
    */
   private async gradients(microBatches: number[][], total: number): Promise<{ grads: Map<string, tf.Tensor>; nllSum: number }> {
     const examples = microBatches.map((rows) => rows.map((r) => this.data.examples[r]!));
-    const seeds = microBatches.map(() => this.trainable.random.int(2 ** 31));
+    // Only micro-batches that compute draw a seed: one without counted tokens changes nothing, dropout included.
+    const seeds = microBatches.map((rows) => (this.data.countedTokens(rows) > 0 ? this.trainable.random.int(2 ** 31) : 0));
     const shares = splitStep(examples, seeds, total, this.replicas?.count ?? 1);
     if (this.replicas) return this.replicas.gradientsOf(shares);
     return shareGradients(this.trainable, shares[0]!, this.options);
