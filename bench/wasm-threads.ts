@@ -123,6 +123,7 @@ if (positionals[0] === "train") {
     shape: benchShape(values.config),
     mode: values.mode as "lora",
     steps: Number(values.steps),
+    workers: 1,
     backend: "wasm",
     profile: false,
   });

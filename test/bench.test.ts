@@ -45,11 +45,24 @@ test("bench --mode qlora: NF4 + double quantization projections (4.127 bits each
   assert.ok(Math.abs(r.first_loss - Math.log(512)) < 0.1, `first loss ${r.first_loss}`);
 });
 
-test("bench rejects an unknown shape, and --workers other than 1, in one line", () => {
+test("bench --workers 2: the same step over two data-parallel workers, the same first loss", () => {
+  const one = bench("--config", "tiny", "--mode", "lora", "--steps", "1", "--json");
+  const two = bench("--config", "tiny", "--mode", "lora", "--steps", "1", "--workers", "2", "--json");
+  assert.equal(two.status, 0, two.stderr);
+  const [a, b] = [one, two].map((run) => JSON.parse(run.stdout) as { workers: number; first_loss: number; tokens_per_s: number });
+  assert.equal(b!.workers, 2);
+  assert.ok(b!.tokens_per_s > 0);
+  assert.ok(Math.abs(b!.first_loss - a!.first_loss) < 1e-5 * a!.first_loss, `${b!.first_loss} vs ${a!.first_loss}`);
+});
+
+test("bench rejects an unknown shape, a bad --workers, and QLoRA over workers, in one line", () => {
   const unknown = bench("--config", "huge");
   assert.equal(unknown.status, 2);
   assert.equal(unknown.stderr.trim(), 'loralab bench: --config: expected one of tiny, small, 135m, got "huge"');
-  const workers = bench("--config", "tiny", "--workers", "2");
+  const workers = bench("--config", "tiny", "--workers", "0");
   assert.equal(workers.status, 2);
-  assert.match(workers.stderr.trim(), /^loralab bench: --workers: expected 1/);
+  assert.match(workers.stderr.trim(), /^loralab bench: --workers: expected a positive integer/);
+  const qlora = bench("--config", "tiny", "--mode", "qlora", "--workers", "2");
+  assert.equal(qlora.status, 2, qlora.stderr);
+  assert.match(qlora.stderr.trim(), /^loralab bench: workers: 2 needs a model that replicates into workers, but a quantized base model/);
 });

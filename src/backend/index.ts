@@ -15,6 +15,7 @@ import { installLeanBackprop } from "./backprop.js";
 
 export { tf };
 export { keepTransposed } from "./wasm-matmul.js";
+export { copyFloats, tensorOfFloats } from "./tensor-floats.js";
 export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
 export { addSameShape, maskedSoftmax, matMulFrozenTransposed, rmsNorm, rotary, sparseCrossEntropy, swiGlu, viewAs } from "./fused-ops.js";
 

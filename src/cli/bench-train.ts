@@ -26,6 +26,8 @@ export interface TrainBenchOptions {
   shape: BenchShape;
   mode: TrainMode;
   steps: number;
+  /** Data-parallel worker threads (the Trainer's `workers`). */
+  workers: number;
   backend: string | undefined;
   /** Also profile one more step per kernel (see bench-profile.ts). */
   profile: boolean;
@@ -74,7 +76,7 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
   if (seq > config.maxPositions) throw new UserError(`--seq: expected at most ${config.maxPositions}, got ${seq}`);
   const trainable = makeTrainable(model, o.mode);
   const data = randomExamples(batch * (o.steps + 1), seq, config.vocabSize);
-  const trainer = new Trainer(trainable, data, { maxSteps: o.steps + 1, batchSize: batch, lr: 1e-4, shuffle: false });
+  const trainer = new Trainer(trainable, data, { maxSteps: o.steps + 1, batchSize: batch, lr: 1e-4, shuffle: false, workers: o.workers });
   const cpu = [process.cpuUsage()];
   trainer.on((e) => {
     if (e.type === "step") cpu.push(process.cpuUsage());
@@ -89,7 +91,7 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
     step_s: stepSeconds,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     backend: backendInfo()!.name,
-    workers: 1,
+    workers: o.workers,
     gflops: stepFlops(config, batch, seq, o.mode) / stepSeconds / 1e9,
     config: name,
     mode: o.mode,

@@ -61,15 +61,17 @@ function describe(r: TrainBenchResult): string {
   return `${line}\n    ${shares.join(", ")}${heap}`;
 }
 
+const onWorkers = (workers: number) => (workers > 1 ? `, ${workers} workers` : "");
+
 async function train(values: Values): Promise<number> {
   const name = values.config ?? "small";
   const base = benchShape(name);
   const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
   const steps = positive("--steps", values.steps, 5);
   const workers = positive("--workers", values.workers, 1);
-  if (workers !== 1) throw new UserError(`--workers: expected 1 (data-parallel training is not implemented yet), got ${workers}`);
   const modes = trainModes(values.mode ?? "lora");
-  const run = (mode: TrainMode) => trainBench(name, { shape, mode, steps, backend: values.backend, profile: values.profile ?? false });
+  const run = (mode: TrainMode) =>
+    trainBench(name, { shape, mode, steps, workers, backend: values.backend, profile: values.profile ?? false });
   if (values.worker) {
     printJson(await run(trainModes(values.worker)[0]!));
     return 0;
@@ -77,10 +79,24 @@ async function train(values: Values): Promise<number> {
   if (modes.length === 1) {
     const result = await run(modes[0]!);
     if (values.json) printJson(result);
-    else console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}\n  ${describe(result)}`);
+    else
+      console.log(
+        `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}${onWorkers(workers)}\n  ${describe(result)}`,
+      );
     return 0;
   }
-  const forwarded = ["--config", name, "--batch", String(shape.batch), "--seq", String(shape.seq), "--steps", String(steps)];
+  const forwarded = [
+    "--config",
+    name,
+    "--batch",
+    String(shape.batch),
+    "--seq",
+    String(shape.seq),
+    "--steps",
+    String(steps),
+    "--workers",
+    String(workers),
+  ];
   if (values.backend) forwarded.push("--backend", values.backend);
   if (values.profile) forwarded.push("--profile");
   const results = runWorkers<TrainBenchResult>(
@@ -90,7 +106,7 @@ async function train(values: Values): Promise<number> {
   );
   if (values.json) printJson(results);
   else {
-    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}`);
+    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(workers)}`);
     for (const r of results) console.log(`  ${describe(r)}`);
     const [a, b] = results;
     if (a && b)

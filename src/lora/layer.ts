@@ -15,6 +15,7 @@ import { Module } from "../nn/module.js";
 import { ModuleDict } from "../nn/container.js";
 import type { Random } from "../core/random.js";
 import { DoraMagnitude } from "./dora.js";
+import { type DropoutRows, hashText, rowDropout } from "./dropout.js";
 
 export interface AdapterParameter {
   /** The wrapped module's path, e.g. "model.layers.0.self_attn.q_proj". */
@@ -36,6 +37,8 @@ export interface LoraState {
   disabled: boolean;
   /** Dropout only while training. */
   training: boolean;
+  /** Set by the trainer: dropout masks per row of the micro-batch (see dropout.ts); else drawn from `random`. */
+  dropoutRows?: DropoutRows;
   /** Per adapter: its own random stream, which seeds its dropout masks (after drawing its initial A and B). */
   random: Map<string, Random>;
 }
@@ -77,6 +80,8 @@ export class LoraLayer extends Module implements LinearLike {
     /** The frozen layer: float32, or compact (QLoRA: NF4, widened per call). */
     readonly base: Linear | Conv1D | QuantizedLinear,
     private readonly state: LoraState,
+    /** The wrapped module's path (keys its dropout masks). */
+    readonly path: string,
   ) {
     super();
     this.inFeatures = base.inFeatures;
@@ -140,7 +145,12 @@ export class LoraLayer extends Module implements LinearLike {
 
   private dropout(x: tf.Tensor, name: string): tf.Tensor {
     const rate = this.settings.get(name)!.dropout;
-    return this.state.training && rate > 0 ? tf.dropout(x, rate, undefined, this.state.random.get(name)!.int(2 ** 31)) : x;
+    if (!this.state.training || rate === 0) return x;
+    const rows = this.state.dropoutRows;
+    // Keyed by the layer and the adapter's place among the active ones, not by its name: two runs with the same seed
+    // draw the same masks whatever their adapters are called.
+    if (rows) return rowDropout(x, rate, rows, hashText(`${this.path}/${this.state.active.indexOf(name)}`));
+    return tf.dropout(x, rate, undefined, this.state.random.get(name)!.int(2 ** 31));
   }
 
   forward(x: tf.Tensor): tf.Tensor {

@@ -15,6 +15,7 @@ import type { RandomStreams } from "../nn/checkpointing.js";
 import { getModule, Module, type ParameterSummary, trainableSummary } from "../nn/module.js";
 import { fieldLabel, type LoraConfig, type LoraConfigInput, resolveLoraConfig } from "./config.js";
 import { type LoraState, LoraLayer, parseAdapterParameter } from "./layer.js";
+import type { DropoutRows } from "./dropout.js";
 import { ModulesToSave, modulesToSaveParameters } from "./modules-to-save.js";
 import { findTargets, rankAndAlpha, targetSpec } from "./targets.js";
 import { addWeightedAdapter, type Combination } from "./weighted.js";
@@ -93,9 +94,10 @@ export class PeftModel extends Module implements CausalLM {
     return [...this.state.active];
   }
 
-  /** Dropout on (training) or off (evaluation). */
-  setTraining(training: boolean): void {
+  /** Dropout on (training) or off (evaluation); `rows` keys the masks by micro-batch row (see dropout.ts). */
+  setTraining(training: boolean, rows?: DropoutRows): void {
     this.state.training = training;
+    this.state.dropoutRows = training ? rows : undefined;
   }
 
   /**
@@ -151,7 +153,7 @@ export class PeftModel extends Module implements CausalLM {
       let layer = getModule(this.base, path)!;
       if (!(layer instanceof LoraLayer)) {
         const [parent, childName] = parentAndName(this.base, path);
-        layer = new LoraLayer(layer as Linear | Conv1D | QuantizedLinear, this.state);
+        layer = new LoraLayer(layer as Linear | Conv1D | QuantizedLinear, this.state, path);
         parent.replaceChild(childName, layer);
       }
       const { r, alpha } = rankAndAlpha(config, path);

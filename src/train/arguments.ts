@@ -77,6 +77,13 @@ export const TRAINING_FIELDS = {
   evalSteps: field(nonNegativeInt, 0, "eval-steps", "number", "evaluate on the eval data every N steps (0: at the end only)"),
   saveStrategy: field(oneOf("no", "epoch", "steps"), "no", "save-strategy", "text", "when to write checkpoints: no, epoch or steps"),
   saveSteps: field(positiveInt, 500, "save-steps", "number", 'steps between checkpoints (save strategy "steps")'),
+  workers: field(
+    positiveInt,
+    1,
+    "workers",
+    "number",
+    "data-parallel worker threads, each computing its share of every batch's rows (1: train in this thread)",
+  ),
 };
 
 export type TrainingFieldName = keyof typeof TRAINING_FIELDS;

@@ -12,6 +12,7 @@ import { assignWeights } from "../models/checkpoint-weights.js";
 import { mapSource } from "../checkpoint/tensor-source.js";
 import { loadAdapterWeights, saveAdapter } from "../lora/adapter-io.js";
 import { PeftModel } from "../lora/peft-model.js";
+import type { DropoutRows } from "../lora/dropout.js";
 import { Random } from "../core/random.js";
 import type { Module } from "../nn/module.js";
 import type { RandomStreams } from "../nn/checkpointing.js";
@@ -22,8 +23,8 @@ export interface Trainable {
   readonly parameterRoot: Module;
   readonly kind: "lora" | "full";
   trainableParameters(): [string, tf.Variable][];
-  /** Dropout and similar train-only behaviour. */
-  setTraining(on: boolean): void;
+  /** Dropout and similar train-only behaviour; `rows` keys dropout masks by micro-batch row (see lora/dropout.ts). */
+  setTraining(on: boolean, rows?: DropoutRows): void;
   /** Source of dropout seeds (saved in checkpoints so a resumed run draws the same numbers). */
   readonly random: Random;
   /** Every random stream a forward pass draws from, for activation checkpointing to replay (none: nothing random). */
@@ -45,8 +46,8 @@ export class LoraTrainable implements Trainable {
     return this.model.trainableParameters();
   }
 
-  setTraining(on: boolean): void {
-    this.model.setTraining(on);
+  setTraining(on: boolean, rows?: DropoutRows): void {
+    this.model.setTraining(on, rows);
   }
 
   get random(): Random {

@@ -10,16 +10,16 @@
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { check, invalid, validate } from "../core/check.js";
-import { collate, disposeBatch, type Example } from "../data/batch.js";
-import { tokenNll } from "../models/loss.js";
+import type { Example } from "../data/batch.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { LayerNorm, RMSNorm } from "../nn/layers.js";
-import { ActivationCheckpointing } from "../nn/checkpointing.js";
 import { checkTrainingStepFits } from "./run-memory.js";
 import type { Module } from "../nn/module.js";
 import { type ResolvedTrainingOptions, resolveTrainingOptions, type TrainingOptions } from "./arguments.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";
 import { lrMultiplier } from "./schedule.js";
+import { Replicas } from "./replicas.js";
+import { shareGradients, splitStep } from "./step.js";
 import type { Trainable } from "./trainable.js";
 import { type EvalLog, readCheckpoint, type StepLog, type TrainerState, writeCheckpoint } from "./trainer-checkpoint.js";
 import { TrainingData } from "./training-data.js";
@@ -84,6 +84,8 @@ export class Trainer {
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
   readonly warmupSteps: number;
+  /** The data-parallel replicas while train() runs with workers > 1. */
+  private replicas: Replicas | undefined;
   /** Parameters exempt from weight decay: biases and normalisation weights, as transformers' Trainer. */
   private readonly noDecay: ReadonlySet<string>;
 
@@ -153,67 +155,27 @@ export class Trainer {
     return this.data.rowsOfStep(step);
   }
 
-  /** Gradients of the step's summed token NLL / `total` for each trainable parameter, and that NLL sum. */
-  private gradients(
-    microBatches: number[][],
-    params: [string, tf.Variable][],
-    total: number,
-  ): { grads: Map<string, tf.Tensor>; nllSum: number } {
-    const vars = params.map(([, p]) => p);
-    const byVarName = new Map(params.map(([name, p]) => [p.name, name]));
-    const grads = new Map<string, tf.Tensor>();
-    let nllSum = 0;
-    for (const rows of microBatches) {
-      // A micro-batch without counted tokens adds nothing (and one-token rows would leave no position to predict).
-      if (this.data.countedTokens(rows) === 0) continue;
-      const batch = collate(rows.map((r) => this.data.examples[r]!));
-      const checkpointing = this.options.gradientCheckpointing ? new ActivationCheckpointing(this.trainable.randomStreams) : undefined;
-      let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
-      try {
-        computed = tf.variableGrads(
-          () =>
-            tf.tidy(() => {
-              const logits = this.trainable.model.forward(batch.inputIds, { attentionMask: batch.attentionMask, checkpointing });
-              return tokenNll(logits, batch.labels).nll.sum().div(total) as tf.Scalar;
-            }),
-          vars,
-        );
-      } finally {
-        checkpointing?.dispose();
-        disposeBatch(batch);
-      }
-      const { value, grads: g } = computed;
-      nllSum += value.dataSync()[0]! * total;
-      value.dispose();
-      for (const [varName, grad] of Object.entries(g)) {
-        const name = byVarName.get(varName)!;
-        const previous = grads.get(name);
-        grads.set(name, previous ? tf.tidy(() => previous.add(grad)) : grad);
-        if (previous) {
-          previous.dispose();
-          grad.dispose();
-        }
-      }
-    }
-    // A step without counted tokens still steps the optimizer, with zero gradients.
-    if (grads.size === 0) for (const [name, p] of params) grads.set(name, tf.zerosLike(p));
-    return { grads, nllSum };
+  /**
+   * Gradients of the step's summed token NLL / its counted tokens for each trainable parameter, and that NLL sum:
+   * here, or split over the data-parallel replicas. Each micro-batch gets a dropout seed, and each row its masks
+   * from it (lora/dropout.ts): the same masks wherever the row is computed.
+   */
+  private async gradients(microBatches: number[][], total: number): Promise<{ grads: Map<string, tf.Tensor>; nllSum: number }> {
+    const examples = microBatches.map((rows) => rows.map((r) => this.data.examples[r]!));
+    // Only micro-batches that compute draw a seed: one without counted tokens changes nothing, dropout included.
+    const seeds = microBatches.map((rows) => (this.data.countedTokens(rows) > 0 ? this.trainable.random.int(2 ** 31) : 0));
+    const shares = splitStep(examples, seeds, total, this.replicas?.count ?? 1);
+    if (this.replicas) return this.replicas.gradientsOf(shares);
+    return shareGradients(this.trainable, shares[0]!, this.options);
   }
 
   /** One optimizer step; returns its log, or a description of what diverged. */
-  private trainStep(): StepLog | string {
+  private async trainStep(): Promise<StepLog | string> {
     const started = performance.now();
     const params = this.trainable.trainableParameters();
     const microBatches = this.data.rowsOfStep(this.state.step);
     const total = this.data.countedTokens(microBatches.flat());
-    this.trainable.setTraining(true);
-    let computed: { grads: Map<string, tf.Tensor>; nllSum: number };
-    try {
-      computed = this.gradients(microBatches, params, Math.max(total, 1));
-    } finally {
-      this.trainable.setTraining(false);
-    }
-    const { grads, nllSum } = computed;
+    const { grads, nllSum } = await this.gradients(microBatches, Math.max(total, 1));
     const loss = total > 0 ? nllSum / total : 0;
     const gradNorm = clipGradNorm(grads, this.options.maxGradNorm);
     const stepNumber = this.state.step + 1;
@@ -226,6 +188,7 @@ export class Trainer {
     } finally {
       tf.dispose([...grads.values()]);
     }
+    await this.replicas?.syncWeights();
     const seconds = (performance.now() - started) / 1000;
     this.state.elapsedSeconds += seconds;
     this.state.step = stepNumber;
@@ -246,8 +209,8 @@ export class Trainer {
   private async measuredStep(): Promise<StepLog | string> {
     let log: StepLog | string = "";
     const start = tf.memory().numBytes;
-    const profile = await tf.profile(() => {
-      log = this.trainStep();
+    const profile = await tf.profile(async () => {
+      log = await this.trainStep();
       return [];
     });
     if (typeof log === "string") return log;
@@ -277,39 +240,51 @@ export class Trainer {
     this.state = await readCheckpoint(dir, this.trainable, this.optimizer);
   }
 
-  /** Trains until totalSteps (continuing from the current step: after a cancel, call again to resume). */
+  /**
+   * Trains until totalSteps (continuing from the current step: after a cancel, call again to resume). With
+   * workers > 1 the replicas start here with the current weights and end before train() returns.
+   */
   async train(): Promise<TrainResult> {
-    let lastCheckpoint: string | undefined;
-    const finish = (reason: TrainResult["reason"], message?: string): TrainResult => {
-      const result: TrainResult = {
-        reason,
-        steps: this.state.step,
-        totalSteps: this.totalSteps,
-        history: this.state.history,
-        evals: this.state.evals,
-        lastCheckpoint,
-        message,
-      };
-      this.emit({ type: "end", result });
-      return result;
+    const run = { lastCheckpoint: undefined as string | undefined };
+    let end: { reason: TrainResult["reason"]; message?: string };
+    if (this.options.workers > 1 && this.state.step < this.totalSteps)
+      this.replicas = await Replicas.start(this.trainable, this.options.workers, this.options);
+    try {
+      end = await this.steps(run);
+    } finally {
+      await this.replicas?.terminate();
+      this.replicas = undefined;
+    }
+    const result: TrainResult = {
+      ...end,
+      steps: this.state.step,
+      totalSteps: this.totalSteps,
+      history: this.state.history,
+      evals: this.state.evals,
+      lastCheckpoint: run.lastCheckpoint,
     };
+    this.emit({ type: "end", result });
+    return result;
+  }
+
+  private async steps(run: { lastCheckpoint?: string }): Promise<{ reason: TrainResult["reason"]; message?: string }> {
     while (this.state.step < this.totalSteps) {
       // Yield to the event loop between steps: signals, kernel messages and timers get their turn.
       await new Promise((resolve) => setImmediate(resolve));
-      if (this.signal?.aborted) return finish("cancelled");
-      const log = this.measureMemory ? await this.measuredStep() : this.trainStep();
-      if (typeof log === "string") return finish("diverged", log);
+      if (this.signal?.aborted) return { reason: "cancelled" };
+      const log = this.measureMemory ? await this.measuredStep() : await this.trainStep();
+      if (typeof log === "string") return { reason: "diverged", message: log };
       this.state.history.push(log);
       this.emit({ type: "step", log });
       const evalDue = this.evalData && this.options.evalSteps > 0 && log.step % this.options.evalSteps === 0;
       if (evalDue) this.recordEval();
       if (this.shouldSave(log.step)) {
-        lastCheckpoint = await this.saveCheckpoint();
-        this.emit({ type: "save", step: log.step, dir: lastCheckpoint });
+        run.lastCheckpoint = await this.saveCheckpoint();
+        this.emit({ type: "save", step: log.step, dir: run.lastCheckpoint });
       }
     }
     if (this.evalData && this.state.evals.at(-1)?.step !== this.state.step) this.recordEval();
-    return finish("completed");
+    return { reason: "completed" };
   }
 
   private recordEval(): void {

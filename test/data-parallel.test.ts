@@ -1,0 +1,175 @@
+/**
+ * Data-parallel training (the `workers` option): real worker threads, each with its own tfjs backend, on the shipped
+ * model tiny-moby. With the same seed, 2 workers must train what 1 does: the same losses to float tolerance, the
+ * same final weights, dropout included (masks are keyed by row, not by thread). The workers run dist/'s compiled
+ * JavaScript: `npm run build` first.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { initBackend, tf } from "../src/backend/index.js";
+import { Random } from "../src/core/random.js";
+import type { Example } from "../src/data/batch.js";
+import { PeftModel } from "../src/lora/peft-model.js";
+import { loadModel } from "../src/models/load.js";
+import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
+import { Trainer, type TrainingArguments } from "../src/train/trainer.js";
+import { model } from "../dsl/index.js";
+import { expectCliError, runCli, testDir, writeFile } from "./helpers/cli.js";
+
+/** Random token rows of varied lengths (so parts of a batch pad differently), below tiny-moby's vocabulary. */
+function rows(count: number, seed = 5): Example[] {
+  const random = new Random(seed);
+  return Array.from({ length: count }, () => ({ inputIds: Array.from({ length: 6 + random.int(20) }, () => 2 + random.int(1000)) }));
+}
+
+interface Trained {
+  losses: number[];
+  gradNorms: number[];
+  weights: Map<string, Float32Array>;
+  numTensors: number[];
+}
+
+async function train(kind: "lora" | "full", args: TrainingArguments, data: Example[]): Promise<Trained> {
+  const { model } = await loadModel("tiny-moby");
+  const trainable: Trainable =
+    kind === "full"
+      ? new FullTrainable(model)
+      : new LoraTrainable(
+          PeftModel.create(model, { r: 4, alpha: 8, loraDropout: 0.1, targets: ["q_proj", "v_proj", "down_proj"] }, { seed: 3 }),
+        );
+  const trainer = new Trainer(trainable, data, { lr: 1e-3, shuffle: true, seed: 11, ...args });
+  const numTensors: number[] = [];
+  trainer.on((e) => {
+    if (e.type === "step") numTensors.push(tf.memory().numTensors);
+  });
+  const result = await trainer.train();
+  assert.equal(result.reason, "completed", result.message);
+  const weights = new Map(trainable.trainableParameters().map(([name, p]) => [name, p.dataSync() as Float32Array]));
+  trainer.dispose();
+  trainable.parameterRoot.dispose();
+  return { losses: result.history.map((s) => s.loss), gradNorms: result.history.map((s) => s.gradNorm), weights, numTensors };
+}
+
+function assertSame(one: Trained, two: Trained, tolerance: { loss: number; weight: number }): void {
+  assert.equal(two.losses.length, one.losses.length);
+  one.losses.forEach((loss, i) => {
+    const relative = Math.abs(two.losses[i]! - loss) / Math.abs(loss);
+    assert.ok(relative < tolerance.loss, `step ${i + 1}: loss ${two.losses[i]} with 2 workers, ${loss} with 1 (relative ${relative})`);
+  });
+  one.gradNorms.forEach((norm, i) => {
+    assert.ok(Math.abs(two.gradNorms[i]! - norm) <= 1e-4 * norm + 1e-7, `step ${i + 1}: grad norm ${two.gradNorms[i]} vs ${norm}`);
+  });
+  assert.deepEqual([...two.weights.keys()], [...one.weights.keys()]);
+  let worst = 0;
+  for (const [name, a] of one.weights) {
+    const b = two.weights.get(name)!;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  }
+  assert.ok(worst < tolerance.weight, `final weights differ by up to ${worst}`);
+}
+
+describe("data-parallel training (workers)", () => {
+  before(async () => {
+    await initBackend();
+  });
+
+  test("LoRA with dropout: 2 workers train what 1 does (5 steps, batch 4, gradient accumulation 2)", async () => {
+    const data = rows(40);
+    const args: TrainingArguments = { batchSize: 4, gradAccum: 2, maxSteps: 5 };
+    const one = await train("lora", args, data);
+    const two = await train("lora", { ...args, workers: 2 }, data);
+    assertSame(one, two, { loss: 1e-5, weight: 1e-5 });
+    assert.ok(one.losses[4]! < one.losses[0]!, `the loss falls: ${one.losses.join(", ")}`);
+  });
+
+  test("full fine-tuning, an odd batch (3 rows over 2 workers): the same losses and weights; the main thread's tensors stay flat", async () => {
+    const data = rows(15, 9);
+    const args: TrainingArguments = { batchSize: 3, maxSteps: 5 };
+    const one = await train("full", args, data);
+    const two = await train("full", { ...args, workers: 2 }, data);
+    assertSame(one, two, { loss: 1e-5, weight: 1e-5 });
+    assert.deepEqual(two.numTensors, Array(5).fill(two.numTensors[0]), `tensors after each step: ${two.numTensors.join(", ")}`);
+  });
+
+  test("a batch of 1 over 2 workers (one idles) and more workers than rows", async () => {
+    const data = rows(6, 13);
+    const one = await train("lora", { batchSize: 1, maxSteps: 3 }, data);
+    const three = await train("lora", { batchSize: 2, gradAccum: 1, maxSteps: 3, workers: 3 }, data);
+    const oneOfTwo = await train("lora", { batchSize: 2, maxSteps: 3 }, data);
+    assertSame(oneOfTwo, three, { loss: 1e-5, weight: 1e-5 });
+    const two = await train("lora", { batchSize: 1, maxSteps: 3, workers: 2 }, data);
+    assertSame(one, two, { loss: 1e-5, weight: 1e-5 });
+  });
+});
+
+describe("the DSL's train options", () => {
+  test(".train(data, { workers: 2 }) passes the option through: 1 worker's losses, LoRA and full fine-tuning", async () => {
+    const base = await model("tiny-moby");
+    const data = [
+      "The whale swam far.",
+      "Call me Ishmael.",
+      "The sea was grey and cold.",
+      "A ship sailed at dawn.",
+      "He saw the white whale.",
+    ].map((text) => ({ text }));
+    for (const method of [() => base.lora({ r: 2, dropout: 0.2 }), () => base.full()]) {
+      const options = { maxSteps: 3, batchSize: 3, lr: 1e-3, runsDir: false as const };
+      const one = (await method().train(data, options)).history.map((s) => s.loss);
+      const two = (await method().train(data, { ...options, workers: 2 })).history.map((s) => s.loss);
+      two.forEach((loss, i) => assert.ok(Math.abs(loss - one[i]!) <= 1e-5 * one[i]!, `step ${i + 1}: ${loss} vs ${one[i]}`));
+    }
+  });
+});
+
+describe("loralab train --workers", () => {
+  const dir = fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? "/tmp"), "loralab-dp-"));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const data = writeFile(
+    dir,
+    "train.jsonl",
+    rows(8)
+      .map((r) => JSON.stringify({ input_ids: r.inputIds }))
+      .join("\n") + "\n",
+  );
+
+  test("a bad value is a one-line user error", () => {
+    expectCliError(["train", "--model", "tiny-moby", "--data", data, "--workers", "0"], ["--workers", "a positive integer", "0"]);
+    expectCliError(["train", "--model", "tiny-moby", "--data", data, "--workers", "1.5"], ["--workers"]);
+  });
+
+  test("trains with 2 workers and exits (the workers end with the run); the losses are 1 worker's", (t) => {
+    const out = testDir(t, "dp-cli");
+    const run = (workers: number) => {
+      const started = Date.now();
+      const r = runCli([
+        "train",
+        "--model",
+        "tiny-moby",
+        "--data",
+        data,
+        "--lora",
+        "r=2",
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--workers",
+        String(workers),
+        "--out",
+        path.join(out, `w${workers}`),
+        "--json",
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      return {
+        json: JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { steps: { loss: number }[] },
+        seconds: (Date.now() - started) / 1000,
+      };
+    };
+    const one = run(1).json.steps.map((s) => s.loss);
+    const two = run(2).json.steps.map((s) => s.loss);
+    assert.equal(two.length, 3);
+    two.forEach((loss, i) => assert.ok(Math.abs(loss - one[i]!) <= 1e-5 * one[i]!, `step ${i + 1}: ${loss} vs ${one[i]}`));
+  });
+});
