@@ -2,7 +2,7 @@
 import { after, test } from "node:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { expectUserError } from "./helpers/cli.js";
+import { expectCliError } from "./helpers/cli.js";
 import { tempDir } from "./helpers/paths.js";
 
 const dir = tempDir("sweep-cli");
@@ -51,7 +51,7 @@ const cases: [string, string[], string[]][] = [
 
 for (const [what, args, expected] of cases) {
   test(`${args[0]}: ${what} is a user error`, () => {
-    const line = expectUserError(args, ...expected);
+    const line = expectCliError(args, expected);
     if (line.includes("hunter2")) throw new Error(`the password is printed: ${line}`);
   });
 }

@@ -78,7 +78,11 @@ result.trials.map((t) => t.status).join(",")`;
     assert.ok(live, `a live progress output: ${JSON.stringify(outputs).slice(0, 2000)}`);
     const text = textOf(live.data!["text/plain"]);
     assert.match(text, /^sweep sweep-[0-9a-f]{10} on redis:\/\/127\.0\.0\.1:\d+\/0: 2\/2 done · 0 running · 0 failed/);
-    const curves = (live.data!["application/vnd.vegalite.v5+json"] as { data: { values: { step: number; series: string }[] } }).data.values;
+    // The kernel sends a display's chart as its own output right after the table (frontends show one of the two).
+    const chart = outputs.slice(outputs.indexOf(live) + 1).find((o) => o.data?.["application/vnd.vegalite.v5+json"] !== undefined);
+    assert.ok(chart, "the loss curves follow the progress table as their own output");
+    const curves = (chart.data!["application/vnd.vegalite.v5+json"] as { data: { values: { step: number; series: string }[] } }).data
+      .values;
     assert.deepEqual([...new Set(curves.map((p) => p.series))].sort(), ["r=1", "r=2"]);
     assert.equal(curves.length, 12, "6 steps of each trial");
     const result = outputs.find((o) => o.output_type === "execute_result");
