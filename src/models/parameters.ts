@@ -89,9 +89,9 @@ export function parameterSpecs(config: ModelConfig): ParameterSpec[] {
   return config.family === "gpt2" ? gpt2Parameters(config) : llamaParameters(config);
 }
 
-/** How many weight tensors `config` implies, without listing them (a config may claim 2⁴⁰ layers). */
-export function parameterCount(config: ModelConfig): number {
+/** How many weight tensors `config` implies, and how many per decoder layer, without listing them (a config may claim 2⁴⁰ layers). */
+export function parameterCount(config: ModelConfig): { total: number; perLayer: number } {
   const none = parameterSpecs({ ...config, numLayers: 0 }).length;
-  const one = parameterSpecs({ ...config, numLayers: 1 }).length;
-  return none + config.numLayers * (one - none);
+  const perLayer = parameterSpecs({ ...config, numLayers: 1 }).length - none;
+  return { total: none + config.numLayers * perLayer, perLayer };
 }
