@@ -3,6 +3,7 @@
  * loadRun(id) reads one back. A run whose process is gone shows as `interrupted` at its last logged step, and
  * loadRun(id).resume() continues it from its newest checkpoint (src/study/registry.ts reads the folders).
  */
+import { nonEmptyString, validate } from "../src/core/check.js";
 import { inspect } from "node:util";
 import * as path from "node:path";
 import * as aq from "arquero";
@@ -18,9 +19,14 @@ import { displayedText, htmlKeyValues, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
 /** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params, started). */
+/** The registry folder a call names (default runs/ or LORALAB_RUNS_DIR), checked: an options object is a user error. */
+function registryDir(where: string, dir: unknown): string {
+  return runsDirectory(dir === undefined ? undefined : validate(dir, nonEmptyString, where, "dir"))!;
+}
+
 export function runs(dir?: string): aq.ColumnTable {
   return aq.from(
-    listRuns(runsDirectory(dir)!).map(({ id, summary }) => ({
+    listRuns(registryDir("runs()", dir)).map(({ id, summary }) => ({
       id,
       kind: summary.kind,
       status: summary.status,
@@ -108,5 +114,5 @@ export class RecordedRun implements RecordedRunData {
 }
 
 export function loadRun(id: string, dir?: string): RecordedRun {
-  return new RecordedRun(readRun(runsDirectory(dir)!, id));
+  return new RecordedRun(readRun(registryDir("loadRun()", dir), validate(id, nonEmptyString, "loadRun()", "id")));
 }

@@ -44,6 +44,11 @@ test("a recorded run printed inside an object shows its summary, not every logge
   assert.doesNotMatch(text, INTERNALS);
 });
 
+test("loadRun and runs with a wrong argument are user errors naming it", () => {
+  assert.throws(() => loadRun(run.id, { runsDir } as unknown as string), /^UserError: loadRun\(\): dir: expected/);
+  assert.throws(() => loadRun(42 as unknown as string, runsDir), /^UserError: loadRun\(\): id: expected/);
+});
+
 test("a sweep's best configuration prints as its mean ± sd, its trials stay readable", async () => {
   const result = await sweep(
     { r: [1, 4] },
