@@ -256,6 +256,22 @@ test("the DSL is loaded on first use: a kernel whose cells do not touch it never
   assert.equal((after.iopub.find((m) => m.header.msg_type === "execute_result")!.content.data as Content)["text/plain"], "true");
 });
 
+test("a shorthand property names an earlier cell's variable: { lr } is { lr: lr }, and a local lr stays local", async (t) => {
+  const s = session(t);
+  const result = async (code: string) => {
+    const out = await cell(s, code);
+    assert.equal(out.reply.content.status, "ok", JSON.stringify(out.reply.content));
+    return (out.iopub.find((m) => m.header.msg_type === "execute_result")!.content.data as Content)["text/plain"];
+  };
+  await result("const lr = 0.5; const steps = 3; lr");
+  assert.equal(await result("const options = { lr, steps, name: 'x' }; JSON.stringify(options)"), `'{"lr":0.5,"steps":3,"name":"x"}'`);
+  assert.equal(await result("((lr: number) => ({ lr }))(7).lr"), "7");
+  assert.equal(await result("[1, 2].map((steps) => ({ lr, steps })).map((o) => o.lr * o.steps).join()"), "'0.5,1'");
+  // A destructured property named like an earlier cell's variable is a property name, not that variable.
+  assert.equal(await result("const { lr: rate, ...rest } = { lr: 2, steps: 4 }; [rate, rest.steps, lr].join()"), "'2,4,0.5'");
+  assert.equal(await result("(({ steps: _s, ...row }) => Object.keys(row).join())({ steps: 1, a: 2 })"), "'a'");
+});
+
 test("the DSL's types join the checker without a conflict: display in cells is the kernel's", async (t) => {
   const logs: string[] = [];
   const s = session(t, undefined, logs);

@@ -7,7 +7,8 @@
  *   its own file name, so a stack frame maps back to the cell and line the user wrote (stack.ts);
  * - long string literals are widened out of the carried declarations (declarations.ts);
  * - the cell globals' types (display, kernel, and the DSL's names once a cell mentions one: dsl-globals.ts);
- * - config-literal sugar and ES modules that require() cannot load (sugar.ts, preload.ts).
+ * - config-literal sugar and ES modules that require() cannot load (sugar.ts, preload.ts);
+ * - earlier cells' variables in shorthand properties, `{ lr }` (shorthand.ts).
  */
 import { createRequire } from "node:module";
 import * as path from "node:path";
@@ -22,6 +23,7 @@ import { widenLongLiterals } from "./declarations.js";
 import { globalsDeclarations, mentionsAny } from "./dsl-globals.js";
 import { preloadEsmImports } from "./preload.js";
 import { chain, SourceMap, takeInlineMap, withoutMapUrl, type PositionMap } from "./source-map.js";
+import { shorthandHooks } from "./shorthand.js";
 import { registerCell } from "./stack.js";
 
 const require = createRequire(import.meta.url);
@@ -87,8 +89,10 @@ function loadConverterModule(): typeof ConverterModule {
   require(id);
   const entry = require.cache[id]!;
   const original = entry.exports as typeof TS;
+  const shorthand = shorthandHooks(original);
   entry.exports = new Proxy(original, {
     get(target, key, receiver) {
+      if (key === "createWatchProgram" || key === "visitEachChild") return shorthand[key];
       if (key === "transpileModule") return transpileWithMap;
       if (key === "createWatchCompilerHost")
         return (files: string[], options: TS.CompilerOptions, ...rest: unknown[]) =>
