@@ -18,8 +18,6 @@ export interface RunNotebookOptions {
   notebook: Notebook;
   /** Where the executed notebook goes. */
   output: string;
-  /** Also write the HTML page here (src/export's exporter). */
-  html?: string;
   /** Per-cell timeout in seconds. */
   timeoutS?: number;
   /** The executor's working directory (the notebook's folder). */
@@ -129,7 +127,6 @@ export async function runNotebook(o: RunNotebookOptions): Promise<number> {
   const finish = async (code: number) => {
     process.off("SIGINT", onSigint);
     await save();
-    if (o.html) await writeHtml(nb, o.output, o.html);
     await Promise.race([handler.close(), new Promise((r) => setTimeout(r, 3000).unref())]);
     return code;
   };
@@ -213,10 +210,4 @@ export async function runNotebook(o: RunNotebookOptions): Promise<number> {
     write(`loralab run: wrote the partial notebook ${o.output}\n`);
     return finish(EXIT_INTERRUPTED);
   }
-}
-
-async function writeHtml(nb: Notebook, notebookFile: string, html: string): Promise<void> {
-  const { notebookToHtml } = await import("../src/export/to-html.js");
-  const { writeFileAtomic } = await import("../src/core/files.js");
-  await writeFileAtomic(html, notebookToHtml(nb, notebookFile));
 }

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { UserError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/files.js";
 import { readNotebook } from "../notebook/nbformat.js";
 import { declaredParameters, injectParameters, parseParameters } from "../notebook/parameters.js";
 import { parseCommandArgs, parseNumberOption } from "./args.js";
@@ -45,13 +46,12 @@ export async function runCommand(argv: string[]): Promise<number> {
   const unknown = Object.keys(parameters).filter((k) => declared.length > 0 && !declared.includes(k));
   if (unknown.length) console.error(`loralab run: warning: the parameters cell does not declare ${unknown.join(", ")}`);
   const { runNotebook } = await import("../../kernel/run-notebook.js");
-  const code = await runNotebook({
-    notebook: injected.notebook,
-    output,
-    html: values.html,
-    timeoutS,
-    cwd: path.dirname(path.resolve(file)),
-  });
+  const code = await runNotebook({ notebook: injected.notebook, output, timeoutS, cwd: path.dirname(path.resolve(file)) });
+  // The page of what ran, a failed or interrupted run's partial notebook included (runNotebook fills it in place).
+  if (values.html) {
+    const { notebookToHtml } = await import("../export/to-html.js");
+    await writeFileAtomic(values.html, notebookToHtml(injected.notebook, output));
+  }
   if (code === 0) console.error(`${file} → ${output}${values.html ? ` and ${values.html}` : ""}`);
   return code;
 }
