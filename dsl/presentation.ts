@@ -2,6 +2,16 @@
 import * as aq from "arquero";
 import { DISPLAY, escapeHtml, type MimeBundle } from "../src/runtime/display.js";
 
+/** The rows a run's display starts with, for a run in this session and for one read back from the registry alike. */
+export function runRows(id: string, status: string, steps: string, finalLoss: number | undefined): [string, unknown][] {
+  return [
+    ["id", id],
+    ["status", status],
+    ["steps", steps],
+    ["final loss", finalLoss?.toFixed(4) ?? "n/a"],
+  ];
+}
+
 /** What console.log and util.inspect print for a DSL object: the text its display shows, not its internals. */
 export function displayedText(value: { [DISPLAY](): MimeBundle }): string {
   return String(value[DISPLAY]()["text/plain"] ?? "");

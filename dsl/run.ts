@@ -28,7 +28,7 @@ import { currentOwner, RunFolder } from "../src/study/run-folder.js";
 import { dataRef, type DataRef } from "../src/study/trial.js";
 import { ERROR_KIND, type ErrorKind, kernelSignal } from "../src/runtime/kernel.js";
 import { LiveProgress } from "./live-progress.js";
-import { displayedText, htmlKeyValues, lossChart, textKeyValues } from "./presentation.js";
+import { displayedText, htmlKeyValues, lossChart, runRows, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
 /** The training options of src/train/arguments.ts, plus what belongs to a run in the DSL. */
@@ -358,10 +358,7 @@ export class Run<M extends TrainedModel = TrainedModel> {
 
   [DISPLAY](): MimeBundle {
     const rows: [string, unknown][] = [
-      ["id", this.id],
-      ["status", this.status],
-      ["steps", `${this.step}/${this.totalSteps}`],
-      ["final loss", this.finalLoss?.toFixed(4) ?? "n/a"],
+      ...runRows(this.id, this.status, `${this.step}/${this.totalSteps}`, this.finalLoss),
       ["trainable params", `${count(this.parameters.trainable)} of ${count(this.parameters.all)} (${this.parameters.percent.toFixed(4)}%)`],
       ...this.model.describe(),
     ];

@@ -15,7 +15,7 @@ import type { DataRef } from "../src/study/trial.js";
 import type { LoraConfigInput } from "../src/lora/config.js";
 import { model, type Model, type TrainedRun } from "./model.js";
 import type { TrainOptions } from "./run.js";
-import { displayedText, htmlKeyValues, textKeyValues } from "./presentation.js";
+import { displayedText, htmlKeyValues, runRows, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
 /** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params, started). */
@@ -101,10 +101,12 @@ export class RecordedRun implements RecordedRunData {
 
   [DISPLAY](): MimeBundle {
     const rows: [string, unknown][] = [
-      ["id", this.id],
-      ["status", this.status],
-      ["steps", `${this.summary.steps}/${this.summary.total_steps ?? "?"}`],
-      ["final loss", typeof this.summary.final_loss === "number" ? this.summary.final_loss.toFixed(4) : "n/a"],
+      ...runRows(
+        this.id,
+        this.status,
+        `${this.summary.steps}/${this.summary.total_steps ?? "?"}`,
+        typeof this.summary.final_loss === "number" ? this.summary.final_loss : undefined,
+      ),
       ["base", this.config.base],
       ["adapter", this.adapterDir ?? "none"],
       ...(this.checkpoint ? [["checkpoint", `step ${this.checkpoint.step}`] as [string, unknown]] : []),
