@@ -1,12 +1,13 @@
 /**
  * Data-parallel training (the `workers` option): real worker threads, each with its own tfjs backend, on the shipped
  * model tiny-moby. With the same seed, 2 workers must train what 1 does: the same losses to float tolerance, the
- * same final weights, dropout included (masks are keyed by row, not by thread). The workers run dist/'s compiled
- * JavaScript: `npm run build` first.
+ * same final weights, dropout included (masks are keyed by row, not by thread). "auto" (the default) picks the
+ * number of threads from the machine and the run.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend, tf } from "../src/backend/index.js";
 import { Random } from "../src/core/random.js";
@@ -15,6 +16,10 @@ import { PeftModel } from "../src/lora/peft-model.js";
 import { loadModel } from "../src/models/load.js";
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 import { Trainer, type TrainingArguments } from "../src/train/trainer.js";
+import { availableCores, autoWorkers, type RunShape } from "../src/train/parallelism.js";
+import { createModel } from "../src/models/load.js";
+import { parseModelConfig } from "../src/models/config.js";
+import { benchShape, randomModel } from "../src/cli/bench-setup.js";
 import { model } from "../dsl/index.js";
 import { expectCliError, runCli, testDir, writeFile } from "./helpers/cli.js";
 
@@ -104,6 +109,68 @@ describe("data-parallel training (workers)", () => {
   });
 });
 
+describe('workers "auto" (the default)', () => {
+  const run: RunShape = {
+    cores: 2,
+    backend: "wasm",
+    rowsPerStep: 4,
+    tokensPerStep: 1024,
+    parameters: 30e6,
+    steps: 10,
+    notReplicable: undefined,
+    freeBytes: 16e9,
+  };
+  test("picks the cores for steps that pay, and one thread with the reason otherwise", () => {
+    assert.deepEqual(autoWorkers(run), { workers: 2, why: "2 cores" });
+    assert.equal(autoWorkers({ ...run, cores: 8 }).workers, 4, "at most a row per worker");
+    const single: [Partial<RunShape>, RegExp][] = [
+      [{ cores: 1 }, /one core/],
+      [{ backend: "tensorflow" }, /tensorflow backend uses the cores itself/],
+      [{ notReplicable: "a quantized base model (QLoRA) does not replicate into workers" }, /quantized/],
+      [{ rowsPerStep: 1 }, /one row/],
+      [{ parameters: 1e5 }, /steps too short/],
+      [{ steps: 1 }, /run too short/],
+      [{ freeBytes: 1e8 }, /too little free memory/],
+    ];
+    for (const [change, why] of single) {
+      const picked = autoWorkers({ ...run, ...change });
+      assert.equal(picked.workers, 1, JSON.stringify(change));
+      assert.match(picked.why, why);
+    }
+  });
+
+  test("LORALAB_CORES (a sweep's share of the machine) overrides the machine's core count", () => {
+    assert.equal(availableCores({ LORALAB_CORES: "3" }), 3);
+    assert.equal(availableCores({ LORALAB_CORES: "0" }), os.availableParallelism());
+    assert.equal(availableCores({}), os.availableParallelism());
+  });
+
+  test("a Trainer asks for threads by its model and data: tiny-moby one, a 30 M-parameter Llama the cores, QLoRA one", async (t) => {
+    const saved = process.env.LORALAB_CORES;
+    process.env.LORALAB_CORES = "2";
+    t.after(() => (saved === undefined ? delete process.env.LORALAB_CORES : (process.env.LORALAB_CORES = saved)));
+    const { model: tiny } = await loadModel("tiny-moby");
+    const onTiny = new Trainer(new FullTrainable(tiny), rows(16), { batchSize: 4, maxSteps: 100 });
+    assert.match(onTiny.parallelism.why, /steps too short/);
+    onTiny.dispose();
+    tiny.dispose();
+    const long = Array.from({ length: 8 }, (_, i) => ({ inputIds: Array.from({ length: 256 }, (_, t) => (i * 31 + t) % 8000) }));
+    const small = createModel(parseModelConfig(benchShape("small").config, "small"));
+    const trainer = new Trainer(new LoraTrainable(PeftModel.create(small, { r: 8 })), long, { batchSize: 4, maxSteps: 4 });
+    assert.deepEqual(trainer.parallelism, { workers: 2, why: "2 cores" });
+    const pinned = new Trainer(new FullTrainable(small), long, { batchSize: 4, maxSteps: 4, workers: 1 });
+    assert.deepEqual(pinned.parallelism, { workers: 1, why: "the workers option" });
+    trainer.dispose();
+    pinned.dispose();
+    small.dispose();
+    const quantized = randomModel(benchShape("tiny").config, 0, "nf4-dq");
+    const qlora = new Trainer(new LoraTrainable(PeftModel.create(quantized, { r: 2 })), rows(8), { batchSize: 4 });
+    assert.match(qlora.parallelism.why, /quantized base model/);
+    qlora.dispose();
+    quantized.dispose();
+  });
+});
+
 describe("the DSL's train options", () => {
   test(".train(data, { workers: 2 }) passes the option through: 1 worker's losses, LoRA and full fine-tuning", async () => {
     const base = await model("tiny-moby");
@@ -137,6 +204,10 @@ describe("loralab train --workers", () => {
   test("a bad value is a one-line user error", () => {
     expectCliError(["train", "--model", "tiny-moby", "--data", data, "--workers", "0"], ["--workers", "a positive integer", "0"]);
     expectCliError(["train", "--model", "tiny-moby", "--data", data, "--workers", "1.5"], ["--workers"]);
+    expectCliError(
+      ["train", "--model", "tiny-moby", "--data", data, "--workers", "many"],
+      ["--workers", 'a positive integer or "auto"', "many"],
+    );
   });
 
   test("trains with 2 workers and exits (the workers end with the run); the losses are 1 worker's", (t) => {

@@ -16,6 +16,7 @@ import { Trainer } from "../train/trainer.js";
 import { weightsByFormat } from "../train/run-memory.js";
 import type { FormatShare } from "../models/memory-estimate.js";
 import type { Example } from "../data/batch.js";
+import type { WorkersOption } from "../train/parallelism.js";
 import { type BenchShape, randomModel, stepFlops } from "./bench-setup.js";
 import { profileStep, type StepProfile } from "./bench-profile.js";
 
@@ -27,7 +28,7 @@ export interface TrainBenchOptions {
   mode: TrainMode;
   steps: number;
   /** Data-parallel worker threads (the Trainer's `workers`). */
-  workers: number;
+  workers: WorkersOption;
   backend: string | undefined;
   /** Also profile one more step per kernel (see bench-profile.ts). */
   profile: boolean;
@@ -81,7 +82,7 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
   trainer.on((e) => {
     if (e.type === "step") cpu.push(process.cpuUsage());
   });
-  await trainer.train();
+  const { workers } = await trainer.train();
   const cpuSeconds = cpu.slice(2).map((c, i) => (c.user + c.system - cpu[i + 1]!.user - cpu[i + 1]!.system) / 1e6);
   const history = trainer.history;
   const times = history.slice(1).map((s, i) => s.elapsedSeconds - history[i]!.elapsedSeconds); // the first step warms up
@@ -91,7 +92,7 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
     step_s: stepSeconds,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     backend: backendInfo()!.name,
-    workers: o.workers,
+    workers,
     gflops: stepFlops(config, batch, seq, o.mode) / stepSeconds / 1e9,
     config: name,
     mode: o.mode,

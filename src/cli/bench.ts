@@ -11,6 +11,7 @@ import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
 import { forwardBench, forwardWorker, type ForwardBenchOptions } from "./bench-forward.js";
 import { benchShape, runWorkers } from "./bench-setup.js";
+import type { WorkersOption } from "../train/parallelism.js";
 import { TRAIN_MODES, trainBench, type TrainBenchResult, type TrainMode } from "./bench-train.js";
 
 const OPTIONS = {
@@ -61,14 +62,20 @@ function describe(r: TrainBenchResult): string {
   return `${line}\n    ${shares.join(", ")}${heap}`;
 }
 
-const onWorkers = (workers: number) => (workers > 1 ? `, ${workers} workers` : "");
+const onWorkers = (workers: number) => (workers > 1 ? `, ${workers} workers` : ", 1 thread");
+
+/** --workers N or auto (the default: what the Trainer picks for the run on this machine). */
+function workersOption(text: string | undefined): WorkersOption {
+  if (text === undefined || text === "auto") return "auto";
+  return parseNumberOption("--workers", text, 1, isPositiveInt, 'a positive integer or "auto"');
+}
 
 async function train(values: Values): Promise<number> {
   const name = values.config ?? "small";
   const base = benchShape(name);
   const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
   const steps = positive("--steps", values.steps, 5);
-  const workers = positive("--workers", values.workers, 1);
+  const workers = workersOption(values.workers);
   const modes = trainModes(values.mode ?? "lora");
   const run = (mode: TrainMode) =>
     trainBench(name, { shape, mode, steps, workers, backend: values.backend, profile: values.profile ?? false });
@@ -81,7 +88,7 @@ async function train(values: Values): Promise<number> {
     if (values.json) printJson(result);
     else
       console.log(
-        `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}${onWorkers(workers)}\n  ${describe(result)}`,
+        `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}${onWorkers(result.workers)}\n  ${describe(result)}`,
       );
     return 0;
   }
@@ -106,7 +113,7 @@ async function train(values: Values): Promise<number> {
   );
   if (values.json) printJson(results);
   else {
-    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(workers)}`);
+    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(results[0]!.workers)}`);
     for (const r of results) console.log(`  ${describe(r)}`);
     const [a, b] = results;
     if (a && b)

@@ -6,7 +6,7 @@
 import { invalid } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { LORA_FIELDS, parseLoraSpec } from "../lora/config.js";
-import { TRAINING_FIELD_NAMES, TRAINING_FIELDS, type TrainingFieldName } from "../train/arguments.js";
+import { flagNumber, TRAINING_FIELD_NAMES, TRAINING_FIELDS, type TrainingFieldName } from "../train/arguments.js";
 
 const TRAINING_KEYS = new Map<string, TrainingFieldName>(
   TRAINING_FIELD_NAMES.flatMap((name) => [[name, name] as const, [TRAINING_FIELDS[name].flag, name] as const]),
@@ -16,7 +16,7 @@ const LORA_KEYS = new Set(Object.entries(LORA_FIELDS).flatMap(([name, f]) => [na
 function trainingValue(name: TrainingFieldName, text: string, flag: string): unknown {
   const { flagType, rule } = TRAINING_FIELDS[name];
   const value =
-    flagType === "number" ? (text.trim() === "" ? NaN : Number(text)) : flagType === "switch" ? { true: true, false: false }[text] : text;
+    flagType === "number" ? flagNumber(text) : flagType === "switch" ? { true: true, false: false }[text] : text;
   if (flagType === "numbers" || !(rule.accepts as (v: unknown) => boolean)(value)) throw invalid("", flag, rule.expected, text);
   return value;
 }

@@ -134,6 +134,8 @@ export async function train(argv: string[]): Promise<number> {
     console.error(parameters.text);
     const notice = trainer.data.cutNotice();
     if (notice) console.error(`notice: ${notice} (--seq)`);
+    const { workers, why } = trainer.parallelism;
+    console.error(`threads: ${workers} (${why}; --workers)`);
   }
   const tty = process.stderr.isTTY && !quiet;
   trainer.on((e) => {
@@ -165,6 +167,7 @@ export async function train(argv: string[]): Promise<number> {
       all_params: parameters.all,
       memory: memoryJson(trainable, trainer),
       cut_rows: trainer.data.cutRows,
+      workers: result.workers,
       adapter_dir: values.out ?? null,
       stopped: result.reason,
       ...(result.message ? { message: result.message } : {}),

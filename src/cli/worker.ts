@@ -6,6 +6,7 @@
 import { describeBackend, initBackend } from "../backend/index.js";
 import { positiveInt, positiveNumber } from "../core/check.js";
 import { UserError } from "../core/errors.js";
+import { availableCores } from "../train/parallelism.js";
 import { startWorker } from "../study/queue-worker.js";
 import { parseRedisUrl } from "../study/redis.js";
 import { numberFlag, parseCommandArgs } from "./args.js";
@@ -36,9 +37,12 @@ export async function worker(argv: string[]): Promise<number> {
   parseRedisUrl(url, "--queue"); // a malformed URL is an error naming the flag
   const log = (line: string) => console.error(`loralab worker: ${line}`);
   const backend = await initBackend(values.backend);
+  const concurrency = numberFlag("--concurrency", values.concurrency, positiveInt, 1);
+  // Trials at once share the cores: each training's "auto" workers take only its part (parallelism.ts).
+  process.env.LORALAB_CORES ??= String(Math.max(1, Math.floor(availableCores() / concurrency)));
   const running = await startWorker({
     url,
-    concurrency: numberFlag("--concurrency", values.concurrency, positiveInt, 1),
+    concurrency,
     backend: values.backend,
     stallSeconds: numberFlag("--stall-seconds", values["stall-seconds"], positiveNumber, 30),
     graceSeconds: numberFlag("--grace-seconds", values["grace-seconds"], positiveNumber, 60),

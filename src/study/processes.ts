@@ -6,6 +6,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { backendInfo } from "../backend/index.js";
+import { availableCores } from "../train/parallelism.js";
 import type { Executor, TrialEvent } from "./executor.js";
 import type { ChildMessage } from "./process-worker.js";
 import { TrialCancelled, type TrialOutcome } from "./runner.js";
@@ -15,14 +16,15 @@ const here = fileURLToPath(import.meta.url);
 /** The child's module beside this one (.ts under tsx, .js when compiled). */
 const CHILD = path.join(path.dirname(here), `process-worker${path.extname(here)}`);
 
-function spawnChild(backendChoice: string | undefined): { child: ChildProcess; stderr: () => string } {
+function spawnChild(backendChoice: string | undefined, cores: number): { child: ChildProcess; stderr: () => string } {
   // The parent's loader flags (tsx) carry over; a test runner's or inspector's do not.
   const execArgv = process.execArgv.filter((a) => !a.startsWith("--test") && !a.startsWith("--inspect"));
   // Same backend as this process, so a trial computes the same numbers wherever it runs.
   const backend = backendChoice ?? backendInfo()?.name ?? process.env.LORALAB_BACKEND ?? "";
   const child = fork(CHILD, [], {
     execArgv,
-    env: { ...process.env, LORALAB_BACKEND: backend },
+    // Each child's trainings share out only its part of the cores (parallelism.ts), not all of them.
+    env: { ...process.env, LORALAB_BACKEND: backend, LORALAB_CORES: String(cores) },
     stdio: ["ignore", "ignore", "pipe", "ipc"],
   });
   let tail = "";
@@ -67,11 +69,13 @@ export function processExecutor(processes: number, backend?: string): Executor {
     description: `${processes} local worker process${processes === 1 ? "" : "es"}`,
     async run(trials, report, signal) {
       const queue = [...trials];
+      const slots = Math.min(processes, trials.length);
+      const cores = Math.max(1, Math.floor(availableCores() / slots));
       const workers: ReturnType<typeof spawnChild>[] = [];
       const stop = () => workers.forEach((w) => w.child.kill());
       signal?.addEventListener("abort", stop, { once: true });
       const slot = async () => {
-        let worker = spawnChild(backend);
+        let worker = spawnChild(backend, cores);
         workers.push(worker);
         for (let spec = queue.shift(); spec && !signal?.aborted; spec = queue.shift()) {
           report({ type: "started", digest: spec.digest });
@@ -79,14 +83,14 @@ export function processExecutor(processes: number, backend?: string): Executor {
           if (signal?.aborted) break;
           report(last);
           if (worker.child.exitCode !== null || worker.child.signalCode !== null) {
-            worker = spawnChild(backend);
+            worker = spawnChild(backend, cores);
             workers.push(worker);
           }
         }
         worker.child.kill();
       };
       try {
-        await Promise.all(Array.from({ length: Math.min(processes, trials.length) }, slot));
+        await Promise.all(Array.from({ length: slots }, slot));
       } finally {
         signal?.removeEventListener("abort", stop);
         stop();

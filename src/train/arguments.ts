@@ -8,6 +8,7 @@ import {
   boolean,
   type Check,
   check,
+  either,
   Fields,
   invalid,
   nonNegativeInt,
@@ -18,6 +19,7 @@ import {
   positiveNumber,
   validate,
 } from "../core/check.js";
+import type { WorkersOption } from "./parallelism.js";
 import { SCHEDULES } from "./schedule.js";
 
 /** How a flag's text becomes the field's value: a number, the text itself, a `--x`/`--no-x` pair, or "a,b" numbers. */
@@ -50,6 +52,13 @@ const betas: Check<[number, number]> = check(
   (v) => Array.isArray(v) && v.length === 2 && v.every((b) => numberIn(0, 1, { maxOpen: true }).accepts(b)),
 );
 
+/** A number flag's value: the number, or the word as typed ("auto") for a rule that takes words too. */
+export function flagNumber(text: string): number | string {
+  if (text.trim() === "") return NaN;
+  const n = Number(text);
+  return Number.isNaN(n) && /^[a-z]+$/.test(text) ? text : n;
+}
+
 export const TRAINING_FIELDS = {
   // AdamW moves each weight by about lr per step, so a rate above 1 only destroys the model.
   lr: field(numberIn(0, 1, { minOpen: true }), 2e-4, "lr", "number", "peak learning rate"),
@@ -78,11 +87,11 @@ export const TRAINING_FIELDS = {
   saveStrategy: field(oneOf("no", "epoch", "steps"), "no", "save-strategy", "text", "when to write checkpoints: no, epoch or steps"),
   saveSteps: field(positiveInt, 500, "save-steps", "number", 'steps between checkpoints (save strategy "steps")'),
   workers: field(
-    positiveInt,
-    1,
+    either(positiveInt, oneOf("auto")),
+    "auto" as WorkersOption,
     "workers",
     "number",
-    "data-parallel worker threads, each computing its share of every batch's rows (1: train in this thread)",
+    'threads computing shares of every batch\'s rows (1: this thread alone; "auto": the cores, when the steps are long enough)',
   ),
 };
 

@@ -1,28 +1,35 @@
 /**
- * Data-parallel replicas for the Trainer: N worker threads (replica-worker.ts), each with its own tfjs backend and
- * a replica of the trained model (built from a recipe, every weight copied in once). Per step each computes the
- * gradients of its share of the rows into its slot of a SharedArrayBuffer; the trainer sums the slots in rank
- * order, clips and applies the one AdamW update itself, writes the updated trainable weights to another shared
- * buffer and tells the replicas to copy them in (for LoRA a few KB; for full fine-tuning the whole model).
+ * Data-parallel replicas for the Trainer: the trainer's own thread and N − 1 worker threads (replica-worker.ts),
+ * each worker with its own tfjs backend and a replica of the trained model (built from a recipe, every weight
+ * copied in once). Per step every thread computes the gradients of its share of the rows into its slot of a
+ * SharedArrayBuffer (the trainer's thread takes share 0 while the workers compute theirs); the trainer sums the
+ * slots in rank order, clips and applies the one AdamW update itself, writes the updated trainable weights to
+ * another shared buffer and tells the replicas to copy them in (for LoRA a few KB; for full fine-tuning the whole
+ * model).
  *
- * Workers run compiled JavaScript from dist/ with plain node: a worker inherits the parent's `--import tsx`,
- * whose loader fails on worker scripts, so the source tree's trainer starts dist/'s worker (build first).
+ * A worker runs the module beside this one: compiled JavaScript under plain node, or, when this module runs from
+ * the TypeScript source, the source through tsx's loader registered inside the worker (a worker inheriting the
+ * parent's `--import tsx` fails to load its script).
  */
-import * as fs from "node:fs";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { fingerprint, replicaRecipe } from "./replica.js";
 import { type FromReplica, readTensor, shareTensors, type SharedTensors, type ToReplica, writeTensors } from "./replica-protocol.js";
-import type { Share } from "./step.js";
+import { type Share, shareGradients } from "./step.js";
 import type { Trainable } from "./trainable.js";
 
-/** The compiled worker script beside this module, or dist/'s when this module runs from the TypeScript source. */
-export function workerScript(): string {
+/** A new worker thread running replica-worker beside this module, compiled or from source. */
+function startWorker(rank: number): Worker {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith(".js")) return here.replace(/replicas\.js$/, "replica-worker.js");
-  return here.replace(/([\\/])src([\\/]train[\\/])replicas\.ts$/, "$1dist$1src$2replica-worker.js");
+  const name = `loralab replica ${rank}`;
+  // execArgv []: not the parent's `--import tsx` (see the file's comment).
+  if (here.endsWith(".js")) return new Worker(here.replace(/replicas\.js$/, "replica-worker.js"), { execArgv: [], name });
+  const tsx = import.meta.resolve("tsx/esm/api");
+  const script = pathToFileURL(here.replace(/replicas\.ts$/, "replica-worker.ts")).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(script)}); })`;
+  return new Worker(boot, { eval: true, execArgv: [], name });
 }
 
 interface Pending {
@@ -36,9 +43,8 @@ class ReplicaWorker {
   private readonly pending: Pending[] = [];
   private failure: Error | undefined;
 
-  constructor(script: string, rank: number) {
-    // execArgv []: not the parent's `--import tsx` (see the file's comment).
-    this.worker = new Worker(script, { execArgv: [], name: `loralab replica ${rank}` });
+  constructor(rank: number) {
+    this.worker = startWorker(rank);
     this.worker.on("message", (m: FromReplica) => {
       const p = this.pending.shift();
       if (!p) return;
@@ -73,25 +79,27 @@ export class Replicas {
   private constructor(
     private readonly workers: ReplicaWorker[],
     private readonly trainable: Trainable,
+    private readonly options: { gradientCheckpointing: boolean },
     private readonly weights: SharedTensors,
     private readonly gradients: Float32Array[],
   ) {}
 
-  /** Starts `count` replicas of `trainable` with its current weights; a trainable that cannot be replicated is a user error. */
+  /**
+   * Starts `count` − 1 worker replicas of `trainable` with its current weights (the trainer's thread is the
+   * count-th); a trainable that cannot be replicated is a user error.
+   */
   static async start(trainable: Trainable, count: number, options: { gradientCheckpointing: boolean }): Promise<Replicas> {
     const recipe = replicaRecipe(trainable);
     if (typeof recipe === "string") throw new UserError(`workers: ${count} needs a model that replicates into workers, but ${recipe}`);
-    const script = workerScript();
-    if (!fs.existsSync(script)) throw new UserError(`workers: ${count} needs the compiled worker ${script}: run npm run build`);
     const parameters = shareTensors([...trainable.parameterRoot.namedParameters()]);
     const weights = shareTensors(trainable.trainableParameters(), false);
     const gradientBuffer = new SharedArrayBuffer(4 * weights.floats * count);
     const gradients = Array.from({ length: count }, (_, r) => new Float32Array(gradientBuffer, 4 * weights.floats * r, weights.floats));
-    const workers = Array.from({ length: count }, (_, rank) => new ReplicaWorker(script, rank));
-    const replicas = new Replicas(workers, trainable, weights, gradients);
+    const workers = Array.from({ length: count - 1 }, (_, w) => new ReplicaWorker(w + 1));
+    const replicas = new Replicas(workers, trainable, options, weights, gradients);
     try {
       const answers = await Promise.all(
-        workers.map((w, rank) =>
+        workers.map((w, i) =>
           w.request({
             type: "setup",
             setup: {
@@ -101,7 +109,7 @@ export class Replicas {
               parameters,
               trainable: weights,
               gradients: gradientBuffer,
-              rank,
+              rank: i + 1,
               gradientCheckpointing: options.gradientCheckpointing,
             },
           }),
@@ -115,14 +123,22 @@ export class Replicas {
     return replicas;
   }
 
+  /** Threads computing shares: the workers and the trainer's. */
   get count(): number {
-    return this.workers.length;
+    return this.workers.length + 1;
   }
 
-  /** Each replica computes its share; returns the summed gradients (by trainable parameter name) and NLL sum. */
+  /**
+   * Every thread computes its share (the trainer's thread share 0, while the workers compute theirs); returns the
+   * summed gradients (by trainable parameter name) and NLL sum.
+   */
   async gradientsOf(shares: Share[]): Promise<{ grads: Map<string, tf.Tensor>; nllSum: number }> {
-    const answers = await Promise.all(this.workers.map((w, r) => w.request({ type: "step", share: shares[r]! })));
-    let nllSum = 0;
+    const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "step", share: shares[i + 1]! })));
+    const own = shareGradients(this.trainable, shares[0]!, this.options);
+    writeTensors(own.grads, this.weights.layout, this.gradients[0]!);
+    tf.dispose([...own.grads.values()]);
+    const answers = await pending;
+    let nllSum = own.nllSum;
     for (const a of answers) nllSum += (a as { nllSum: number }).nllSum;
     // Rank order, whatever order the replicas finished in: the same sum on every run.
     const sum = this.gradients[0]!;
@@ -134,13 +150,13 @@ export class Replicas {
     return { grads, nllSum };
   }
 
-  /** Sends the trainer's trainable weights (after an update) to every replica. */
+  /** Sends the trainer's trainable weights (after an update) to every worker's replica. */
   async syncWeights(): Promise<void> {
     writeTensors(new Map(this.trainable.trainableParameters()), this.weights.layout, new Float32Array(this.weights.buffer));
     await Promise.all(this.workers.map((w) => w.request({ type: "weights" })));
   }
 
-  /** tf.memory() of each replica. */
+  /** tf.memory() of each worker's replica. */
   async memory(): Promise<{ numTensors: number; numBytes: number }[]> {
     const answers = await Promise.all(this.workers.map((w) => w.request({ type: "memory" })));
     return answers.map((a) => a as { numTensors: number; numBytes: number });

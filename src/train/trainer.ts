@@ -7,6 +7,7 @@
  * A step's loss is the mean token NLL over all tokens of its micro-batches together, so
  * accumulation over G micro-batches computes exactly what one batch G times larger would.
  */
+import * as os from "node:os";
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { check, invalid, validate } from "../core/check.js";
@@ -18,6 +19,8 @@ import type { Module } from "../nn/module.js";
 import { type ResolvedTrainingOptions, resolveTrainingOptions, type TrainingOptions } from "./arguments.js";
 import { AdamW, clipGradNorm } from "./optimizer.js";
 import { lrMultiplier } from "./schedule.js";
+import { autoWorkers, availableCores } from "./parallelism.js";
+import { replicaRecipe } from "./replica.js";
 import { Replicas } from "./replicas.js";
 import { shareGradients, splitStep } from "./step.js";
 import type { Trainable } from "./trainable.js";
@@ -55,6 +58,8 @@ export interface TrainResult {
   history: StepLog[];
   evals: EvalLog[];
   lastCheckpoint?: string;
+  /** Threads that computed the steps of this train() call (see Trainer.parallelism). */
+  workers: number;
 }
 
 type Listener = (e: TrainerEvent) => void;
@@ -240,15 +245,35 @@ export class Trainer {
     this.state = await readCheckpoint(dir, this.trainable, this.optimizer);
   }
 
+  /** The threads train() computes the remaining steps with: options.workers, or what "auto" picks for this run here, and why. */
+  get parallelism(): { workers: number; why: string } {
+    const { workers, batchSize, gradAccum } = this.options;
+    if (workers !== "auto") return { workers, why: "the workers option" };
+    const recipe = replicaRecipe(this.trainable);
+    const rowsPerStep = Math.min(batchSize * gradAccum, this.data.length);
+    const meanRow = this.data.examples.reduce((sum, e) => sum + e.inputIds.length, 0) / this.data.length;
+    return autoWorkers({
+      cores: availableCores(),
+      backend: tf.getBackend(),
+      rowsPerStep,
+      tokensPerStep: rowsPerStep * meanRow,
+      parameters: [...this.trainable.parameterRoot.namedParameters()].reduce((sum, [, p]) => sum + p.size, 0),
+      steps: this.totalSteps - this.state.step,
+      notReplicable: typeof recipe === "string" ? recipe : undefined,
+      freeBytes: os.freemem(),
+    });
+  }
+
   /**
-   * Trains until totalSteps (continuing from the current step: after a cancel, call again to resume). With
-   * workers > 1 the replicas start here with the current weights and end before train() returns.
+   * Trains until totalSteps (continuing from the current step: after a cancel, call again to resume). With more
+   * than one worker the replicas start here with the current weights and end before train() returns.
    */
   async train(): Promise<TrainResult> {
     const run = { lastCheckpoint: undefined as string | undefined };
     let end: { reason: TrainResult["reason"]; message?: string };
-    if (this.options.workers > 1 && this.state.step < this.totalSteps)
-      this.replicas = await Replicas.start(this.trainable, this.options.workers, this.options);
+    const { workers } = this.parallelism;
+    if (workers > 1 && this.state.step < this.totalSteps) this.replicas = await Replicas.start(this.trainable, workers, this.options);
+    const threads = this.replicas?.count ?? 1;
     try {
       end = await this.steps(run);
     } finally {
@@ -262,6 +287,7 @@ export class Trainer {
       history: this.state.history,
       evals: this.state.evals,
       lastCheckpoint: run.lastCheckpoint,
+      workers: threads,
     };
     this.emit({ type: "end", result });
     return result;

@@ -1,0 +1,60 @@
+/**
+ * How many data-parallel workers a training run uses when `workers` is "auto" (the default): as many as the
+ * process has cores when that pays, else 1. It pays when a step costs enough to amortise a replica's start (≈ 3 s:
+ * a tfjs backend and a model copy) and the per-step exchange, and when the wasm or cpu backend computes in one
+ * thread (tfjs-node already spreads its kernels over the cores). The decision depends on the machine and the run,
+ * never on the load of the moment, so the same machine always trains the same run the same way.
+ */
+import * as os from "node:os";
+
+export type WorkersOption = number | "auto";
+
+/** What one thread of the wasm backend reaches on a training step (measured: ≈ 24 GFLOP per CPU-second). */
+const ONE_THREAD_FLOPS = 24e9;
+/** A step must take at least this long on one thread, and the run this long in all, for replicas to pay. */
+const MIN_STEP_SECONDS = 0.5;
+const MIN_RUN_SECONDS = 10;
+/** What a replica adds besides its weights and activations: a tfjs backend, its wasm heap's slack, a JS heap. */
+const REPLICA_OVERHEAD_BYTES = 256 * 2 ** 20;
+
+/**
+ * The cores this process may use: LORALAB_CORES when a parent running several trainings at once (a sweep's
+ * worker processes) gave each its part, else the machine's.
+ */
+export function availableCores(env: NodeJS.ProcessEnv = process.env): number {
+  const given = Number(env.LORALAB_CORES);
+  return Number.isInteger(given) && given > 0 ? given : os.availableParallelism();
+}
+
+export interface RunShape {
+  cores: number;
+  backend: string;
+  /** Rows of one optimizer step (batch × gradient accumulation): each worker needs at least one. */
+  rowsPerStep: number;
+  /** Tokens of one optimizer step. */
+  tokensPerStep: number;
+  /** Elements of every parameter of the model (base and adapters). */
+  parameters: number;
+  steps: number;
+  /** Undefined when the model replicates into workers; else why not. */
+  notReplicable: string | undefined;
+  /** Free system memory, for the replicas' copies of the model. */
+  freeBytes: number;
+}
+
+/** The number of workers "auto" picks for `run`, and why (for the run's log). */
+export function autoWorkers(run: RunShape): { workers: number; why: string } {
+  const one = (why: string) => ({ workers: 1, why });
+  if (run.cores < 2) return one("one core");
+  if (run.backend !== "wasm" && run.backend !== "cpu") return one(`the ${run.backend} backend uses the cores itself`);
+  if (run.notReplicable) return one(run.notReplicable);
+  if (run.rowsPerStep < 2) return one("a step of one row");
+  // Forward and backward: about 6 FLOPs per parameter and token (LoRA skips the frozen weights' gradients, ≈ 4).
+  const stepSeconds = (6 * run.parameters * run.tokensPerStep) / ONE_THREAD_FLOPS;
+  if (stepSeconds < MIN_STEP_SECONDS) return one("steps too short to share");
+  if (stepSeconds * run.steps < MIN_RUN_SECONDS) return one("a run too short to share");
+  const replicaBytes = 4 * run.parameters + REPLICA_OVERHEAD_BYTES;
+  const fitting = 1 + Math.floor((0.5 * run.freeBytes) / replicaBytes);
+  const workers = Math.min(run.cores, run.rowsPerStep, fitting);
+  return workers > 1 ? { workers, why: `${workers} cores` } : one("too little free memory for a replica");
+}
