@@ -113,7 +113,9 @@ async function train(values: Values): Promise<number> {
   );
   if (values.json) printJson(results);
   else {
-    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(results[0]!.workers)}`);
+    console.log(
+      `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(results[0]!.workers)}`,
+    );
     for (const r of results) console.log(`  ${describe(r)}`);
     const [a, b] = results;
     if (a && b)

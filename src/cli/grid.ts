@@ -15,8 +15,7 @@ const LORA_KEYS = new Set(Object.entries(LORA_FIELDS).flatMap(([name, f]) => [na
 
 function trainingValue(name: TrainingFieldName, text: string, flag: string): unknown {
   const { flagType, rule } = TRAINING_FIELDS[name];
-  const value =
-    flagType === "number" ? flagNumber(text) : flagType === "switch" ? { true: true, false: false }[text] : text;
+  const value = flagType === "number" ? flagNumber(text) : flagType === "switch" ? { true: true, false: false }[text] : text;
   if (flagType === "numbers" || !(rule.accepts as (v: unknown) => boolean)(value)) throw invalid("", flag, rule.expected, text);
   return value;
 }

@@ -40,8 +40,7 @@ function valueOf(name: TrainingFieldName, values: Readonly<Record<string, unknow
   }
   const text = values[flag];
   if (typeof text !== "string") return undefined;
-  const parsed =
-    flagType === "text" ? text : flagType === "numbers" ? text.split(",").map(Number) : flagNumber(text);
+  const parsed = flagType === "text" ? text : flagType === "numbers" ? text.split(",").map(Number) : flagNumber(text);
   // The message quotes the text as typed ("1e30"), not the number it became.
   if (!(rule.accepts as (v: unknown) => boolean)(parsed)) throw invalid("", `--${flag}`, rule.expected, text);
   return parsed;
