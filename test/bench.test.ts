@@ -55,6 +55,17 @@ test("bench --workers 2: the same step over two data-parallel workers, the same 
   assert.ok(Math.abs(b!.first_loss - a!.first_loss) < 1e-5 * a!.first_loss, `${b!.first_loss} vs ${a!.first_loss}`);
 });
 
+test("bench --mode matmul: the config's linear products in 1 thread and in 2 at once, in GFLOP/s", () => {
+  const run = bench("--mode", "matmul", "--config", "tiny", "--workers", "2", "--repeats", "1", "--json");
+  assert.equal(run.status, 0, run.stderr);
+  const r = JSON.parse(run.stdout) as { mode: string; backend: string; rows: number; gflops: Record<string, number> };
+  assert.equal(r.mode, "matmul");
+  assert.equal(r.backend, "wasm");
+  assert.equal(r.rows, 64); // tiny: batch 2 × 64 tokens over 2 threads
+  assert.deepEqual(Object.keys(r.gflops), ["1", "2"]);
+  for (const g of Object.values(r.gflops)) assert.ok(g > 0.1 && g < 10_000, `${g} GFLOP/s`);
+});
+
 test("bench rejects an unknown shape, a bad --workers, and QLoRA over workers, in one line", () => {
   const unknown = bench("--config", "huge");
   assert.equal(unknown.status, 2);

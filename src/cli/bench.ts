@@ -4,12 +4,14 @@
  *   --mode forward (default without --config)  forward passes per backend, each in its own process
  *   --mode lora|qlora|full --config tiny|small|135m    training steps of a named shape (one JSON line with --json)
  *   --mode lora,qlora,full                       several, each in its own process, side by side
+ *   --mode matmul [--config small]               the 2-D matmul ceiling of the config's products, 1 thread and all cores
  */
 import { formatBytes } from "../backend/memory.js";
 import { UserError } from "../core/errors.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
 import { forwardBench, forwardWorker, type ForwardBenchOptions } from "./bench-forward.js";
+import { matmulCeiling } from "./bench-ceiling.js";
 import { benchShape, runWorkers } from "./bench-setup.js";
 import type { WorkersOption } from "../train/parallelism.js";
 import { TRAIN_MODES, trainBench, type TrainBenchResult, type TrainMode } from "./bench-train.js";
@@ -39,7 +41,7 @@ function trainModes(mode: string): TrainMode[] {
   const modes = mode.split(",");
   for (const m of modes) {
     if (!(TRAIN_MODES as readonly string[]).includes(m))
-      throw new UserError(`--mode: expected forward, or lora, qlora, full or a comma-separated list of them, got "${mode}"`);
+      throw new UserError(`--mode: expected forward, matmul, or lora, qlora, full or a comma-separated list of them, got "${mode}"`);
   }
   return modes as TrainMode[];
 }
@@ -126,9 +128,24 @@ async function train(values: Values): Promise<number> {
   return 0;
 }
 
+async function ceiling(values: Values): Promise<number> {
+  const name = values.config ?? "small";
+  const base = benchShape(name);
+  const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
+  const threads = values.workers === undefined || values.workers === "auto" ? undefined : positive("--workers", values.workers, 1);
+  const result = await matmulCeiling(shape, { threads, backend: values.backend, trials: positive("--repeats", values.repeats, 3) });
+  if (values.json) printJson({ config: name, ...result });
+  else {
+    const counts = Object.entries(result.gflops).map(([n, g]) => `${n} thread${n === "1" ? "" : "s"} ${g.toFixed(1)} GFLOP/s`);
+    console.log(`${name}'s linear products, ${result.rows} rows each, ${result.backend}: ${counts.join(", ")}`);
+  }
+  return 0;
+}
+
 export async function bench(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, OPTIONS);
   const mode = values.mode ?? (values.config ? "lora" : "forward");
+  if (mode === "matmul") return ceiling(values);
   if (mode !== "forward") return train({ ...values, mode });
   const options: ForwardBenchOptions = {
     model: values.model,

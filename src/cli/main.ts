@@ -31,7 +31,7 @@ commands:
   worker --queue URL           train the trials sweeps submit to a Redis queue
   bleu --ref R < HYP           sacrebleu-compatible BLEU / chrF
   kernel install|start         the Jupyter kernel (install a kernelspec; what Jupyter runs)
-  bench                        forward-pass throughput per backend
+  bench [--config small --mode lora|full|qlora|matmul]   training steps, matmul ceiling, forward pass per backend
   quickstart                   a tour on the shipped model
   export NB.ipynb --to ts|html a notebook as a TypeScript module or a standalone page
   run NB.ipynb [-p k=v] [-o OUT.ipynb] [--timeout S] [--html OUT.html]   execute a notebook on the loralab kernel

@@ -7,30 +7,16 @@
  * another shared buffer and tells the replicas to copy them in (for LoRA a few KB; for full fine-tuning the whole
  * model).
  *
- * A worker runs the module beside this one: compiled JavaScript under plain node, or, when this module runs from
- * the TypeScript source, the source through tsx's loader registered inside the worker (a worker inheriting the
- * parent's `--import tsx` fails to load its script).
+ * Workers run from dist/ or from the source, whichever this module runs from (core/threads.ts).
  */
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
+import { startModuleWorker } from "../core/threads.js";
 import { fingerprint, replicaRecipe } from "./replica.js";
 import { type FromReplica, readTensor, shareTensors, type SharedTensors, type ToReplica, writeTensors } from "./replica-protocol.js";
 import { type Share, shareGradients } from "./step.js";
 import type { Trainable } from "./trainable.js";
-
-/** A new worker thread running replica-worker beside this module, compiled or from source. */
-function startWorker(rank: number): Worker {
-  const here = fileURLToPath(import.meta.url);
-  const name = `loralab replica ${rank}`;
-  // execArgv []: not the parent's `--import tsx` (see the file's comment).
-  if (here.endsWith(".js")) return new Worker(here.replace(/replicas\.js$/, "replica-worker.js"), { execArgv: [], name });
-  const tsx = import.meta.resolve("tsx/esm/api");
-  const script = pathToFileURL(here.replace(/replicas\.ts$/, "replica-worker.ts")).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(script)}); })`;
-  return new Worker(boot, { eval: true, execArgv: [], name });
-}
 
 interface Pending {
   resolve: (m: FromReplica) => void;
@@ -44,7 +30,7 @@ class ReplicaWorker {
   private failure: Error | undefined;
 
   constructor(rank: number) {
-    this.worker = startWorker(rank);
+    this.worker = startModuleWorker(import.meta.url, "replica-worker", `loralab replica ${rank}`);
     this.worker.on("message", (m: FromReplica) => {
       const p = this.pending.shift();
       if (!p) return;
