@@ -1,9 +1,10 @@
 /**
  * loralab's training step next to the PyTorch reference (bench/train.py), same shapes, in one invocation:
  *
- *   node --import tsx bench/compare.ts [--config small] [--modes lora,full] [--steps 5] [--baseline DIR] [--out FILE.json]
+ *   node --import tsx bench/compare.ts [--config small] [--modes lora,full] [--steps 5] [--workers auto,1] [--baseline DIR] [--out FILE.json]
  *
- * Runs, one after another, each in a fresh process: `loralab bench --config C --mode M --json` (and the
+ * Runs, one after another, each in a fresh process: `loralab bench --config C --mode M --workers W --json` for
+ * each W of --workers (the first is the one the ratios are of; "auto" is what training uses by default) (and the
  * same from another built checkout of loralab with --baseline, e.g. an older commit, for before/after), and
  * bench/train.py with 2 threads under OpenMP's default settings and under OMP_WAIT_POLICY=PASSIVE
  * (Debian's python3-torch with libopenblas0; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the
@@ -20,6 +21,7 @@ import { packageRoot } from "../src/core/package.js";
 const ROOT = packageRoot();
 
 interface Measurement {
+  workers?: number;
   tokens_per_s: number;
   step_s: number;
   step_cpu_s: number;
@@ -53,6 +55,7 @@ const { values } = parseArgs({
     config: { type: "string", default: "small" },
     modes: { type: "string", default: "lora,full" },
     steps: { type: "string", default: "5" },
+    workers: { type: "string", default: "auto,1" },
     out: { type: "string" },
     baseline: { type: "string" },
   },
@@ -63,7 +66,11 @@ const modes = values.modes.split(",");
 const rows: Row[] = [];
 for (const mode of modes) {
   const benchArgs = ["bench", "--config", values.config, "--mode", mode, "--steps", values.steps, "--json"];
-  rows.push({ system: "loralab", mode, result: run(process.execPath, ["bin/loralab.js", ...benchArgs], process.env) });
+  for (const workers of values.workers.split(",")) {
+    const result = run(process.execPath, ["bin/loralab.js", ...benchArgs, "--workers", workers], process.env);
+    const threads = `${result.workers} thread${result.workers === 1 ? "" : "s"}`;
+    rows.push({ system: `loralab, --workers ${workers} (${threads})`, mode, result });
+  }
   if (values.baseline) {
     const dir = path.resolve(values.baseline);
     const result = run(process.execPath, [path.join(dir, "bin", "loralab.js"), ...benchArgs], process.env);
@@ -94,7 +101,7 @@ for (const system of systems) {
     return r ? [r.tokens_per_s.toFixed(0), `${r.step_cpu_s.toFixed(2)} s`, `${(r.peak_rss_bytes / 1e9).toFixed(2)} GB`] : ["", "", ""];
   });
   const ratios = modes.map((m) => {
-    const [mine, theirs] = [find("loralab", m), find(system, m)];
+    const [mine, theirs] = [rows.find((r) => r.mode === m)?.result, find(system, m)];
     return mine && theirs ? `${(mine.tokens_per_s / theirs.tokens_per_s).toFixed(2)}×` : "";
   });
   console.log(`| ${[system, ...cells, ...ratios].join(" | ")} |`);

@@ -34,6 +34,7 @@ interface Trained {
   gradNorms: number[];
   weights: Map<string, Float32Array>;
   numTensors: number[];
+  evalLosses: number[];
 }
 
 async function train(kind: "lora" | "full", args: TrainingArguments, data: Example[]): Promise<Trained> {
@@ -54,7 +55,13 @@ async function train(kind: "lora" | "full", args: TrainingArguments, data: Examp
   const weights = new Map(trainable.trainableParameters().map(([name, p]) => [name, p.dataSync() as Float32Array]));
   trainer.dispose();
   trainable.parameterRoot.dispose();
-  return { losses: result.history.map((s) => s.loss), gradNorms: result.history.map((s) => s.gradNorm), weights, numTensors };
+  return {
+    losses: result.history.map((s) => s.loss),
+    gradNorms: result.history.map((s) => s.gradNorm),
+    weights,
+    numTensors,
+    evalLosses: result.evals.map((e) => e.evalLoss),
+  };
 }
 
 function assertSame(one: Trained, two: Trained, tolerance: { loss: number; weight: number }): void {
@@ -73,6 +80,10 @@ function assertSame(one: Trained, two: Trained, tolerance: { loss: number; weigh
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
   }
   assert.ok(worst < tolerance.weight, `final weights differ by up to ${worst}`);
+  assert.equal(two.evalLosses.length, one.evalLosses.length);
+  one.evalLosses.forEach((loss, i) => {
+    assert.ok(Math.abs(two.evalLosses[i]! - loss) <= tolerance.loss * loss, `eval ${i + 1}: ${two.evalLosses[i]} vs ${loss}`);
+  });
 }
 
 describe("data-parallel training (workers)", () => {
@@ -80,13 +91,14 @@ describe("data-parallel training (workers)", () => {
     await initBackend();
   });
 
-  test("LoRA with dropout: 2 workers train what 1 does (5 steps, batch 4, gradient accumulation 2)", async () => {
+  test("LoRA with dropout: 2 workers train what 1 does (5 steps, batch 4, gradient accumulation 2) and score the eval data alike", async () => {
     const data = rows(40);
-    const args: TrainingArguments = { batchSize: 4, gradAccum: 2, maxSteps: 5 };
+    const args: TrainingArguments = { batchSize: 4, gradAccum: 2, maxSteps: 5, evalData: rows(9, 21), evalSteps: 2 };
     const one = await train("lora", args, data);
     const two = await train("lora", { ...args, workers: 2 }, data);
     assertSame(one, two, { loss: 1e-5, weight: 1e-5 });
     assert.ok(one.losses[4]! < one.losses[0]!, `the loss falls: ${one.losses.join(", ")}`);
+    assert.equal(two.evalLosses.length, 3); // steps 2, 4 and the end
   });
 
   test("full fine-tuning, an odd batch (3 rows over 2 workers): the same losses and weights; the main thread's tensors stay flat", async () => {

@@ -5,7 +5,8 @@
  */
 import { copyFloats, tensorOfFloats, tf } from "../backend/index.js";
 import type { ReplicaRecipe } from "./replica.js";
-import type { Share } from "./step.js";
+import type { Example } from "../data/batch.js";
+import type { NllSum, Share } from "./step.js";
 
 /** Where each named tensor lies in a buffer of float32s. */
 export type Layout = { name: string; shape: number[]; offset: number }[];
@@ -68,6 +69,8 @@ export type ToReplica =
   | { type: "step"; share: Share }
   /** The trainable weights in the shared buffer changed: copy them in. */
   | { type: "weights" }
+  /** Score rows of the evaluation data (no dropout, no gradients). */
+  | { type: "score"; examples: Example[]; batchSize: number }
   | { type: "memory" };
 
 export type FromReplica =
@@ -76,5 +79,6 @@ export type FromReplica =
   /** The replica's gradients are in its slot. */
   | { type: "gradients"; nllSum: number }
   | { type: "loaded" }
+  | ({ type: "scored" } & NllSum)
   | { type: "memory"; numTensors: number; numBytes: number }
   | { type: "error"; message: string; user: boolean; stack?: string };

@@ -9,7 +9,7 @@ import { initBackend, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { buildReplica, firstDifference, fingerprint } from "./replica.js";
 import { type FromReplica, readTensor, type ReplicaSetup, type ToReplica, writeTensors } from "./replica-protocol.js";
-import { shareGradients } from "./step.js";
+import { shareGradients, shareNll } from "./step.js";
 import type { Trainable } from "./trainable.js";
 
 interface Replica {
@@ -60,6 +60,8 @@ function handle(message: ToReplica, r: Replica): FromReplica {
     case "weights":
       assignFrom(new Map(r.trainable.trainableParameters()), r.setup.trainable);
       return { type: "loaded" };
+    case "score":
+      return { type: "scored", ...shareNll(r.trainable.model, message.examples, message.batchSize) };
     case "memory":
       return { type: "memory", ...tf.memory() };
     default:

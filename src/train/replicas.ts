@@ -15,7 +15,8 @@ import { UserError } from "../core/errors.js";
 import { startModuleWorker } from "../core/threads.js";
 import { fingerprint, replicaRecipe } from "./replica.js";
 import { type FromReplica, readTensor, shareTensors, type SharedTensors, type ToReplica, writeTensors } from "./replica-protocol.js";
-import { type Share, shareGradients } from "./step.js";
+import type { Example } from "../data/batch.js";
+import { type NllSum, type Share, shareGradients, shareNll } from "./step.js";
 import type { Trainable } from "./trainable.js";
 
 interface Pending {
@@ -134,6 +135,15 @@ export class Replicas {
     }
     const grads = new Map(this.weights.layout.map((entry) => [entry.name, readTensor(entry, sum)]));
     return { grads, nllSum };
+  }
+
+  /** The evaluation loss of `examples`, contiguous parts scored by every thread at once (the trainer's the first). */
+  async score(examples: Example[], batchSize: number): Promise<NllSum> {
+    const part = (r: number) =>
+      examples.slice(Math.floor((r * examples.length) / this.count), Math.floor(((r + 1) * examples.length) / this.count));
+    const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "score", examples: part(i + 1), batchSize })));
+    const sums = [shareNll(this.trainable.model, part(0), batchSize), ...((await pending) as NllSum[])];
+    return { nllSum: sums.reduce((s, p) => s + p.nllSum, 0), tokens: sums.reduce((s, p) => s + p.tokens, 0) };
   }
 
   /** Sends the trainer's trainable weights (after an update) to every worker's replica. */

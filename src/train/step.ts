@@ -6,6 +6,8 @@
  */
 import { tf } from "../backend/index.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
+import { perplexity } from "../metrics/perplexity.js";
+import type { CausalLM } from "../models/causal-lm.js";
 import { tokenNll } from "../models/loss.js";
 import { ActivationCheckpointing } from "../nn/checkpointing.js";
 import { countedTokens } from "./training-data.js";
@@ -95,4 +97,17 @@ export function shareGradients(
   }
   for (const [name, p] of params) if (!grads.has(name)) grads.set(name, tf.zerosLike(p));
   return { grads, nllSum };
+}
+
+/** Summed token NLL and the tokens it scores. */
+export interface NllSum {
+  nllSum: number;
+  tokens: number;
+}
+
+/** The evaluation loss of a replica's share of the rows, as sums that add up across replicas. */
+export function shareNll(model: CausalLM, examples: Example[], batchSize: number): NllSum {
+  if (examples.length === 0) return { nllSum: 0, tokens: 0 };
+  const { loss, tokens } = perplexity(model, examples, { batchSize });
+  return tokens > 0 ? { nllSum: loss * tokens, tokens } : { nllSum: 0, tokens: 0 };
 }

@@ -303,18 +303,26 @@ export class Trainer {
       this.state.history.push(log);
       this.emit({ type: "step", log });
       const evalDue = this.evalData && this.options.evalSteps > 0 && log.step % this.options.evalSteps === 0;
-      if (evalDue) this.recordEval();
+      if (evalDue) await this.recordEval();
       if (this.shouldSave(log.step)) {
         run.lastCheckpoint = await this.saveCheckpoint();
         this.emit({ type: "save", step: log.step, dir: run.lastCheckpoint });
       }
     }
-    if (this.evalData && this.state.evals.at(-1)?.step !== this.state.step) this.recordEval();
+    if (this.evalData && this.state.evals.at(-1)?.step !== this.state.step) await this.recordEval();
     return { reason: "completed" };
   }
 
-  private recordEval(): void {
-    const log = this.evaluate();
+  /** evaluate() on the evaluation data, shared among the replicas while they run. */
+  private async evaluateDuringTraining(): Promise<EvalLog> {
+    if (!this.replicas) return this.evaluate();
+    const { nllSum, tokens } = await this.replicas.score(this.evalData ?? [], this.options.batchSize);
+    const evalLoss = tokens > 0 ? nllSum / tokens : NaN;
+    return { step: this.state.step, evalLoss, evalPerplexity: Math.exp(evalLoss) };
+  }
+
+  private async recordEval(): Promise<void> {
+    const log = await this.evaluateDuringTraining();
     this.state.evals.push(log);
     this.emit({ type: "eval", log });
   }
