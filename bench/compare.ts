@@ -8,8 +8,9 @@
  * same from another built checkout of loralab with --baseline, e.g. an older commit, for before/after), and
  * bench/train.py with 2 threads under OpenMP's default settings and under OMP_WAIT_POLICY=PASSIVE
  * (Debian's python3-torch with libopenblas0; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the
- * reference's environment, as a machine-wide setting of them misleads OpenBLAS). Prints a ratio table
- * and writes every measurement as JSON.
+ * reference's environment, as a machine-wide setting of them misleads OpenBLAS), and the matmul ceiling
+ * (`loralab bench --mode matmul`) before and after. Prints a ratio table, each loralab step's share of the
+ * ceiling at its thread count, and writes every measurement as JSON.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -64,6 +65,16 @@ const shape = BENCH_SHAPES[values.config];
 if (!shape) throw new Error(`--config: expected one of ${Object.keys(BENCH_SHAPES).join(", ")}`);
 const modes = values.modes.split(",");
 const rows: Row[] = [];
+/** The machine's matmul ceiling (loralab bench --mode matmul), measured before and after the steps. */
+const ceiling = () => {
+  const child = spawnSync(process.execPath, ["bin/loralab.js", "bench", "--mode", "matmul", "--config", values.config, "--json"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  if (child.status !== 0) throw new Error(`loralab bench --mode matmul failed:\n${child.stderr}`);
+  return JSON.parse(child.stdout) as { gflops: Record<string, number> };
+};
+const ceilings = [ceiling()];
 for (const mode of modes) {
   const benchArgs = ["bench", "--config", values.config, "--mode", mode, "--steps", values.steps, "--json"];
   for (const workers of values.workers.split(",")) {
@@ -86,6 +97,8 @@ for (const mode of modes) {
   }
 }
 
+ceilings.push(ceiling());
+
 const systems = [...new Set(rows.map((r) => r.system))];
 const find = (system: string, mode: string) => rows.find((r) => r.system === system && r.mode === mode)?.result;
 console.log(`config ${values.config}: batch ${shape.batch} × ${shape.seq}, median of ${values.steps} steps after a warm-up step`);
@@ -106,10 +119,21 @@ for (const system of systems) {
   });
   console.log(`| ${[system, ...cells, ...ratios].join(" | ")} |`);
 }
+const threadCounts = Object.keys(ceilings[0]!.gflops);
+const ceilingOf = (threads: string) => (ceilings[0]!.gflops[threads]! + ceilings[1]!.gflops[threads]!) / 2;
+console.log(
+  `matmul ceiling (mean of before and after): ${threadCounts.map((n) => `${n} thread${n === "1" ? "" : "s"} ${ceilingOf(n).toFixed(1)} GFLOP/s`).join(", ")}`,
+);
+for (const row of rows.filter((r) => r.system.startsWith("loralab,"))) {
+  const r = row.result as Measurement & { gflops: number; workers: number };
+  const limit = ceilingOf(String(r.workers));
+  if (limit)
+    console.log(`  ${row.system} ${row.mode}: ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / limit).toFixed(0)} % of the ceiling`);
+}
 const out = values.out ?? path.join(ROOT, "bench", "results", `compare-${values.config}.json`);
 fs.mkdirSync(path.dirname(out), { recursive: true });
 fs.writeFileSync(
   out,
-  `${JSON.stringify({ config: values.config, shape, steps: Number(values.steps), date: new Date().toISOString(), rows }, null, 2)}\n`,
+  `${JSON.stringify({ config: values.config, shape, steps: Number(values.steps), date: new Date().toISOString(), rows, ceilings }, null, 2)}\n`,
 );
 console.log(`written: ${path.relative(process.cwd(), out)}`);
