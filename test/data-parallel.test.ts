@@ -110,6 +110,25 @@ describe("data-parallel training (workers)", () => {
     assert.deepEqual(two.numTensors, Array(5).fill(two.numTensors[0]), `tensors after each step: ${two.numTensors.join(", ")}`);
   });
 
+  test("evaluation over 2 threads: one-token rows in one thread's part score nothing, as in one; no rows at all fail alike", async () => {
+    const evalData = [{ inputIds: [5] }, { inputIds: [7] }, ...rows(3, 17)];
+    const args: TrainingArguments = { batchSize: 2, maxSteps: 1, evalData };
+    const one = await train("lora", args, rows(4));
+    const two = await train("lora", { ...args, workers: 2 }, rows(4));
+    assert.ok(Math.abs(two.evalLosses[0]! - one.evalLosses[0]!) <= 1e-6 * one.evalLosses[0]!, `${two.evalLosses} vs ${one.evalLosses}`);
+    const failure = async (workers: number) => {
+      try {
+        await train("lora", { batchSize: 2, maxSteps: 1, evalData: [{ inputIds: [5] }], workers }, rows(4));
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return "no error";
+    };
+    const [alone, shared] = [await failure(1), await failure(2)];
+    assert.match(alone, /no token to score/);
+    assert.equal(shared, alone);
+  });
+
   test("a batch of 1 over 2 workers (one idles) and more workers than rows", async () => {
     const data = rows(6, 13);
     const one = await train("lora", { batchSize: 1, maxSteps: 3 }, data);
@@ -125,24 +144,27 @@ describe('workers "auto" (the default)', () => {
   const run: RunShape = {
     cores: 2,
     backend: "wasm",
-    rowsPerStep: 4,
+    parts: 4,
     tokensPerStep: 1024,
     parameters: 30e6,
+    full: true,
     steps: 10,
     notReplicable: undefined,
-    freeBytes: 16e9,
+    memoryBytes: 16e9,
   };
   test("picks the cores for steps that pay, and one thread with the reason otherwise", () => {
     assert.deepEqual(autoWorkers(run), { workers: 2, why: "2 cores" });
-    assert.equal(autoWorkers({ ...run, cores: 8 }).workers, 4, "at most a row per worker");
+    assert.equal(autoWorkers({ ...run, cores: 8 }).workers, 4, "at most a part per thread");
+    assert.equal(autoWorkers({ ...run, full: false, parameters: 3e6, steps: 100 }).workers, 2);
     const single: [Partial<RunShape>, RegExp][] = [
       [{ cores: 1 }, /one core/],
       [{ backend: "tensorflow" }, /tensorflow backend uses the cores itself/],
       [{ notReplicable: "a quantized base model (QLoRA) does not replicate into workers" }, /quantized/],
-      [{ rowsPerStep: 1 }, /one row/],
+      [{ parts: 1 }, /one row/],
       [{ parameters: 1e5 }, /steps too short/],
       [{ steps: 1 }, /run too short/],
-      [{ freeBytes: 1e8 }, /too little free memory/],
+      [{ memoryBytes: 4e8 }, /too little memory/],
+      [{ full: false, parameters: 2e6 }, /steps too short/], // LoRA: ≈ 4 FLOPs per parameter and token, not 6
     ];
     for (const [change, why] of single) {
       const picked = autoWorkers({ ...run, ...change });
@@ -175,6 +197,25 @@ describe('workers "auto" (the default)', () => {
     trainer.dispose();
     pinned.dispose();
     small.dispose();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "loralab-auto-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const { model: again } = await loadModel("tiny-moby");
+    const first = new Trainer(new FullTrainable(again), rows(8), {
+      batchSize: 4,
+      maxSteps: 2,
+      saveStrategy: "steps",
+      saveSteps: 1,
+      outputDir: dir,
+    });
+    assert.equal((await first.train()).workers, 1);
+    const state = JSON.parse(fs.readFileSync(path.join(dir, "checkpoint-1", "trainer_state.json"), "utf8")) as { workers: number };
+    assert.equal(state.workers, 1, "the checkpoint keeps the threads auto chose");
+    const resumed = new Trainer(new FullTrainable(again), rows(8), { batchSize: 4, maxSteps: 2 });
+    await resumed.resumeFrom(path.join(dir, "checkpoint-1"));
+    assert.deepEqual(resumed.parallelism, { workers: 1, why: "as the run chose when it started" });
+    first.dispose();
+    resumed.dispose();
+    again.dispose();
     const quantized = randomModel(benchShape("tiny").config, 0, "nf4-dq");
     const qlora = new Trainer(new LoraTrainable(PeftModel.create(quantized, { r: 2 })), rows(8), { batchSize: 4 });
     assert.match(qlora.parallelism.why, /quantized base model/);

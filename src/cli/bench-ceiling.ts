@@ -4,10 +4,10 @@
  * in 1 thread and in N threads at once, each thread its own backend (as data-parallel workers are). A step's
  * `gflops` over the N-thread figure says how much of what the backend can do the step gets.
  */
-import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import { startModuleWorker } from "../core/threads.js";
 import { median } from "../core/stats.js";
+import { availableCores } from "../train/parallelism.js";
 import { type LlamaConfig, parseModelConfig } from "../models/config.js";
 import type { FromCeiling, Product, ToCeiling } from "./bench-ceiling-worker.js";
 import type { BenchShape } from "./bench-setup.js";
@@ -41,8 +41,14 @@ function products(shape: BenchShape, rows: number): Product[] {
 
 function ask(worker: Worker, message: ToCeiling): Promise<FromCeiling> {
   return new Promise((resolve, reject) => {
-    worker.once("message", resolve);
-    worker.once("error", reject);
+    const settle = (then: () => void) => {
+      worker.off("message", onMessage).off("error", onError).off("exit", onExit);
+      then();
+    };
+    const onMessage = (m: FromCeiling) => settle(() => resolve(m));
+    const onError = (e: Error) => settle(() => reject(e));
+    const onExit = (code: number) => settle(() => reject(new Error(`a matmul thread exited (code ${code})`)));
+    worker.on("message", onMessage).on("error", onError).on("exit", onExit);
     worker.postMessage(message);
   });
 }
@@ -74,9 +80,9 @@ async function measure(
   }
 }
 
-/** The ceiling in 1 thread and in `threads` (default: the machine's cores). */
+/** The ceiling in 1 thread and in `threads` (default: the cores, LORALAB_CORES if set). */
 export async function matmulCeiling(shape: BenchShape, o: { threads?: number; backend?: string; trials?: number }): Promise<CeilingResult> {
-  const threads = o.threads ?? availableParallelism();
+  const threads = o.threads ?? availableCores();
   const rows = Math.ceil((shape.batch * shape.seq) / threads);
   const list = products(shape, rows);
   const counts = [...new Set([1, threads])];

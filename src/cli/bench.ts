@@ -132,7 +132,8 @@ async function ceiling(values: Values): Promise<number> {
   const name = values.config ?? "small";
   const base = benchShape(name);
   const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
-  const threads = values.workers === undefined || values.workers === "auto" ? undefined : positive("--workers", values.workers, 1);
+  const workers = workersOption(values.workers);
+  const threads = workers === "auto" ? undefined : workers;
   const result = await matmulCeiling(shape, { threads, backend: values.backend, trials: positive("--repeats", values.repeats, 3) });
   if (values.json) printJson({ config: name, ...result });
   else {

@@ -69,8 +69,8 @@ export function processExecutor(processes: number, backend?: string): Executor {
     description: `${processes} local worker process${processes === 1 ? "" : "es"}`,
     async run(trials, report, signal) {
       const queue = [...trials];
-      const slots = Math.min(processes, trials.length);
-      const cores = Math.max(1, Math.floor(availableCores() / slots));
+      // By the process count, not the trials left: a trial trains with the same threads however many were cached.
+      const cores = Math.max(1, Math.floor(availableCores() / processes));
       const workers: ReturnType<typeof spawnChild>[] = [];
       const stop = () => workers.forEach((w) => w.child.kill());
       signal?.addEventListener("abort", stop, { once: true });
@@ -90,7 +90,7 @@ export function processExecutor(processes: number, backend?: string): Executor {
         worker.child.kill();
       };
       try {
-        await Promise.all(Array.from({ length: slots }, slot));
+        await Promise.all(Array.from({ length: Math.min(processes, trials.length) }, slot));
       } finally {
         signal?.removeEventListener("abort", stop);
         stop();

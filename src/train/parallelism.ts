@@ -29,17 +29,19 @@ export function availableCores(env: NodeJS.ProcessEnv = process.env): number {
 export interface RunShape {
   cores: number;
   backend: string;
-  /** Rows of one optimizer step (batch × gradient accumulation): each worker needs at least one. */
-  rowsPerStep: number;
+  /** Parts a step splits into at most (rows of a micro-batch, or micro-batches): each thread needs one. */
+  parts: number;
   /** Tokens of one optimizer step. */
   tokensPerStep: number;
   /** Elements of every parameter of the model (base and adapters). */
   parameters: number;
+  /** Full fine-tuning (every weight's gradient too) rather than an adapter. */
+  full: boolean;
   steps: number;
   /** Undefined when the model replicates into workers; else why not. */
   notReplicable: string | undefined;
-  /** Free system memory, for the replicas' copies of the model. */
-  freeBytes: number;
+  /** The machine's memory (not what is free at the moment: the decision must not depend on the load). */
+  memoryBytes: number;
 }
 
 /** The number of workers "auto" picks for `run`, and why (for the run's log). */
@@ -48,13 +50,13 @@ export function autoWorkers(run: RunShape): { workers: number; why: string } {
   if (run.cores < 2) return one("one core");
   if (run.backend !== "wasm" && run.backend !== "cpu") return one(`the ${run.backend} backend uses the cores itself`);
   if (run.notReplicable) return one(run.notReplicable);
-  if (run.rowsPerStep < 2) return one("a step of one row");
-  // Forward and backward: about 6 FLOPs per parameter and token (LoRA skips the frozen weights' gradients, ≈ 4).
-  const stepSeconds = (6 * run.parameters * run.tokensPerStep) / ONE_THREAD_FLOPS;
+  if (run.parts < 2) return one("a step of one row");
+  // Forward and backward: about 6 FLOPs per parameter and token; LoRA skips the frozen weights' gradients (≈ 4).
+  const stepSeconds = ((run.full ? 6 : 4) * run.parameters * run.tokensPerStep) / ONE_THREAD_FLOPS;
   if (stepSeconds < MIN_STEP_SECONDS) return one("steps too short to share");
   if (stepSeconds * run.steps < MIN_RUN_SECONDS) return one("a run too short to share");
   const replicaBytes = 4 * run.parameters + REPLICA_OVERHEAD_BYTES;
-  const fitting = 1 + Math.floor((0.5 * run.freeBytes) / replicaBytes);
-  const workers = Math.min(run.cores, run.rowsPerStep, fitting);
-  return workers > 1 ? { workers, why: `${workers} cores` } : one("too little free memory for a replica");
+  const fitting = 1 + Math.floor((0.25 * run.memoryBytes) / replicaBytes);
+  const workers = Math.min(run.cores, run.parts, fitting);
+  return workers > 1 ? { workers, why: `${workers} cores` } : one("too little memory for a replica");
 }

@@ -1,8 +1,8 @@
 /**
  * A data-parallel worker (a worker thread with its own tfjs backend): it builds a replica of the trained model,
  * copies in the trainer's weights, then for each step computes the gradients of its share into its slot of the
- * shared gradient buffer, and copies in the trainable weights the trainer's update wrote. It runs compiled
- * (dist/), started by replicas.ts.
+ * shared gradient buffer, copies in the trainable weights the trainer's update wrote, and scores its share of the
+ * evaluation rows. Started by replicas.ts.
  */
 import { parentPort } from "node:worker_threads";
 import { initBackend, tf } from "../backend/index.js";

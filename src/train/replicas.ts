@@ -19,6 +19,19 @@ import type { Example } from "../data/batch.js";
 import { type NllSum, type Share, shareGradients, shareNll } from "./step.js";
 import type { Trainable } from "./trainable.js";
 
+/**
+ * `compute()` in this thread while the workers' answers are `pending`; when it throws, the workers' answers are
+ * awaited (ignored) before rethrowing, so none is left to reject unhandled.
+ */
+async function alongside<T>(pending: Promise<unknown>, compute: () => T): Promise<T> {
+  try {
+    return compute();
+  } catch (e) {
+    await pending.catch(() => undefined);
+    throw e;
+  }
+}
+
 interface Pending {
   resolve: (m: FromReplica) => void;
   reject: (e: Error) => void;
@@ -82,9 +95,10 @@ export class Replicas {
     const weights = shareTensors(trainable.trainableParameters(), false);
     const gradientBuffer = new SharedArrayBuffer(4 * weights.floats * count);
     const gradients = Array.from({ length: count }, (_, r) => new Float32Array(gradientBuffer, 4 * weights.floats * r, weights.floats));
-    const workers = Array.from({ length: count - 1 }, (_, w) => new ReplicaWorker(w + 1));
+    const workers: ReplicaWorker[] = [];
     const replicas = new Replicas(workers, trainable, options, weights, gradients);
     try {
+      for (let rank = 1; rank < count; rank++) workers.push(new ReplicaWorker(rank));
       const answers = await Promise.all(
         workers.map((w, i) =>
           w.request({
@@ -121,7 +135,7 @@ export class Replicas {
    */
   async gradientsOf(shares: Share[]): Promise<{ grads: Map<string, tf.Tensor>; nllSum: number }> {
     const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "step", share: shares[i + 1]! })));
-    const own = shareGradients(this.trainable, shares[0]!, this.options);
+    const own = await alongside(pending, () => shareGradients(this.trainable, shares[0]!, this.options));
     writeTensors(own.grads, this.weights.layout, this.gradients[0]!);
     tf.dispose([...own.grads.values()]);
     const answers = await pending;
@@ -142,7 +156,8 @@ export class Replicas {
     const part = (r: number) =>
       examples.slice(Math.floor((r * examples.length) / this.count), Math.floor(((r + 1) * examples.length) / this.count));
     const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "score", examples: part(i + 1), batchSize })));
-    const sums = [shareNll(this.trainable.model, part(0), batchSize), ...((await pending) as NllSum[])];
+    const own = await alongside(pending, () => shareNll(this.trainable.model, part(0), batchSize));
+    const sums = [own, ...((await pending) as NllSum[])];
     return { nllSum: sums.reduce((s, p) => s + p.nllSum, 0), tokens: sums.reduce((s, p) => s + p.tokens, 0) };
   }
 

@@ -105,9 +105,10 @@ export interface NllSum {
   tokens: number;
 }
 
-/** The evaluation loss of a replica's share of the rows, as sums that add up across replicas. */
+/** The evaluation loss of a replica's share of the rows, as sums that add up across replicas (rows without a scored token add nothing). */
 export function shareNll(model: CausalLM, examples: Example[], batchSize: number): NllSum {
-  if (examples.length === 0) return { nllSum: 0, tokens: 0 };
-  const { loss, tokens } = perplexity(model, examples, { batchSize });
-  return tokens > 0 ? { nllSum: loss * tokens, tokens } : { nllSum: 0, tokens: 0 };
+  const scored = examples.filter((e) => countedTokens(e) > 0);
+  if (scored.length === 0) return { nllSum: 0, tokens: 0 };
+  const { loss, tokens } = perplexity(model, scored, { batchSize });
+  return { nllSum: loss * tokens, tokens };
 }

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readSafetensors, serializeSafetensors, type TensorToWrite } from "../checkpoint/safetensors.js";
-import { check, Fields, finiteNumber, nonNegativeInt, nonNegativeNumber } from "../core/check.js";
+import { check, Fields, finiteNumber, nonNegativeInt, nonNegativeNumber, positiveInt } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/files.js";
 import { parseAdapterParameter } from "../lora/layer.js";
@@ -45,6 +45,8 @@ export interface TrainerState {
   history: StepLog[];
   evals: EvalLog[];
   elapsedSeconds: number;
+  /** Threads the run chose under workers "auto" when it first trained (a resumed run keeps them). */
+  workers?: number;
 }
 
 const STATE_FILE = "trainer_state.json";
@@ -107,6 +109,7 @@ export async function readCheckpoint(dir: string, trainable: Trainable, optimize
     history: list<StepLog>("history"),
     evals: list<EvalLog>("evals"),
     elapsedSeconds: fields.required("elapsedSeconds", nonNegativeNumber),
+    workers: fields.optional("workers", positiveInt, undefined),
   };
   await trainable.restore(dir);
   const byPortable = new Map(trainable.trainableParameters().map(([name]) => [portableName(name), name]));

@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { tf } from "../backend/index.js";
 import { check, invalid, validate } from "../core/check.js";
+import { UserError } from "../core/errors.js";
 import type { Example } from "../data/batch.js";
 import { perplexity } from "../metrics/perplexity.js";
 import { LayerNorm, RMSNorm } from "../nn/layers.js";
@@ -22,7 +23,7 @@ import { lrMultiplier } from "./schedule.js";
 import { autoWorkers, availableCores } from "./parallelism.js";
 import { replicaRecipe } from "./replica.js";
 import { Replicas } from "./replicas.js";
-import { shareGradients, splitStep } from "./step.js";
+import { type NllSum, shareGradients, splitStep } from "./step.js";
 import type { Trainable } from "./trainable.js";
 import { type EvalLog, readCheckpoint, type StepLog, type TrainerState, writeCheckpoint } from "./trainer-checkpoint.js";
 import { TrainingData } from "./training-data.js";
@@ -89,8 +90,10 @@ export class Trainer {
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
   readonly warmupSteps: number;
-  /** The data-parallel replicas while train() runs with workers > 1. */
+  /** The data-parallel replicas while train() runs with more than one thread. */
   private replicas: Replicas | undefined;
+  /** What "auto" picked for this run (see parallelism). */
+  private autoParallelism: { workers: number; why: string } | undefined;
   /** Parameters exempt from weight decay: biases and normalisation weights, as transformers' Trainer. */
   private readonly noDecay: ReadonlySet<string>;
 
@@ -245,35 +248,57 @@ export class Trainer {
     this.state = await readCheckpoint(dir, this.trainable, this.optimizer);
   }
 
-  /** The threads train() computes the remaining steps with: options.workers, or what "auto" picks for this run here, and why. */
+  /**
+   * The threads train() computes with, and why: options.workers; for "auto", what the run chose when it first
+   * trained (checkpoints keep it, so a resumed run splits its steps as before), else what autoWorkers picks for the
+   * whole run on this machine (decided once).
+   */
   get parallelism(): { workers: number; why: string } {
     const { workers, batchSize, gradAccum } = this.options;
     if (workers !== "auto") return { workers, why: "the workers option" };
+    if (this.state.workers !== undefined) return { workers: this.state.workers, why: "as the run chose when it started" };
+    if (this.autoParallelism) return this.autoParallelism;
     const recipe = replicaRecipe(this.trainable);
+    // A step splits each micro-batch's rows, or deals whole micro-batches out when they have fewer rows than threads.
+    const parts = Math.min(Math.max(batchSize, gradAccum), this.data.length);
     const rowsPerStep = Math.min(batchSize * gradAccum, this.data.length);
     const meanRow = this.data.examples.reduce((sum, e) => sum + e.inputIds.length, 0) / this.data.length;
-    return autoWorkers({
+    this.autoParallelism = autoWorkers({
       cores: availableCores(),
       backend: tf.getBackend(),
-      rowsPerStep,
+      parts,
       tokensPerStep: rowsPerStep * meanRow,
       parameters: [...this.trainable.parameterRoot.namedParameters()].reduce((sum, [, p]) => sum + p.size, 0),
-      steps: this.totalSteps - this.state.step,
+      full: this.trainable.kind === "full",
+      steps: this.totalSteps,
       notReplicable: typeof recipe === "string" ? recipe : undefined,
-      freeBytes: os.freemem(),
+      memoryBytes: os.totalmem(),
     });
+    return this.autoParallelism;
+  }
+
+  /** The replicas for `workers` threads; under "auto", a model its replicas refuse trains in this thread instead. */
+  private async startReplicas(workers: number): Promise<Replicas | undefined> {
+    try {
+      return await Replicas.start(this.trainable, workers, this.options);
+    } catch (e) {
+      if (this.options.workers !== "auto" || !(e instanceof UserError)) throw e;
+      this.autoParallelism = { workers: 1, why: e.message };
+      return undefined;
+    }
   }
 
   /**
    * Trains until totalSteps (continuing from the current step: after a cancel, call again to resume). With more
-   * than one worker the replicas start here with the current weights and end before train() returns.
+   * than one thread the replicas start here with the current weights and end before train() returns.
    */
   async train(): Promise<TrainResult> {
     const run = { lastCheckpoint: undefined as string | undefined };
     let end: { reason: TrainResult["reason"]; message?: string };
     const { workers } = this.parallelism;
-    if (workers > 1 && this.state.step < this.totalSteps) this.replicas = await Replicas.start(this.trainable, workers, this.options);
+    if (workers > 1 && this.state.step < this.totalSteps) this.replicas = await this.startReplicas(workers);
     const threads = this.replicas?.count ?? 1;
+    if (this.options.workers === "auto") this.state.workers ??= threads;
     try {
       end = await this.steps(run);
     } finally {
@@ -316,8 +341,15 @@ export class Trainer {
   /** evaluate() on the evaluation data, shared among the replicas while they run. */
   private async evaluateDuringTraining(): Promise<EvalLog> {
     if (!this.replicas) return this.evaluate();
-    const { nllSum, tokens } = await this.replicas.score(this.evalData ?? [], this.options.batchSize);
-    const evalLoss = tokens > 0 ? nllSum / tokens : NaN;
+    let sums: NllSum | undefined;
+    try {
+      sums = await this.replicas.score(this.evalData ?? [], this.options.batchSize);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+    }
+    const evalLoss = sums ? sums.nllSum / sums.tokens : NaN;
+    // Nothing to score, or a part's loss not finite: this thread alone says what is wrong, naming the row as it would.
+    if (!Number.isFinite(evalLoss)) return this.evaluate();
     return { step: this.state.step, evalLoss, evalPerplexity: Math.exp(evalLoss) };
   }
 
