@@ -126,6 +126,7 @@ if (positionals[0] === "train") {
     workers: 1,
     backend: "wasm",
     profile: false,
+    gradientCheckpointing: false,
   });
   console.log(
     JSON.stringify({ ...what, tokens_per_s: r.tokens_per_s, step_s: r.step_s, step_cpu_s: r.step_cpu_s, peak_rss_bytes: r.peak_rss_bytes }),

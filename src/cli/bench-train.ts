@@ -32,6 +32,8 @@ export interface TrainBenchOptions {
   backend: string | undefined;
   /** Also profile one more step per kernel (see bench-profile.ts). */
   profile: boolean;
+  /** The Trainer's gradientCheckpointing: keep each decoder layer's input only, recompute the rest. */
+  gradientCheckpointing: boolean;
 }
 
 export interface TrainBenchResult {
@@ -77,7 +79,14 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
   if (seq > config.maxPositions) throw new UserError(`--seq: expected at most ${config.maxPositions}, got ${seq}`);
   const trainable = makeTrainable(model, o.mode);
   const data = randomExamples(batch * (o.steps + 1), seq, config.vocabSize);
-  const trainer = new Trainer(trainable, data, { maxSteps: o.steps + 1, batchSize: batch, lr: 1e-4, shuffle: false, workers: o.workers });
+  const trainer = new Trainer(trainable, data, {
+    maxSteps: o.steps + 1,
+    batchSize: batch,
+    lr: 1e-4,
+    shuffle: false,
+    workers: o.workers,
+    gradientCheckpointing: o.gradientCheckpointing,
+  });
   const cpu = [process.cpuUsage()];
   trainer.on((e) => {
     if (e.type === "step") cpu.push(process.cpuUsage());

@@ -28,6 +28,7 @@ const OPTIONS = {
   steps: { type: "string" },
   workers: { type: "string" },
   profile: { type: "boolean" },
+  "gradient-checkpointing": { type: "boolean" },
   json: { type: "boolean" },
   worker: { type: "string" },
 } as const;
@@ -80,7 +81,15 @@ async function train(values: Values): Promise<number> {
   const workers = workersOption(values.workers);
   const modes = trainModes(values.mode ?? "lora");
   const run = (mode: TrainMode) =>
-    trainBench(name, { shape, mode, steps, workers, backend: values.backend, profile: values.profile ?? false });
+    trainBench(name, {
+      shape,
+      mode,
+      steps,
+      workers,
+      backend: values.backend,
+      profile: values.profile ?? false,
+      gradientCheckpointing: values["gradient-checkpointing"] ?? false,
+    });
   if (values.worker) {
     printJson(await run(trainModes(values.worker)[0]!));
     return 0;
@@ -108,6 +117,7 @@ async function train(values: Values): Promise<number> {
   ];
   if (values.backend) forwarded.push("--backend", values.backend);
   if (values.profile) forwarded.push("--profile");
+  if (values["gradient-checkpointing"]) forwarded.push("--gradient-checkpointing");
   const results = runWorkers<TrainBenchResult>(
     modes,
     (mode) => [...forwarded, "--worker", mode],
