@@ -116,6 +116,13 @@ test("the trials are in the run registry; the same sweep again trains nothing", 
   assert.deepEqual(again.trials, first.trials, "the recorded trials, wall times included: nothing ran again");
 });
 
+test("the same sweep with workers: 1 or 2 is the same trials (threads say how, not what): nothing trains again", async () => {
+  for (const workers of [1, 2]) {
+    const again = await sweep({ r: [1, 4], alpha: ({ r }) => 2 * r }, { ...study(), train: { ...study().train, workers } });
+    assert.deepEqual(again.trials, first.trials, `workers: ${workers}`);
+  }
+});
+
 test("parallel: 2 local worker processes give the same numbers as this process", async () => {
   const parallel = await sweep(
     { r: [1, 4], alpha: ({ r }) => 2 * r },

@@ -77,7 +77,8 @@ export function dataRef(ds: Dataset): DataRef {
 /** The digest of a spec: its content (not its grid-point label) and the loralab version. */
 function identity(spec: Omit<TrialSpec, "digest"> & { digest?: string }): string {
   const { config: _label, digest: _digest, ...content } = spec;
-  const train = resolveTrainingOptions({ ...content.train, seed: content.seed }, { where: "train options" });
+  // `workers` says how to compute, not what: threads give the same numbers to float rounding, so it is no part of a trial's identity.
+  const { workers: _threads, ...train } = resolveTrainingOptions({ ...content.train, seed: content.seed }, { where: "train options" });
   return digestOf({ ...content, train }, "trial");
 }
 
