@@ -36,10 +36,10 @@ interface Row {
   result: Measurement;
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Measurement {
+function run<T = Measurement>(command: string, args: string[], env: NodeJS.ProcessEnv): T {
   const child = spawnSync(command, args, { cwd: ROOT, env, encoding: "utf8", maxBuffer: 1 << 26 });
   if (child.status !== 0) throw new Error(`${command} ${args.join(" ")} failed:\n${child.stderr}`);
-  return JSON.parse(child.stdout.trim().split("\n").pop()!) as Measurement;
+  return JSON.parse(child.stdout.trim().split("\n").pop()!) as T;
 }
 
 function referenceEnv(passive: boolean): NodeJS.ProcessEnv {
@@ -66,14 +66,12 @@ if (!shape) throw new Error(`--config: expected one of ${Object.keys(BENCH_SHAPE
 const modes = values.modes.split(",");
 const rows: Row[] = [];
 /** The machine's matmul ceiling (loralab bench --mode matmul), measured before and after the steps. */
-const ceiling = () => {
-  const child = spawnSync(process.execPath, ["bin/loralab.js", "bench", "--mode", "matmul", "--config", values.config, "--json"], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
-  if (child.status !== 0) throw new Error(`loralab bench --mode matmul failed:\n${child.stderr}`);
-  return JSON.parse(child.stdout) as { gflops: Record<string, number> };
-};
+const ceiling = () =>
+  run<{ gflops: Record<string, number> }>(
+    process.execPath,
+    ["bin/loralab.js", "bench", "--mode", "matmul", "--config", values.config, "--json"],
+    process.env,
+  );
 const ceilings = [ceiling()];
 for (const mode of modes) {
   const benchArgs = ["bench", "--config", values.config, "--mode", mode, "--steps", values.steps, "--json"];

@@ -18,12 +18,12 @@ import type { TrainOptions } from "./run.js";
 import { displayedText, htmlKeyValues, runRows, textKeyValues } from "./presentation.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 
-/** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params, started). */
 /** The registry folder a call names (default runs/ or LORALAB_RUNS_DIR), checked: an options object is a user error. */
 function registryDir(where: string, dir: unknown): string {
   return runsDirectory(dir === undefined ? undefined : validate(dir, nonEmptyString, where, "dir"))!;
 }
 
+/** All recorded runs, newest first, as an arquero table (id, kind, status, steps, final loss, trainable params, started). */
 export function runs(dir?: string): aq.ColumnTable {
   return aq.from(
     listRuns(registryDir("runs()", dir)).map(({ id, summary }) => ({

@@ -12,7 +12,7 @@ import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
 import { forwardBench, forwardWorker, type ForwardBenchOptions } from "./bench-forward.js";
 import { matmulCeiling } from "./bench-ceiling.js";
-import { benchShape, runWorkers } from "./bench-setup.js";
+import { type BenchShape, benchShape, runWorkers } from "./bench-setup.js";
 import type { WorkersOption } from "../train/parallelism.js";
 import { TRAIN_MODES, trainBench, type TrainBenchResult, type TrainMode } from "./bench-train.js";
 
@@ -73,10 +73,15 @@ function workersOption(text: string | undefined): WorkersOption {
   return parseNumberOption("--workers", text, 1, isPositiveInt, 'a positive integer or "auto"');
 }
 
-async function train(values: Values): Promise<number> {
+/** The named shape of --config (default small), with --batch and --seq applied. */
+function shapeOption(values: Values): { name: string; shape: BenchShape } {
   const name = values.config ?? "small";
   const base = benchShape(name);
-  const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
+  return { name, shape: { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) } };
+}
+
+async function train(values: Values): Promise<number> {
+  const { name, shape } = shapeOption(values);
   const steps = positive("--steps", values.steps, 5);
   const workers = workersOption(values.workers);
   const modes = trainModes(values.mode ?? "lora");
@@ -139,9 +144,7 @@ async function train(values: Values): Promise<number> {
 }
 
 async function ceiling(values: Values): Promise<number> {
-  const name = values.config ?? "small";
-  const base = benchShape(name);
-  const shape = { ...base, batch: positive("--batch", values.batch, base.batch), seq: positive("--seq", values.seq, base.seq) };
+  const { name, shape } = shapeOption(values);
   const workers = workersOption(values.workers);
   const threads = workers === "auto" ? undefined : workers;
   const result = await matmulCeiling(shape, { threads, backend: values.backend, trials: positive("--repeats", values.repeats, 3) });

@@ -6,7 +6,7 @@
 import { describeBackend, initBackend } from "../backend/index.js";
 import { positiveInt, positiveNumber } from "../core/check.js";
 import { UserError } from "../core/errors.js";
-import { availableCores } from "../train/parallelism.js";
+import { coresEach } from "../train/parallelism.js";
 import { startWorker } from "../study/queue-worker.js";
 import { parseRedisUrl } from "../study/redis.js";
 import { numberFlag, parseCommandArgs } from "./args.js";
@@ -39,7 +39,7 @@ export async function worker(argv: string[]): Promise<number> {
   const backend = await initBackend(values.backend);
   const concurrency = numberFlag("--concurrency", values.concurrency, positiveInt, 1);
   // Trials at once share the cores: each training's "auto" workers take only its part (parallelism.ts).
-  process.env.LORALAB_CORES = String(Math.max(1, Math.floor(availableCores() / concurrency)));
+  process.env.LORALAB_CORES = String(coresEach(concurrency));
   const running = await startWorker({
     url,
     concurrency,

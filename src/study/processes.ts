@@ -6,7 +6,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { backendInfo } from "../backend/index.js";
-import { availableCores } from "../train/parallelism.js";
+import { coresEach } from "../train/parallelism.js";
 import type { Executor, TrialEvent } from "./executor.js";
 import type { ChildMessage } from "./process-worker.js";
 import { TrialCancelled, type TrialOutcome } from "./runner.js";
@@ -70,7 +70,7 @@ export function processExecutor(processes: number, backend?: string): Executor {
     async run(trials, report, signal) {
       const queue = [...trials];
       // By the process count, not the trials left: a trial trains with the same threads however many were cached.
-      const cores = Math.max(1, Math.floor(availableCores() / processes));
+      const cores = coresEach(processes);
       const workers: ReturnType<typeof spawnChild>[] = [];
       const stop = () => workers.forEach((w) => w.child.kill());
       signal?.addEventListener("abort", stop, { once: true });

@@ -26,6 +26,11 @@ export function availableCores(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isInteger(given) && given > 0 ? given : os.availableParallelism();
 }
 
+/** The cores each of `concurrent` trainings running at once gets (at least one): what LORALAB_CORES gives them. */
+export function coresEach(concurrent: number): number {
+  return Math.max(1, Math.floor(availableCores() / concurrent));
+}
+
 export interface RunShape {
   cores: number;
   backend: string;

@@ -16,7 +16,7 @@ import { startModuleWorker } from "../core/threads.js";
 import { fingerprint, replicaRecipe } from "./replica.js";
 import { type FromReplica, readTensor, shareTensors, type SharedTensors, type ToReplica, writeTensors } from "./replica-protocol.js";
 import type { Example } from "../data/batch.js";
-import { type NllSum, type Share, shareGradients, shareNll } from "./step.js";
+import { contiguousPart, type NllSum, type Share, shareGradients, shareNll } from "./step.js";
 import type { Trainable } from "./trainable.js";
 
 /**
@@ -153,8 +153,7 @@ export class Replicas {
 
   /** The evaluation loss of `examples`, contiguous parts scored by every thread at once (the trainer's the first). */
   async score(examples: Example[], batchSize: number): Promise<NllSum> {
-    const part = (r: number) =>
-      examples.slice(Math.floor((r * examples.length) / this.count), Math.floor(((r + 1) * examples.length) / this.count));
+    const part = (r: number) => examples.slice(...contiguousPart(examples.length, r, this.count));
     const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "score", examples: part(i + 1), batchSize })));
     const own = await alongside(pending, () => shareNll(this.trainable.model, part(0), batchSize));
     const sums = [own, ...((await pending) as NllSum[])];

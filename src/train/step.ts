@@ -28,6 +28,11 @@ export interface Share {
   total: number;
 }
 
+/** Rows [start, end) of part `r` of `length` rows split into `parts` contiguous parts (sizes differ by at most 1). */
+export function contiguousPart(length: number, r: number, parts: number): [start: number, end: number] {
+  return [Math.floor((r * length) / parts), Math.floor(((r + 1) * length) / parts)];
+}
+
 /**
  * Splits a step's micro-batches among `replicas`: each micro-batch into contiguous parts, one per replica, when it
  * has a row for each; otherwise whole micro-batches go round-robin. A share may be empty.
@@ -40,7 +45,7 @@ export function splitStep(microBatches: Example[][], seeds: number[], total: num
       return;
     }
     for (let r = 0; r < replicas; r++) {
-      const [start, end] = [Math.floor((r * rows.length) / replicas), Math.floor(((r + 1) * rows.length) / replicas)];
+      const [start, end] = contiguousPart(rows.length, r, replicas);
       shares[r]!.parts.push({ examples: rows.slice(start, end), firstRow: start, seed: seeds[m]! });
     }
   });
