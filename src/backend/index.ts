@@ -12,8 +12,10 @@ import { UserError } from "../core/errors.js";
 import { registerMissingWasmKernels } from "./wasm-kernels.js";
 import { registerFusedKernels } from "./fused-kernels.js";
 import { installLeanBackprop } from "./backprop.js";
+import { selectBlas } from "./blas.js";
 
 export { tf };
+export { activeBlas } from "./blas.js";
 export { keepTransposed } from "./wasm-matmul.js";
 export { copyFloats, tensorOfFloats } from "./tensor-floats.js";
 export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
@@ -56,6 +58,8 @@ export interface BackendInfo {
   tfjsVersion: string;
   packageVersion: string | undefined;
   threads: number;
+  /** wasm: the native BLAS its matrix products run on (OpenBLAS through koffi), or why none. */
+  blas?: { library: string; config: string; threads: number | undefined } | { why: string };
 }
 
 const require = createRequire(import.meta.url);
@@ -108,6 +112,13 @@ function threadCount(name: BackendName): number {
   return name === "cpu" ? 1 : os.availableParallelism();
 }
 
+/** The wasm backend's choice of native BLAS (LORALAB_BLAS; a bad setting is the user's error). */
+function blasOf(name: BackendName): BackendInfo["blas"] {
+  if (name !== "wasm") return undefined;
+  const chosen = selectBlas();
+  return chosen.blas ? { library: chosen.blas.library, config: chosen.blas.config, threads: chosen.blas.threads() } : { why: chosen.why };
+}
+
 /**
  * Chooses and initialises the backend once per process: `requested` (e.g. from `--backend`),
  * else LORALAB_BACKEND, else the first of BACKENDS that is installed and initialises.
@@ -139,6 +150,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
       tfjsVersion,
       packageVersion: installedVersion(spec.pkg),
       threads: threadCount(choice),
+      blas: blasOf(choice),
     };
     return current;
   }
@@ -156,7 +168,15 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
       skipped.push({ name, why: `failed to initialise: ${(e as Error).message}` });
       continue;
     }
-    current = { name, reason: "auto", skipped, tfjsVersion, packageVersion: installedVersion(spec.pkg), threads: threadCount(name) };
+    current = {
+      name,
+      reason: "auto",
+      skipped,
+      tfjsVersion,
+      packageVersion: installedVersion(spec.pkg),
+      threads: threadCount(name),
+      blas: blasOf(name),
+    };
     return current;
   }
   throw new UserError(`no tfjs backend could be initialised: ${skipped.map((s) => `${s.name}: ${s.why}`).join("; ")}`);
@@ -169,5 +189,17 @@ export function backendInfo(): BackendInfo | undefined {
 /** One line for logs and notebook headers, e.g. "backend: wasm (auto; skipped tensorflow-gpu: not installed)". */
 export function describeBackend(info: BackendInfo): string {
   const skipped = info.skipped.length ? `; skipped ${info.skipped.map((s) => `${s.name}: ${s.why}`).join(", ")}` : "";
-  return `backend: ${info.name} (${info.reason}${skipped})`;
+  return `backend: ${info.name} (${info.reason}${skipped})${info.blas ? `, ${matmulEngine(info)}` : ""}`;
+}
+
+/** What a backend's matrix products run on, e.g. "matmul on XNNPACK (LORALAB_BLAS=off)", or the backend's name. */
+export function matmulEngine(info: BackendInfo): string {
+  return info.blas ? describeBlas(info.blas) : `matmul on ${info.name}`;
+}
+
+/** e.g. "matmul on OpenBLAS 0.3.21 … (libopenblas.so.0, 1 thread)" or "matmul on XNNPACK (LORALAB_BLAS=off)". */
+function describeBlas(blas: NonNullable<BackendInfo["blas"]>): string {
+  if ("why" in blas) return `matmul on XNNPACK (${blas.why})`;
+  const threads = blas.threads === undefined ? "" : `, ${blas.threads} thread${blas.threads === 1 ? "" : "s"}`;
+  return `matmul on ${blas.config} (${blas.library}${threads})`;
 }

@@ -1,5 +1,6 @@
 /**
- * BatchMatMul for tfjs-backend-wasm through its fast path.
+ * BatchMatMul for tfjs-backend-wasm through a fast path: a native BLAS's sgemm where one is loaded (blas.ts), on
+ * views of the heap (transposes are sgemm's flags, batches its offsets: no copies), else XNNPACK as below.
  *
  * tfjs-wasm multiplies on XNNPACK only a single [M, K]·[K, N] product without transposes; anything batched
  * or transposed goes to a scalar loop (≈2 GFLOP/s against ≈30). This kernel brings every product to that
@@ -15,6 +16,7 @@
  * W's data is disposed (e.g. by `assign` in a merge or an optimizer step).
  */
 import * as tf from "@tensorflow/tfjs";
+import { activeBlas, type Blas } from "./blas.js";
 import { Heap, type HeapTensor, shapeBytes, type WasmBackend } from "./wasm-heap.js";
 
 type DataId = object;
@@ -93,6 +95,49 @@ function transposed(heap: Heap, e: Exports, x: tf.TensorInfo, batch: number, row
   return out;
 }
 
+/** op(A)·op(B) for [batch…, M, K]·[batch…, K, N] with the batch sizes of each side (1: broadcast). */
+interface Product {
+  batch: number;
+  batchA: number;
+  batchB: number;
+  m: number;
+  k: number;
+  n: number;
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+/** The product on a native sgemm: one call for a right operand without batch (its rows stacked), else one per batch. */
+function onBlas(blas: Blas, heap: Heap, a: tf.TensorInfo, b: tf.TensorInfo, out: tf.TensorInfo, p: Product): void {
+  const { batch, batchA, batchB, m, k, n, transposeA, transposeB } = p;
+  const [left, right, target] = [
+    heap.floats(heap.of(a).offset, batchA * m * k),
+    heap.floats(heap.of(b).offset, batchB * k * n),
+    heap.floats(heap.of(out).offset, batch * m * n),
+  ];
+  const [lda, ldb] = [transposeA ? m : k, transposeB ? k : n];
+  if (batchB === 1 && !transposeA) {
+    blas.sgemm(false, transposeB, batchA * m, n, k, left, lda, right, ldb, target, n);
+    return;
+  }
+  const part = (x: Float32Array, count: number, i: number, size: number) => (count === 1 ? x : x.subarray(i * size, (i + 1) * size));
+  for (let i = 0; i < batch; i++) {
+    blas.sgemm(
+      transposeA,
+      transposeB,
+      m,
+      n,
+      k,
+      part(left, batchA, i, m * k),
+      lda,
+      part(right, batchB, i, k * n),
+      ldb,
+      part(target, batch, i, m * n),
+      n,
+    );
+  }
+}
+
 interface MatMulArgs {
   inputs: { a: tf.TensorInfo; b: tf.TensorInfo };
   attrs: { transposeA: boolean; transposeB: boolean };
@@ -126,6 +171,11 @@ export function fastBatchMatMul(fallback: tf.KernelFunc): tf.KernelFunc {
     const target = heap.of(out);
     if (k === 0) {
       heap.floats(target.offset, batch * m * n).fill(0);
+      return out;
+    }
+    const blas = activeBlas();
+    if (blas) {
+      onBlas(blas, heap, a, b, out, { batch, batchA, batchB, m, k, n, transposeA, transposeB });
       return out;
     }
     const e = exported(backend);

@@ -4,7 +4,7 @@
  * process's peak RSS, the weights by storage format and the optimizer's state, tfjs's live tensor bytes
  * after the steps, and the achieved matmul GFLOP/s. QLoRA: NF4 + double quantization, LoRA on every projection.
  */
-import { backendInfo, initBackend, tf } from "../backend/index.js";
+import { backendInfo, initBackend, matmulEngine, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { Random } from "../core/random.js";
 import { median } from "../core/stats.js";
@@ -43,6 +43,8 @@ export interface TrainBenchResult {
   backend: string;
   workers: number;
   gflops: number;
+  /** What the matrix products ran on: the native BLAS, or why not (e.g. "matmul on XNNPACK (LORALAB_BLAS=off)"). */
+  matmul: string;
   /** Everything below describes the run; the fields above are the measurement. */
   config: string;
   mode: TrainMode;
@@ -103,6 +105,7 @@ export async function trainBench(name: string, o: TrainBenchOptions): Promise<Tr
     backend: backendInfo()!.name,
     workers,
     gflops: stepFlops(config, batch, seq, o.mode) / stepSeconds / 1e9,
+    matmul: matmulEngine(backendInfo()!),
     config: name,
     mode: o.mode,
     batch,

@@ -65,7 +65,7 @@ function describe(r: TrainBenchResult): string {
   return `${line}\n    ${shares.join(", ")}${heap}`;
 }
 
-const onWorkers = (workers: number) => (workers > 1 ? `, ${workers} workers` : ", 1 thread");
+const onWorkers = (r: TrainBenchResult) => `, ${r.workers} thread${r.workers > 1 ? "s" : ""}, ${r.matmul}`;
 
 /** --workers N or auto (the default: what the Trainer picks for the run on this machine). */
 function workersOption(text: string | undefined): WorkersOption {
@@ -104,7 +104,7 @@ async function train(values: Values): Promise<number> {
     if (values.json) printJson(result);
     else
       console.log(
-        `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}${onWorkers(result.workers)}\n  ${describe(result)}`,
+        `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${result.backend}${onWorkers(result)}\n  ${describe(result)}`,
       );
     return 0;
   }
@@ -130,9 +130,7 @@ async function train(values: Values): Promise<number> {
   );
   if (values.json) printJson(results);
   else {
-    console.log(
-      `${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(results[0]!.workers)}`,
-    );
+    console.log(`${name}, batch ${shape.batch} × ${shape.seq}, median of ${steps} steps, ${results[0]!.backend}${onWorkers(results[0]!)}`);
     for (const r of results) console.log(`  ${describe(r)}`);
     const [a, b] = results;
     if (a && b)

@@ -9,8 +9,11 @@ import * as os from "node:os";
 
 export type WorkersOption = number | "auto";
 
-/** What one thread of the wasm backend reaches on a training step (measured: ≈ 24 GFLOP per CPU-second). */
-const ONE_THREAD_FLOPS = 24e9;
+/**
+ * What one thread reaches on a training step, by where its matmuls run (measured: wasm ≈ 24 GFLOP per CPU-second;
+ * a native BLAS, one thread of it, ≈ 55).
+ */
+const ONE_THREAD_FLOPS = { wasm: 24e9, nativeBlas: 55e9 };
 /** A step must take at least this long on one thread, and the run this long in all, for replicas to pay. */
 const MIN_STEP_SECONDS = 0.5;
 const MIN_RUN_SECONDS = 10;
@@ -47,6 +50,8 @@ export interface RunShape {
   notReplicable: string | undefined;
   /** The machine's memory (not what is free at the moment: the decision must not depend on the load). */
   memoryBytes: number;
+  /** The matmuls run on a native BLAS (blas.ts): shorter steps. */
+  nativeBlas: boolean;
 }
 
 /** The number of workers "auto" picks for `run`, and why (for the run's log). */
@@ -57,7 +62,8 @@ export function autoWorkers(run: RunShape): { workers: number; why: string } {
   if (run.notReplicable) return one(run.notReplicable);
   if (run.parts < 2) return one("a step of one row");
   // Forward and backward: about 6 FLOPs per parameter and token; LoRA skips the frozen weights' gradients (≈ 4).
-  const stepSeconds = ((run.full ? 6 : 4) * run.parameters * run.tokensPerStep) / ONE_THREAD_FLOPS;
+  const flops = run.nativeBlas ? ONE_THREAD_FLOPS.nativeBlas : ONE_THREAD_FLOPS.wasm;
+  const stepSeconds = ((run.full ? 6 : 4) * run.parameters * run.tokensPerStep) / flops;
   if (stepSeconds < MIN_STEP_SECONDS) return one("steps too short to share");
   if (stepSeconds * run.steps < MIN_RUN_SECONDS) return one("a run too short to share");
   const replicaBytes = 4 * run.parameters + REPLICA_OVERHEAD_BYTES;

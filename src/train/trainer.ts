@@ -9,7 +9,7 @@
  */
 import * as os from "node:os";
 import * as path from "node:path";
-import { tf } from "../backend/index.js";
+import { activeBlas, tf } from "../backend/index.js";
 import { check, invalid, validate } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import type { Example } from "../data/batch.js";
@@ -273,6 +273,7 @@ export class Trainer {
       steps: this.totalSteps,
       notReplicable: typeof recipe === "string" ? recipe : undefined,
       memoryBytes: os.totalmem(),
+      nativeBlas: tf.getBackend() === "wasm" && activeBlas() !== undefined,
     });
     return this.autoParallelism;
   }
