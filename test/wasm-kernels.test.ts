@@ -6,9 +6,14 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { describeBackend, initBackend, tf } from "../src/backend/index.js";
 import { activeBlas, selectBlas } from "../src/backend/blas.js";
 import { matMulTransposed } from "../src/nn/layers.js";
+import { loadModel } from "../src/models/load.js";
+import { PeftModel } from "../src/lora/peft-model.js";
+import { LoraTrainable } from "../src/train/trainable.js";
+import { Trainer } from "../src/train/trainer.js";
 import { keptTransposeCount } from "../src/backend/wasm-matmul.js";
 import { Random } from "../src/core/random.js";
 import { assertClose, on, operand, type Operand } from "./helpers/backends.js";
@@ -24,6 +29,26 @@ const PATHS = [
   { name: "XNNPACK", setting: "off" },
 ] as const;
 const openBlas = selectBlas("auto").blas !== undefined;
+/** Whether the system's dynamic linker knows OpenBLAS (Linux): then loralab must find it. */
+const systemHasOpenBlas = /libopenblas\.so\.0\b/.test(spawnSync("/sbin/ldconfig", ["-p"], { encoding: "utf8" }).stdout ?? "");
+
+/** `f` (awaited) with sgemm calls counted: proof of which path the products took. */
+async function countingSgemm<T>(f: () => T): Promise<{ value: Awaited<T>; calls: number }> {
+  const blas = activeBlas();
+  if (!blas) return { value: await f(), calls: 0 };
+  const sgemm = blas.sgemm;
+  let calls = 0;
+  blas.sgemm = (...args) => {
+    calls++;
+    sgemm(...args);
+  };
+  try {
+    const value = await f();
+    return { value, calls };
+  } finally {
+    blas.sgemm = sgemm;
+  }
+}
 
 /** Shapes of a and b for [batch…, M, K]·[batch…, K, N] with the transposes applied to the stored layout. */
 function shapes(batchA: number[], batchB: number[], m: number, k: number, n: number, ta: boolean, tb: boolean): [number[], number[]] {
@@ -33,21 +58,25 @@ function shapes(batchA: number[], batchB: number[], m: number, k: number, n: num
   ];
 }
 
-const LAYOUTS: { name: string; batchA: number[]; batchB: number[] }[] = [
+/** `stock`: a broadcast loralab's kernel leaves to tfjs's own (no sgemm). */
+const LAYOUTS: { name: string; batchA: number[]; batchB: number[]; stock?: true }[] = [
   { name: "2-D", batchA: [], batchB: [] },
   { name: "batched 3-D", batchA: [3], batchB: [3] },
   { name: "batched 4-D (attention)", batchA: [2, 3], batchB: [2, 3] },
   { name: "3-D times 2-D", batchA: [4], batchB: [] },
   { name: "2-D times 3-D", batchA: [], batchB: [4] },
-  { name: "broadcast batch of 1", batchA: [1, 3], batchB: [2, 3] },
+  { name: "broadcast batch of 1", batchA: [1, 3], batchB: [2, 3], stock: true },
 ];
 
 const random = new Random(11);
 for (const path of PATHS) {
   const skip = path.name === "OpenBLAS" && !openBlas ? "no OpenBLAS on this system (Debian: libopenblas0)" : false;
-  const on_ = (backend: string, inputs: Operand[], f: (...xs: tf.Tensor[]) => tf.Tensor[]) => {
-    if (backend === "wasm") selectBlas(path.setting);
-    return on(backend, inputs, f);
+  /** On wasm: `f` on this path, which it must have taken (sgemm called or not). */
+  const on_ = async (backend: string, inputs: Operand[], f: (...xs: tf.Tensor[]) => tf.Tensor[], stock = false) => {
+    selectBlas(path.setting);
+    const { value, calls } = await countingSgemm(() => on(backend, inputs, f));
+    if (path.name === "OpenBLAS") assert.equal(calls > 0, !stock, `sgemm calls: ${calls}`);
+    return value;
   };
   for (const layout of LAYOUTS) {
     for (const [ta, tb] of [
@@ -61,20 +90,20 @@ for (const path of PATHS) {
       const inputs = [operand(sa, random), operand(sb, random)];
       const label = `${layout.name} [${sa}]·[${sb}] transposeA=${ta} transposeB=${tb}`;
 
-      test(`${path.name}: matMul ${label} equals tfjs's cpu kernel`, { skip }, () => {
+      test(`${path.name}: matMul ${label} equals tfjs's cpu kernel`, { skip }, async () => {
         const f = (a: tf.Tensor, b: tf.Tensor) => [tf.matMul(a, b, ta, tb)];
-        assertClose(on_("wasm", inputs, f)[0]!, on("cpu", inputs, f)[0]!, label);
+        assertClose((await on_("wasm", inputs, f, layout.stock))[0]!, on("cpu", inputs, f)[0]!, label);
       });
 
       // Gradients only where tfjs defines them (it does not reduce over broadcast batch axes).
       if (layout.batchA.join() !== layout.batchB.join() && layout.batchA.length && layout.batchB.length) continue;
       if (layout.batchA.length !== layout.batchB.length) continue;
-      test(`${path.name}: gradients of matMul ${label} equal tfjs's on cpu`, { skip }, () => {
+      test(`${path.name}: gradients of matMul ${label} equal tfjs's on cpu`, { skip }, async () => {
         const [outShape] = shapes(layout.batchA, layout.batchB, m, 1, n, false, false);
         const weights = operand([...outShape.slice(0, -1), n], random);
         const f = (a: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
           tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y, ta, tb).mul(w).sum())([a, b]);
-        const [wasm, cpu] = [on_("wasm", [...inputs, weights], f), on("cpu", [...inputs, weights], f)];
+        const [wasm, cpu] = [await on_("wasm", [...inputs, weights], f), on("cpu", [...inputs, weights], f)];
         assertClose(wasm[0]!, cpu[0]!, `${label}: dA`);
         assertClose(wasm[1]!, cpu[1]!, `${label}: dB`);
       });
@@ -122,15 +151,42 @@ test("Identity shares the input's data, and each tensor outlives the other's dis
   y.dispose();
 });
 
+test("OpenBLAS loads wherever the system has it, single-threaded, and the backend's line names it", async () => {
+  const status = selectBlas("auto");
+  if (!systemHasOpenBlas) {
+    assert.match(status.why, /no OpenBLAS found|koffi/);
+    return;
+  }
+  assert.ok(status.blas, `the system has libopenblas.so.0, but: ${status.why}`);
+  assert.match(status.blas.config, /OpenBLAS/, "the library describes itself");
+  assert.equal(status.blas.threads(), 1, "one BLAS thread per calling thread (reproducible numbers)");
+  const info = await initBackend("wasm");
+  const line = describeBackend({ ...info, blas: { library: status.blas.library, config: status.blas.config, threads: 1 } });
+  assert.match(line, /^backend: wasm \(.*\), matmul on OpenBLAS .*\(libopenblas\.so\.0, 1 thread\)$/);
+});
+
 test(
-  "OpenBLAS is what the wasm backend's matmul runs on, and the backend's line says so",
+  "a LoRA run trains alike on XNNPACK and OpenBLAS (losses to 1e-5 relative)",
   { skip: !openBlas && "no OpenBLAS on this system" },
   async () => {
-    const status = selectBlas();
-    assert.match(status.blas!.config, /OpenBLAS/, "the library describes itself");
-    assert.ok(status.blas!.threads()! >= 1);
-    const info = await initBackend("wasm");
-    assert.match(describeBackend(info), /^backend: wasm \(.*\), matmul on OpenBLAS .*\(libopenblas\.so(\.0)?, \d+ threads?\)$/);
+    const losses: number[][] = [];
+    const r = new Random(9);
+    const data = Array.from({ length: 12 }, () => ({ inputIds: Array.from({ length: 24 }, () => r.int(1024)) }));
+    for (const setting of ["off", "auto"]) {
+      selectBlas(setting);
+      const { model } = await loadModel("tiny-moby");
+      const trainable = new LoraTrainable(PeftModel.create(model, { r: 4, targets: ["q_proj", "v_proj", "down_proj"] }, { seed: 3 }));
+      const trainer = new Trainer(trainable, data, { batchSize: 4, maxSteps: 4, lr: 1e-3, seed: 1, workers: 1 });
+      const { value: result, calls } = await countingSgemm(() => trainer.train());
+      assert.equal(calls > 0, setting === "auto", `sgemm calls on ${setting}: ${calls}`);
+      losses.push(result.history.map((s) => s.loss));
+      trainer.dispose();
+      trainable.parameterRoot.dispose();
+    }
+    const [xnnpack, blas] = losses as [number[], number[]];
+    assert.equal(blas.length, 4);
+    blas.forEach((loss, i) => assert.ok(Math.abs(loss - xnnpack[i]!) <= 1e-5 * xnnpack[i]!, `step ${i + 1}: ${loss} vs ${xnnpack[i]}`));
+    assert.ok(blas[3]! < blas[0]!, `the loss falls: ${blas.join(", ")}`);
   },
 );
 

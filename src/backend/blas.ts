@@ -1,14 +1,14 @@
 /**
  * A native BLAS for the wasm backend's matrix products: OpenBLAS's sgemm (or another CBLAS library's), called
  * through koffi (an FFI whose binaries ship in npm) on views of the wasm heap, so nothing is copied. Where the
- * library is present, a product runs at the CPU's native SIMD width (AVX2/AVX-512) instead of wasm's 128-bit
- * SIMD: ≈ 3× the GFLOP/s of XNNPACK-in-wasm per core here. The rest of the backend stays wasm.
+ * library is present, a product runs at the CPU's native SIMD width (AVX2 here) instead of wasm's 128-bit SIMD:
+ * ≈ 3.5× the GFLOP/s of XNNPACK-in-wasm per core here. The rest of the backend stays wasm.
  *
  * Optional and found at run time, like tfjs-node: LORALAB_BLAS unset (or "auto") loads OpenBLAS when the system
  * has it (Debian: libopenblas0) and otherwise stays on XNNPACK; "off" stays on XNNPACK; a path or library name
  * loads that CBLAS library or fails saying why.
  *
- * One BLAS thread, always: OpenBLAS's threaded products differ from its single-threaded ones in the last bits
+ * One BLAS thread, always (set for OpenBLAS; another library's own setting applies): OpenBLAS's threaded products differ from its single-threaded ones in the last bits
  * (measured: 3 % of the elements of a [1024, 512]·[512, 512] product), so a thread count that followed the cores
  * a process gets (a sweep's worker processes get fewer) would make the same run give other numbers elsewhere. The
  * cores are used by data-parallel workers instead (src/train/replicas.ts), each calling sgemm from its own thread.
@@ -42,8 +42,13 @@ export interface Blas {
 
 export type BlasStatus = { blas: Blas; why: string } | { blas: undefined; why: string };
 
-/** OpenBLAS under the names Linux distributions and macOS (Homebrew) give it. */
-const OPENBLAS = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"];
+/** OpenBLAS where Linux distributions put it, and Homebrew's (keg-only, so by path) on macOS. */
+const OPENBLAS = [
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+];
 const ROW_MAJOR = 101;
 const [NO_TRANS, TRANS] = [111, 112];
 
@@ -51,15 +56,20 @@ const require = createRequire(import.meta.url);
 const loaded = new Map<string, Blas>();
 let status: BlasStatus = { blas: undefined, why: "not selected" };
 
-function koffi(): typeof Koffi {
-  return require("koffi") as typeof Koffi;
+/** The FFI, or why it cannot load (e.g. no prebuilt binary for this platform). */
+function koffi(): typeof Koffi | string {
+  try {
+    return require("koffi") as typeof Koffi;
+  } catch (e) {
+    return `koffi (the FFI) did not load: ${(e as Error).message.split("\n")[0]}`;
+  }
 }
 
 /** Loads `library` as a CBLAS; throws when it cannot be loaded or lacks cblas_sgemm. */
-function load(library: string): Blas {
+function load(ffi: typeof Koffi, library: string): Blas {
   const known = loaded.get(library);
   if (known) return known;
-  const lib = koffi().load(library);
+  const lib = ffi.load(library);
   const sgemm = lib.func(
     "void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, " +
       "const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)",
@@ -89,31 +99,35 @@ function load(library: string): Blas {
 /** Chooses the BLAS the wasm matmul uses from `setting` (LORALAB_BLAS by default): see the module comment. */
 export function selectBlas(setting: string | undefined = process.env.LORALAB_BLAS): BlasStatus {
   const choice = setting?.trim() || "auto";
-  if (choice === "off") return (status = { blas: undefined, why: "LORALAB_BLAS=off" });
+  status = { blas: undefined, why: `LORALAB_BLAS=${choice}` }; // until a library loads
+  if (choice === "off") return status;
+  const ffi = koffi();
   if (choice === "auto") {
+    if (typeof ffi === "string") return (status = { blas: undefined, why: ffi });
     const failures: string[] = [];
-    let found: Blas | undefined;
     for (const library of OPENBLAS) {
       try {
-        found = load(library);
-        break;
+        return (status = { blas: load(ffi, library), why: "auto" });
       } catch (e) {
         failures.push(`${library}: ${(e as Error).message.split("\n")[0]}`);
       }
     }
-    if (!found) return (status = { blas: undefined, why: `no OpenBLAS found (${failures[0]}); install OpenBLAS (Debian: libopenblas0)` });
-    status = { blas: found, why: "auto" };
-  } else {
-    try {
-      status = { blas: load(choice), why: "LORALAB_BLAS" };
-    } catch (e) {
-      throw new UserError(
-        `LORALAB_BLAS: cannot use "${choice}" as the BLAS: ${(e as Error).message.split("\n")[0]}; ` +
-          `expected a CBLAS library exporting cblas_sgemm (e.g. libopenblas.so.0), "auto" or "off"`,
-      );
-    }
+    return (status = { blas: undefined, why: `no OpenBLAS found (${failures[0]}); install OpenBLAS (Debian: libopenblas0)` });
   }
-  return status;
+  try {
+    if (typeof ffi === "string") throw new Error(ffi);
+    return (status = { blas: load(ffi, choice), why: "LORALAB_BLAS" });
+  } catch (e) {
+    throw new UserError(
+      `LORALAB_BLAS: cannot use "${choice}" as the BLAS: ${(e as Error).message.split("\n")[0]}; ` +
+        `expected a CBLAS library exporting cblas_sgemm (e.g. libopenblas.so.0), "auto" or "off"`,
+    );
+  }
+}
+
+/** The setting that selects what this thread uses (for worker threads, which must multiply alike). */
+export function blasSetting(): string {
+  return status.blas?.library ?? "off";
 }
 
 /** The BLAS the wasm matmul uses now, if any. */

@@ -15,7 +15,7 @@ import { installLeanBackprop } from "./backprop.js";
 import { selectBlas } from "./blas.js";
 
 export { tf };
-export { activeBlas } from "./blas.js";
+export { activeBlas, blasSetting, selectBlas } from "./blas.js";
 export { keepTransposed } from "./wasm-matmul.js";
 export { copyFloats, tensorOfFloats } from "./tensor-floats.js";
 export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
@@ -186,7 +186,10 @@ export function backendInfo(): BackendInfo | undefined {
   return current;
 }
 
-/** One line for logs and notebook headers, e.g. "backend: wasm (auto; skipped tensorflow-gpu: not installed)". */
+/**
+ * One line for logs and notebook headers, e.g. "backend: wasm (auto; skipped tensorflow-gpu: not installed), matmul
+ * on XNNPACK (LORALAB_BLAS=off)".
+ */
 export function describeBackend(info: BackendInfo): string {
   const skipped = info.skipped.length ? `; skipped ${info.skipped.map((s) => `${s.name}: ${s.why}`).join(", ")}` : "";
   return `backend: ${info.name} (${info.reason}${skipped})${info.blas ? `, ${matmulEngine(info)}` : ""}`;

@@ -3,11 +3,11 @@
  * multiplies them `repeats` times and answers with its FLOPs and seconds.
  */
 import { parentPort } from "node:worker_threads";
-import { initBackend, tf } from "../backend/index.js";
+import { initBackend, matmulEngine, tf } from "../backend/index.js";
 
 export type Product = [m: number, k: number, n: number];
 export type ToCeiling = { type: "setup"; backend: string | undefined; products: Product[] } | { type: "go"; repeats: number };
-export type FromCeiling = { type: "ready"; backend: string } | { type: "done"; flops: number; seconds: number };
+export type FromCeiling = { type: "ready"; backend: string; matmul: string } | { type: "done"; flops: number; seconds: number };
 
 let operands: [tf.Tensor2D, tf.Tensor2D][] = [];
 
@@ -25,7 +25,7 @@ parentPort!.on("message", async (message: ToCeiling) => {
     const backend = await initBackend(message.backend);
     operands = message.products.map(([m, k, n]) => [tf.randomUniform([m, k], -1, 1), tf.randomUniform([k, n], -1, 1)]);
     round(); // warm-up: XNNPACK packs its operators on first use
-    parentPort!.postMessage({ type: "ready", backend: backend.name } satisfies FromCeiling);
+    parentPort!.postMessage({ type: "ready", backend: backend.name, matmul: matmulEngine(backend) } satisfies FromCeiling);
     return;
   }
   const started = performance.now();

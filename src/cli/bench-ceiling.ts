@@ -15,6 +15,8 @@ import type { BenchShape } from "./bench-setup.js";
 export interface CeilingResult {
   mode: "matmul";
   backend: string;
+  /** What the products ran on (e.g. OpenBLAS), as `loralab info` says it. */
+  matmul: string;
   /** Rows of every product: one thread's share of the shape's batch × seq tokens at the largest thread count. */
   rows: number;
   /** Median over trials of all threads' FLOPs over the wall time from the start to the last thread's end. */
@@ -59,7 +61,7 @@ async function measure(
   list: Product[],
   backend: string | undefined,
   trials: number,
-): Promise<{ gflops: number; backend: string }> {
+): Promise<{ gflops: number; backend: string; matmul: string }> {
   const workers = Array.from({ length: threads }, (_, t) =>
     startModuleWorker(import.meta.url, "bench-ceiling-worker", `loralab matmul ${t}`),
   );
@@ -74,7 +76,8 @@ async function measure(
       const seconds = (performance.now() - started) / 1000;
       results.push(done.reduce((sum, d) => sum + (d as { flops: number }).flops, 0) / seconds / 1e9);
     }
-    return { gflops: median(results), backend: (ready[0] as { backend: string }).backend };
+    const { backend: name, matmul } = ready[0] as { backend: string; matmul: string };
+    return { gflops: median(results), backend: name, matmul };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -87,11 +90,11 @@ export async function matmulCeiling(shape: BenchShape, o: { threads?: number; ba
   const list = products(shape, rows);
   const counts = [...new Set([1, threads])];
   const gflops: Record<string, number> = {};
-  let backend = "";
+  let [backend, matmul] = ["", ""];
   for (const count of counts) {
     const m = await measure(count, list, o.backend, o.trials ?? 3);
     gflops[String(count)] = m.gflops;
-    backend = m.backend;
+    [backend, matmul] = [m.backend, m.matmul];
   }
-  return { mode: "matmul", backend, rows, gflops };
+  return { mode: "matmul", backend, matmul, rows, gflops };
 }

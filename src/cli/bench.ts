@@ -149,7 +149,7 @@ async function ceiling(values: Values): Promise<number> {
   if (values.json) printJson({ config: name, ...result });
   else {
     const counts = Object.entries(result.gflops).map(([n, g]) => `${n} thread${n === "1" ? "" : "s"} ${g.toFixed(1)} GFLOP/s`);
-    console.log(`${name}'s linear products, ${result.rows} rows each, ${result.backend}: ${counts.join(", ")}`);
+    console.log(`${name}'s linear products, ${result.rows} rows each, ${result.backend}, ${result.matmul}: ${counts.join(", ")}`);
   }
   return 0;
 }

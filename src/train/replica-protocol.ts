@@ -50,6 +50,8 @@ export function shareTensors(tensors: [string, tf.Tensor][], fill = true): Share
 
 export interface ReplicaSetup {
   backend: string;
+  /** What the trainer's thread multiplies on (LORALAB_BLAS's value for it): every thread must multiply alike. */
+  blas: string;
   recipe: ReplicaRecipe;
   /** The trainer's model structure (see fingerprint in replica.ts): the replica refuses to start unless it builds the same. */
   fingerprint: string[];

@@ -5,7 +5,7 @@
  * evaluation rows. Started by replicas.ts.
  */
 import { parentPort } from "node:worker_threads";
-import { initBackend, tf } from "../backend/index.js";
+import { initBackend, selectBlas, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { buildReplica, firstDifference, fingerprint } from "./replica.js";
 import { type FromReplica, readTensor, type ReplicaSetup, type ToReplica, writeTensors } from "./replica-protocol.js";
@@ -37,6 +37,7 @@ function assignFrom(parameters: Map<string, tf.Variable>, setup: ReplicaSetup["p
 
 async function start(setup: ReplicaSetup): Promise<FromReplica> {
   await initBackend(setup.backend);
+  if (setup.backend === "wasm") selectBlas(setup.blas);
   const trainable = buildReplica(setup.recipe);
   const difference = firstDifference(setup.fingerprint, fingerprint(trainable.parameterRoot));
   if (difference !== undefined) {

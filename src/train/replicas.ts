@@ -10,7 +10,7 @@
  * Workers run from dist/ or from the source, whichever this module runs from (core/threads.ts).
  */
 import type { Worker } from "node:worker_threads";
-import { tf } from "../backend/index.js";
+import { blasSetting, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { startModuleWorker } from "../core/threads.js";
 import { fingerprint, replicaRecipe } from "./replica.js";
@@ -105,6 +105,7 @@ export class Replicas {
             type: "setup",
             setup: {
               backend: tf.getBackend(),
+              blas: blasSetting(),
               recipe,
               fingerprint: fingerprint(trainable.parameterRoot),
               parameters,
