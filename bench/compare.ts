@@ -38,6 +38,8 @@ interface Row {
   system: string;
   mode: string;
   round: number;
+  /** loralab's rows: the LORALAB_BLAS setting they ran with. */
+  blas?: string;
   result: Measurement;
 }
 
@@ -104,7 +106,7 @@ for (const mode of modes) {
           const result = run(process.execPath, ["bin/loralab.js", ...benchArgs, "--workers", workers], withBlas(blas));
           const threads = `${result.workers} thread${result.workers === 1 ? "" : "s"}`;
           const on = blasSettings.length > 1 ? `LORALAB_BLAS=${blas}, ` : "";
-          rows.push({ system: `loralab, ${on}--workers ${workers} (${threads})`, mode, round, result });
+          rows.push({ system: `loralab, ${on}--workers ${workers} (${threads})`, mode, round, blas, result });
         },
       });
     }
@@ -179,9 +181,7 @@ for (const blas of blasSettings) {
   console.log(
     `matmul ceiling, LORALAB_BLAS=${blas}: ${threadCounts.map((n) => `${n} thread${n === "1" ? "" : "s"} ${ceilingOf(n).toFixed(1)} GFLOP/s`).join(", ")}`,
   );
-  for (const system of systems.filter(
-    (s) => s.startsWith("loralab,") && (blasSettings.length === 1 || s.includes(`LORALAB_BLAS=${blas},`)),
-  )) {
+  for (const system of new Set(rows.filter((r) => r.blas === blas).map((r) => r.system))) {
     for (const mode of modes) {
       const rs = of(system, mode).map((r) => r.result as Measurement & { gflops: number; workers: number });
       if (!rs.length) continue;

@@ -40,7 +40,7 @@ export interface Blas {
   threads(): number | undefined;
 }
 
-export type BlasStatus = { blas: Blas; why: string } | { blas: undefined; why: string };
+export type BlasStatus = { blas: Blas } | { blas: undefined; why: string };
 
 /** OpenBLAS where Linux distributions put it, and Homebrew's (keg-only, so by path) on macOS. */
 const OPENBLAS = [
@@ -56,12 +56,15 @@ const require = createRequire(import.meta.url);
 const loaded = new Map<string, Blas>();
 let status: BlasStatus = { blas: undefined, why: "not selected" };
 
+/** An error's first line (a dynamic loader's message can go on with details). */
+const firstLine = (e: unknown) => (e as Error).message.split("\n")[0];
+
 /** The FFI, or why it cannot load (e.g. no prebuilt binary for this platform). */
 function koffi(): typeof Koffi | string {
   try {
     return require("koffi") as typeof Koffi;
   } catch (e) {
-    return `koffi (the FFI) did not load: ${(e as Error).message.split("\n")[0]}`;
+    return `koffi (the FFI) did not load: ${firstLine(e)}`;
   }
 }
 
@@ -107,19 +110,19 @@ export function selectBlas(setting: string | undefined = process.env.LORALAB_BLA
     const failures: string[] = [];
     for (const library of OPENBLAS) {
       try {
-        return (status = { blas: load(ffi, library), why: "auto" });
+        return (status = { blas: load(ffi, library) });
       } catch (e) {
-        failures.push(`${library}: ${(e as Error).message.split("\n")[0]}`);
+        failures.push(`${library}: ${firstLine(e)}`);
       }
     }
     return (status = { blas: undefined, why: `no OpenBLAS found (${failures[0]}); install OpenBLAS (Debian: libopenblas0)` });
   }
   try {
     if (typeof ffi === "string") throw new Error(ffi);
-    return (status = { blas: load(ffi, choice), why: "LORALAB_BLAS" });
+    return (status = { blas: load(ffi, choice) });
   } catch (e) {
     throw new UserError(
-      `LORALAB_BLAS: cannot use "${choice}" as the BLAS: ${(e as Error).message.split("\n")[0]}; ` +
+      `LORALAB_BLAS: cannot use "${choice}" as the BLAS: ${firstLine(e)}; ` +
         `expected a CBLAS library exporting cblas_sgemm (e.g. libopenblas.so.0), "auto" or "off"`,
     );
   }
