@@ -18,6 +18,7 @@ export {
   type EvalMetrics,
   type Metric,
   type GenerateOptions,
+  type EvalOptions,
   type TrainedRun,
 } from "./model.js";
 export { Run, TrainingInterrupted, lastRun, REGISTRY_SAVE_STEPS, type TrainOptions, type TrainedModel } from "./run.js";

@@ -6,6 +6,8 @@ import type { LoadedModel } from "../src/models/load.js";
 import type { Tokenizer } from "../src/models/tokenizer.js";
 import { generate as generateIds, type GenerationOptions } from "../src/models/generation.js";
 import { evaluate } from "../src/metrics/evaluate.js";
+import { withEvalThreads } from "../src/train/eval-threads.js";
+import type { WorkersOption } from "../src/train/parallelism.js";
 import { DISPLAY, type MimeBundle } from "../src/runtime/display.js";
 import { type DataInput, dataRows, toExamples } from "./data.js";
 import { EvalResult, type Metric } from "./evaluation.js";
@@ -15,6 +17,11 @@ import { displayedText, htmlKeyValues, textKeyValues } from "./presentation.js";
 export interface ViewBase {
   readonly loaded: LoadedModel;
   readonly tokenizer: Tokenizer;
+}
+
+export interface EvalOptions {
+  /** Threads scoring shares of the windows and generations (1: this thread; "auto", the default: the cores, when the evaluation is long enough). */
+  workers?: WorkersOption;
 }
 
 export interface GenerateOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
@@ -27,16 +34,18 @@ export abstract class ModelView {
   /** The loaded base model this view computes with. */
   abstract get base(): ViewBase;
 
-  /** Runs `fn` on the model computing with this view's weights (its adapter alone, or none). */
+  /** Runs `fn` on the model computing with this view's weights (its adapter alone, or none), until its promise settles if it returns one. */
   protected abstract withWeights<T>(fn: (m: CausalLM) => T): T;
 
   abstract describe(): [string, unknown][];
 
-  async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"]): Promise<EvalResult> {
+  async eval(data: DataInput, metrics: Metric[] | Metric = ["perplexity"], options: EvalOptions = {}): Promise<EvalResult> {
     const loaded = this.base.loaded;
     const input = { examples: () => toExamples(data, loaded.tokenizer, loaded.config.vocabSize), rows: () => dataRows(data) };
-    const { examples, ...scores } = this.withWeights((m) =>
-      evaluate(m, input, Array.isArray(metrics) ? metrics : [metrics], { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds }),
+    const names = Array.isArray(metrics) ? metrics : [metrics];
+    const generation = { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds };
+    const { examples, ...scores } = await this.withWeights((m) =>
+      withEvalThreads(m, options.workers ?? "auto", (threads) => evaluate(threads, input, names, generation)),
     );
     return new EvalResult(scores, examples ? aq.from(examples) : undefined);
   }

@@ -9,6 +9,7 @@
  * `.lora(...)` gets its own named adapter, and a handle computes with its own adapter in each call.
  */
 import * as path from "node:path";
+import { thenRestore } from "../src/core/scoped.js";
 import { initBackend, tf } from "../src/backend/index.js";
 import { UserError } from "../src/core/errors.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
@@ -26,9 +27,9 @@ import { floatCopy } from "../src/lora/float-copy.js";
 import type { DataInput } from "./data.js";
 import { type Reopened, Run, type TrainedModel, type TrainOptions } from "./run.js";
 import { type EvalMetrics, EvalResult, type Metric } from "./evaluation.js";
-import { type GenerateOptions, ModelView } from "./model-view.js";
+import { type EvalOptions, type GenerateOptions, ModelView } from "./model-view.js";
 
-export { type EvalMetrics, EvalResult, type Metric, type GenerateOptions, ModelView };
+export { type EvalMetrics, EvalResult, type Metric, type GenerateOptions, type EvalOptions, ModelView };
 import { FullTrainable, LoraTrainable, type Trainable } from "../src/train/trainable.js";
 
 let adapterCounter = 0;
@@ -146,11 +147,13 @@ export class LoraModel extends ModelView implements TrainedModel {
     const peft = this.base.peftModel();
     const before = peft.activeAdapters;
     peft.setAdapter(this.adapterName);
-    try {
-      return fn(peft);
-    } finally {
-      if (before.length) peft.setAdapter(before);
-    }
+    // Until a returned promise settles: an evaluation on replicas reads the adapter's state when they start.
+    return thenRestore(
+      () => fn(peft),
+      () => {
+        if (before.length) peft.setAdapter(before);
+      },
+    );
   }
 
   get config() {

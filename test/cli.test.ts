@@ -99,7 +99,7 @@ describe("loralab eval", () => {
   test("--json prints loss, perplexity and token count that agree with the library row by row", () => {
     const file = writeJsonl("mixed.jsonl", [...texts.map((text) => ({ text })), { input_ids: ids }]);
     const out = evalJson(file);
-    assert.deepEqual(Object.keys(out).sort(), ["loss", "perplexity", "tokens"]);
+    assert.deepEqual(Object.keys(out).sort(), ["loss", "perplexity", "tokens", "workers"]);
     assertClose(out.perplexity, Math.exp(out.loss), 1e-9 * Math.exp(out.loss), "perplexity = exp(loss)");
 
     const rows = [...texts.map((t) => tokenizer.encode(t)), ids];

@@ -5,6 +5,7 @@
  *   --mode lora|qlora|full --config tiny|small|135m    training steps of a named shape (one JSON line with --json)
  *   --mode lora,qlora,full                       several, each in its own process, side by side
  *   --mode matmul [--config small]               the 2-D matmul ceiling of the config's products, 1 thread and all cores
+ *   --mode eval [--config small]                 perplexity and generation in one thread and on the cores (--workers)
  */
 import { formatBytes } from "../backend/memory.js";
 import { UserError } from "../core/errors.js";
@@ -12,6 +13,7 @@ import { isPositiveInt, parseCommandArgs, parseNumberOption } from "./args.js";
 import { printJson } from "./common.js";
 import { forwardBench, forwardWorker, type ForwardBenchOptions } from "./bench-forward.js";
 import { matmulCeiling } from "./bench-ceiling.js";
+import { evalBench, type EvalBenchPart } from "./bench-eval.js";
 import { type BenchShape, benchShape, runWorkers } from "./bench-setup.js";
 import type { WorkersOption } from "../train/parallelism.js";
 import { TRAIN_MODES, trainBench, type TrainBenchResult, type TrainMode } from "./bench-train.js";
@@ -26,6 +28,8 @@ const OPTIONS = {
   seq: { type: "string" },
   repeats: { type: "string" },
   steps: { type: "string" },
+  prompts: { type: "string" },
+  "new-tokens": { type: "string" },
   workers: { type: "string" },
   profile: { type: "boolean" },
   "gradient-checkpointing": { type: "boolean" },
@@ -42,7 +46,7 @@ function trainModes(mode: string): TrainMode[] {
   const modes = mode.split(",");
   for (const m of modes) {
     if (!(TRAIN_MODES as readonly string[]).includes(m))
-      throw new UserError(`--mode: expected forward, matmul, or lora, qlora, full or a comma-separated list of them, got "${mode}"`);
+      throw new UserError(`--mode: expected forward, matmul, eval, or lora, qlora, full or a comma-separated list of them, got "${mode}"`);
   }
   return modes as TrainMode[];
 }
@@ -154,10 +158,40 @@ async function ceiling(values: Values): Promise<number> {
   return 0;
 }
 
+/** "1 thread 12.3 s, 2 threads 6.9 s (2 cores): 1.78×, same numbers" */
+function describeParts(part: EvalBenchPart): string {
+  const threads = `${part.threads} thread${part.threads === 1 ? "" : "s"}`;
+  const same = part.same ? "same numbers" : "NUMBERS DIFFER";
+  return `1 thread ${part.one_thread_s.toFixed(2)} s, ${threads} ${part.threaded_s.toFixed(2)} s (${part.why}): ${part.speedup.toFixed(2)}×, ${same}`;
+}
+
+async function evaluation(values: Values): Promise<number> {
+  const { name, shape } = shapeOption(values);
+  const result = await evalBench(name, {
+    shape,
+    batches: positive("--steps", values.steps, 8),
+    prompts: positive("--prompts", values.prompts, 8),
+    newTokens: positive("--new-tokens", values["new-tokens"], 32),
+    workers: workersOption(values.workers),
+    repeats: positive("--repeats", values.repeats, 3),
+    backend: values.backend,
+  });
+  if (values.json) printJson(result);
+  else {
+    console.log(`${name}, ${result.backend}, ${result.matmul}, medians of the runs (threaded times include starting the replicas)`);
+    console.log(
+      `  perplexity of ${result.perplexity.tokens} tokens (batches of ${shape.batch} × ${shape.seq}): ${describeParts(result.perplexity)}`,
+    );
+    console.log(`  generation of ${result.generation.new_tokens} tokens: ${describeParts(result.generation)}`);
+  }
+  return result.perplexity.same && result.generation.same ? 0 : 1;
+}
+
 export async function bench(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, OPTIONS);
   const mode = values.mode ?? (values.config ? "lora" : "forward");
   if (mode === "matmul") return ceiling(values);
+  if (mode === "eval") return evaluation(values);
   if (mode !== "forward") return train({ ...values, mode });
   const options: ForwardBenchOptions = {
     model: values.model,

@@ -2,16 +2,19 @@ import { invalid } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { readJsonl } from "../data/jsonl.js";
 import { rowToExample } from "../data/rows.js";
-import { NonFiniteLossError, perplexity } from "../metrics/perplexity.js";
-import { GENERATION_METRICS, type GenerationMetric, generationScores } from "../metrics/generation-eval.js";
+import { generationScoresOn, perplexityOn } from "../metrics/evaluate.js";
+import { NonFiniteLossError } from "../metrics/perplexity.js";
+import { GENERATION_METRICS, type GenerationMetric } from "../metrics/generation-eval.js";
+import { withEvalThreads } from "../train/eval-threads.js";
 import { isPositiveInt, parseCommandArgs, parseNumberOption, requireOption } from "./args.js";
 import { modelOptions, prepareModel, printJson, quantizeFlag, reportBackend, withAdapter } from "./common.js";
 
 const METRICS = ["perplexity", ...GENERATION_METRICS];
 
 /**
- * `loralab eval --model M [--adapter DIR] --data F.jsonl --metrics perplexity[,bleu,chrf,exact_match] [--json]`
+ * `loralab eval --model M [--adapter DIR] --data F.jsonl --metrics perplexity[,bleu,chrf,exact_match] [--workers N|auto] [--json]`
  * Generation metrics need prompt/completion rows: each prompt is continued greedily and compared with its completion.
+ * The windows and generations are shared among threads (--workers; "auto": the cores, when the work pays for them).
  */
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
@@ -23,6 +26,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     stride: { type: "string" },
     "max-length": { type: "string" },
     "max-new-tokens": { type: "string" },
+    workers: { type: "string", default: "auto" },
     json: { type: "boolean" },
   });
   const modelRef = requireOption(values.model, "--model");
@@ -42,6 +46,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
     values["max-new-tokens"] === undefined
       ? undefined
       : parseNumberOption("--max-new-tokens", values["max-new-tokens"], 0, isPositiveInt, "a positive integer");
+  const workers =
+    values.workers === "auto" ? "auto" : parseNumberOption("--workers", values.workers, 1, isPositiveInt, "a positive integer or auto");
   const generative = metrics.filter((m): m is GenerationMetric => m !== "perplexity");
   const rows = readJsonl(dataFile); // validate the data before the (slower) model load
   const pairs = rows.map((row) => {
@@ -67,28 +73,38 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const examples = rows.map((row) => rowToExample(ctx, row));
   const model = await withAdapter(loaded, values.adapter);
   const report: Record<string, number> = {};
-  if (metrics.includes("perplexity")) {
-    try {
-      const result = perplexity(model, examples, { batchSize, stride, maxLength });
+  const threads = await withEvalThreads(model, workers, async (threads) => {
+    // What the report says: the most threads any metric ran on.
+    let used = { workers: 1, why: "" };
+    const noteThreads = () => {
+      if (threads.parallelism.workers >= used.workers) used = { ...threads.parallelism };
+    };
+    if (metrics.includes("perplexity")) {
+      const result = await perplexityOn(threads, examples, { batchSize, stride, maxLength });
+      noteThreads();
       Object.assign(report, { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens });
-    } catch (e) {
-      if (!(e instanceof NonFiniteLossError)) throw e;
-      // Divergence, not bad input: exit 3, as `train` does.
-      console.error(`loralab eval: ${e.message}`);
-      return 3;
     }
-  }
-  if (generative.length) {
-    if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: generation metrics need tokenizer.json`);
-    const { examples: _generated, ...scores } = generationScores(model, loaded.tokenizer, pairs, generative, {
-      maxNewTokens,
-      eosTokenIds: loaded.eosTokenIds,
-    });
-    Object.assign(report, scores);
-  }
+    if (generative.length) {
+      if (!loaded.tokenizer) throw new UserError(`${loaded.dir}: generation metrics need tokenizer.json`);
+      const { examples: _generated, ...scores } = await generationScoresOn(threads, loaded.tokenizer, pairs, generative, {
+        maxNewTokens,
+        eosTokenIds: loaded.eosTokenIds,
+      });
+      noteThreads();
+      Object.assign(report, scores);
+    }
+    return used;
+  }).catch((e: unknown) => {
+    if (!(e instanceof NonFiniteLossError)) throw e;
+    // Divergence, not bad input: exit 3, as `train` does.
+    console.error(`loralab eval: ${e.message}`);
+    return undefined;
+  });
+  if (!threads) return 3;
   reportBackend(Boolean(values.json), loaded);
-  if (values.json) printJson(report);
+  if (values.json) printJson({ ...report, workers: threads.workers });
   else {
+    console.error(`threads: ${threads.workers} (${threads.why}; --workers)`);
     if (report.perplexity !== undefined)
       console.log(
         `perplexity ${report.perplexity.toFixed(4)} (loss ${report.loss!.toFixed(6)} over ${report.tokens} tokens, ${examples.length} rows)`,

@@ -3,6 +3,7 @@
  * injects the LoRA layers, owns the adapters' settings, and decides which adapters act and which weights
  * train; the base model's weights stay frozen.
  */
+import { thenRestore } from "../core/scoped.js";
 import type { tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { Random } from "../core/random.js";
@@ -216,6 +217,11 @@ export class PeftModel extends Module implements CausalLM {
     this.applyTrainability();
   }
 
+  /** Inside withAdaptersDisabled: the base model computes alone. */
+  get adaptersDisabled(): boolean {
+    return this.state.disabled;
+  }
+
   /** Runs `fn` on the base model alone (PEFT's `with model.disable_adapter():`), restoring adapters afterwards. */
   withAdaptersDisabled<T>(fn: () => T): T {
     const before = this.state.disabled;
@@ -225,15 +231,7 @@ export class PeftModel extends Module implements CausalLM {
     };
     this.state.disabled = true;
     this.modulesToSave.show();
-    try {
-      const out = fn();
-      if (out instanceof Promise) return out.finally(restore) as T;
-      restore();
-      return out;
-    } catch (e) {
-      restore();
-      throw e;
-    }
+    return thenRestore(fn, restore);
   }
 
   deleteAdapter(name: string): void {

@@ -25,23 +25,52 @@ export interface GenerationScores {
   examples: GeneratedExample[];
 }
 
+export interface PromptCompletion {
+  prompt: string;
+  completion: string;
+}
+
 export interface GenerationEvalOptions extends Partial<Omit<GenerationOptions, "eosTokenIds">> {
   eosTokenIds?: number[];
 }
 
-export function generationScores(
-  model: CausalLM,
+/** One prompt to continue, as ids, and how many tokens it may add. */
+export interface GenerationRequest {
+  promptIds: number[];
+  maxNewTokens: number;
+}
+
+/** How each generation samples (greedy unless told) and where it stops, apart from its own budget. */
+export type SamplingChoice = Omit<GenerationEvalOptions, "maxNewTokens">;
+
+export function generationRequests(
   tokenizer: Tokenizer,
-  pairs: { prompt: string; completion: string }[],
-  metrics: readonly GenerationMetric[],
+  pairs: PromptCompletion[],
   options: GenerationEvalOptions = {},
-): GenerationScores {
-  const examples = pairs.map((p) => {
+): GenerationRequest[] {
+  return pairs.map((p) => ({
+    promptIds: tokenizer.encode(p.prompt),
     // Room for the reference's length twice over, unless the caller says otherwise.
-    const budget = options.maxNewTokens ?? Math.max(8, 2 * tokenizer.encode(p.completion, { specialTokens: false }).length);
-    const out = generate(model, tokenizer.encode(p.prompt), { temperature: 0, ...options, maxNewTokens: budget });
-    return { prompt: p.prompt, completion: p.completion, generated: tokenizer.decode(out.ids).trim() };
-  });
+    maxNewTokens: options.maxNewTokens ?? Math.max(8, 2 * tokenizer.encode(p.completion, { specialTokens: false }).length),
+  }));
+}
+
+/**
+ * The new ids of each request, in order. Each generation starts its own random stream from the seed, so a request
+ * gives the same ids whichever thread runs it and whatever ran before.
+ */
+export function generateAll(model: CausalLM, requests: GenerationRequest[], sampling: SamplingChoice): number[][] {
+  return requests.map((r) => generate(model, r.promptIds, { temperature: 0, ...sampling, maxNewTokens: r.maxNewTokens }).ids);
+}
+
+/** The metrics of the generations (ids per pair, in order) against the pairs' completions. */
+export function scoreGenerations(
+  tokenizer: Tokenizer,
+  pairs: PromptCompletion[],
+  generated: number[][],
+  metrics: readonly GenerationMetric[],
+): GenerationScores {
+  const examples = pairs.map((p, i) => ({ prompt: p.prompt, completion: p.completion, generated: tokenizer.decode(generated[i]!).trim() }));
   const hyps = examples.map((e) => e.generated);
   const refs = [examples.map((e) => e.completion.trim())];
   const scores: GenerationScores = { examples };
@@ -49,4 +78,16 @@ export function generationScores(
   if (metrics.includes("chrf")) scores.chrf = corpusChrf(hyps, refs).score;
   if (metrics.includes("exact_match")) scores.exact_match = exactMatch(hyps, refs[0]!);
   return scores;
+}
+
+/** Generation metrics in this thread (eval-threads.ts computes the same on every core). */
+export function generationScores(
+  model: CausalLM,
+  tokenizer: Tokenizer,
+  pairs: PromptCompletion[],
+  metrics: readonly GenerationMetric[],
+  options: GenerationEvalOptions = {},
+): GenerationScores {
+  const { maxNewTokens: _budget, ...sampling } = options;
+  return scoreGenerations(tokenizer, pairs, generateAll(model, generationRequests(tokenizer, pairs, options), sampling), metrics);
 }

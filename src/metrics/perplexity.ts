@@ -33,7 +33,7 @@ export interface PerplexityOptions {
   stride?: number;
 }
 
-interface Window extends Example {
+export interface Window extends Example {
   example: number;
 }
 
@@ -102,19 +102,42 @@ function checkWindowsFit(model: CausalLM, all: Window[], batchSize: number): voi
   );
 }
 
-export function perplexity(model: CausalLM, examples: Example[], options: PerplexityOptions = {}): PerplexityResult {
+/** The windows a perplexity run scores, in the batches they run in (what one thread or every core computes alike). */
+export interface PerplexityPlan {
+  examples: Example[];
+  batches: Window[][];
+}
+
+/** Checks the options and cuts `examples` into windows and the windows into batches, in order. */
+export function planPerplexity(model: CausalLM, examples: Example[], options: PerplexityOptions = {}): PerplexityPlan {
   const batchSize = options.batchSize ?? 8;
   const maxLength = validate(options.maxLength ?? model.config.maxPositions, windowLength, "perplexity", "maxLength");
   const stride = options.stride ?? maxLength;
   if (!(Number.isInteger(stride) && stride >= 1 && stride <= maxLength)) {
     throw invalid("perplexity", "stride", `an integer in 1…${maxLength} (the window length)`, stride);
   }
-  const sums = new Float64Array(examples.length);
-  const counts = new Float64Array(examples.length);
   const all = windows(examples, maxLength, stride);
   checkWindowsFit(model, all, batchSize);
-  for (let i = 0; i < all.length; i += batchSize) {
-    const group = all.slice(i, i + batchSize);
+  const batches: Window[][] = [];
+  for (let i = 0; i < all.length; i += batchSize) batches.push(all.slice(i, i + batchSize));
+  return { examples, batches };
+}
+
+/** Per window, in the order of the batches: its summed NLL and its scored tokens. */
+export interface WindowScores {
+  nll: Float64Array;
+  tokens: Float64Array;
+}
+
+/**
+ * Scores each batch as one forward pass. A window's numbers depend only on its batch, so any thread that runs the
+ * same batches gets the same bits (eval-threads.ts splits the batches, never a batch).
+ */
+export function scoreWindows(model: CausalLM, batches: Example[][]): WindowScores {
+  const count = batches.reduce((n, b) => n + b.length, 0);
+  const scores = { nll: new Float64Array(count), tokens: new Float64Array(count) };
+  let w = 0;
+  for (const group of batches) {
     const batch = collate(group);
     const { nll, mask } = tf.tidy(() => tokenNll(model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.labels));
     const nllData = nll.dataSync();
@@ -122,13 +145,25 @@ export function perplexity(model: CausalLM, examples: Example[], options: Perple
     tf.dispose([nll, mask]);
     disposeBatch(batch);
     const width = nll.shape[1];
-    group.forEach((w, row) => {
+    group.forEach((_, row) => {
       for (let t = 0; t < width; t++) {
-        sums[w.example]! += nllData[row * width + t]!;
-        counts[w.example]! += maskData[row * width + t]!;
+        scores.nll[w]! += nllData[row * width + t]!;
+        scores.tokens[w]! += maskData[row * width + t]!;
       }
+      w++;
     });
   }
+  return scores;
+}
+
+/** The perplexity of each example and of all, from its windows' scores (windows in the plan's order). */
+export function perplexityResult({ examples, batches }: PerplexityPlan, scores: WindowScores): PerplexityResult {
+  const sums = new Float64Array(examples.length);
+  const counts = new Float64Array(examples.length);
+  batches.flat().forEach((w, i) => {
+    sums[w.example]! += scores.nll[i]!;
+    counts[w.example]! += scores.tokens[i]!;
+  });
   const total = score(
     sums.reduce((a, b) => a + b, 0),
     counts.reduce((a, b) => a + b, 0),
@@ -144,4 +179,10 @@ export function perplexity(model: CausalLM, examples: Example[], options: Perple
     throw new NonFiniteLossError(first, sums[first]!, nameOf(examples, first));
   }
   return { ...total, perExample: [...sums].map((s, i) => score(s, counts[i]!)) };
+}
+
+/** Perplexity in this thread (eval-threads.ts computes the same on every core). */
+export function perplexity(model: CausalLM, examples: Example[], options: PerplexityOptions = {}): PerplexityResult {
+  const plan = planPerplexity(model, examples, options);
+  return perplexityResult(plan, scoreWindows(model, plan.batches));
 }

@@ -14,6 +14,7 @@ import type { Dataset } from "../data/dataset.js";
 import { replayRecipe } from "../data/replay.js";
 import { saveAdapter } from "../lora/adapter-io.js";
 import { evaluate, type EvalScores } from "../metrics/evaluate.js";
+import { withEvalThreads } from "../train/eval-threads.js";
 import { trainableSummary } from "../nn/module.js";
 import { LoraTrainable } from "../train/trainable.js";
 import { type StepLog, Trainer } from "../train/trainer.js";
@@ -97,11 +98,11 @@ export async function runTrial(spec: TrialSpec, env: TrialEnvironment): Promise<
     }
     if (result.reason === "cancelled") throw new TrialCancelled(`trial stopped at step ${result.steps}/${result.totalSteps}`);
     if (result.reason === "diverged") throw new UserError(`training diverged: ${result.message}`);
-    const scores: EvalScores = evalData
-      ? evaluate(peft, { examples: () => evalData.toExamples(loaded.tokenizer, vocab), rows: () => evalData.rows() }, spec.eval!.metrics, {
-          tokenizer: loaded.tokenizer,
-          eosTokenIds: loaded.eosTokenIds,
-        })
+    const input = evalData && { examples: () => evalData.toExamples(loaded.tokenizer, vocab), rows: () => evalData.rows() };
+    const generation = { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds };
+    // On the cores this trial may use (LORALAB_CORES when trials run side by side): the numbers are one thread's either way.
+    const scores: EvalScores = input
+      ? await withEvalThreads(peft, "auto", (threads) => evaluate(threads, input, spec.eval!.metrics, generation))
       : {};
     const { examples: _examples, tokens: _tokens, ...metrics } = scores;
     const record: TrialRecord = {

@@ -6,6 +6,8 @@
 import { copyFloats, tensorOfFloats, tf } from "../backend/index.js";
 import type { ReplicaRecipe } from "./replica.js";
 import type { Example } from "../data/batch.js";
+import type { GenerationRequest, SamplingChoice } from "../metrics/generation-eval.js";
+import type { WindowScores } from "../metrics/perplexity.js";
 import type { NllSum, Share } from "./step.js";
 
 /** Where each named tensor lies in a buffer of float32s. */
@@ -48,21 +50,27 @@ export function shareTensors(tensors: [string, tf.Tensor][], fill = true): Share
   return { buffer, layout, floats };
 }
 
-export interface ReplicaSetup {
-  backend: string;
-  /** What the trainer's thread multiplies on (LORALAB_BLAS's value for it): every thread must multiply alike. */
-  blas: string;
-  recipe: ReplicaRecipe;
-  /** The trainer's model structure (see fingerprint in replica.ts): the replica refuses to start unless it builds the same. */
-  fingerprint: string[];
-  /** Every parameter of the trainer's model (names as the trainable's parameterRoot says them), copied in once. */
-  parameters: SharedTensors;
+/** What a replica of a trained model shares with the trainer besides its weights. */
+export interface TrainingSetup {
   /** The trainable parameters, as the trainer writes them after each update. */
   trainable: SharedTensors;
   /** One gradient layout (the trainable one) per replica, rank after rank. */
   gradients: SharedArrayBuffer;
-  rank: number;
   gradientCheckpointing: boolean;
+}
+
+export interface ReplicaSetup {
+  backend: string;
+  /** What the starting thread multiplies on (LORALAB_BLAS's value for it): every thread must multiply alike. */
+  blas: string;
+  recipe: ReplicaRecipe;
+  /** The original's structure (see fingerprint in replica.ts): the replica refuses to start unless it builds the same. */
+  fingerprint: string[];
+  /** Every parameter of the original (names as its parameter root says them), copied in once. */
+  parameters: SharedTensors;
+  rank: number;
+  /** Absent for a replica that only evaluates. */
+  training?: TrainingSetup;
 }
 
 export type ToReplica =
@@ -73,6 +81,9 @@ export type ToReplica =
   | { type: "weights" }
   /** Score rows of the evaluation data (no dropout, no gradients). */
   | { type: "score"; examples: Example[]; batchSize: number }
+  /** Perplexity windows, batch by batch (metrics/perplexity.ts scoreWindows). */
+  | { type: "scoreWindows"; batches: Example[][] }
+  | { type: "generate"; requests: GenerationRequest[]; sampling: SamplingChoice }
   | { type: "memory" };
 
 export type FromReplica =
@@ -82,5 +93,7 @@ export type FromReplica =
   | { type: "gradients"; nllSum: number }
   | { type: "loaded" }
   | ({ type: "scored" } & NllSum)
+  | ({ type: "windowScores" } & WindowScores)
+  | { type: "generated"; ids: number[][] }
   | { type: "memory"; numTensors: number; numBytes: number }
   | { type: "error"; message: string; user: boolean; stack?: string };

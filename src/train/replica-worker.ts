@@ -1,25 +1,29 @@
 /**
- * A data-parallel worker (a worker thread with its own tfjs backend): it builds a replica of the trained model,
- * copies in the trainer's weights, then for each step computes the gradients of its share into its slot of the
- * shared gradient buffer, copies in the trainable weights the trainer's update wrote, and scores its share of the
- * evaluation rows. Started by replicas.ts.
+ * A data-parallel worker (a worker thread with its own tfjs backend): it builds a replica of the trained or
+ * evaluated model and copies in the original's weights. For training, each step it computes the gradients of its
+ * share into its slot of the shared gradient buffer and copies in the trainable weights the trainer's update wrote;
+ * for evaluation it scores its share of the rows, perplexity windows or generations. Started by replicas.ts.
  */
 import { parentPort } from "node:worker_threads";
 import { initBackend, selectBlas, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
-import { buildReplica, firstDifference, fingerprint } from "./replica.js";
-import { type FromReplica, readTensor, type ReplicaSetup, type ToReplica, writeTensors } from "./replica-protocol.js";
+import { generateAll } from "../metrics/generation-eval.js";
+import { scoreWindows } from "../metrics/perplexity.js";
+import { buildReplica, firstDifference, fingerprint, type Replica } from "./replica.js";
+import { type FromReplica, readTensor, type ReplicaSetup, type ToReplica, type TrainingSetup, writeTensors } from "./replica-protocol.js";
 import { shareGradients, shareNll } from "./step.js";
 import type { Trainable } from "./trainable.js";
 
-interface Replica {
-  setup: ReplicaSetup;
+interface Training {
+  setup: TrainingSetup;
   trainable: Trainable;
   /** This replica's gradient slot. */
   own: Float32Array;
 }
 
-let replica: Replica | undefined;
+type Live = Replica & { training?: Training };
+
+let replica: Live | undefined;
 
 const post = (message: FromReplica) => parentPort!.postMessage(message);
 
@@ -38,31 +42,48 @@ function assignFrom(parameters: Map<string, tf.Variable>, setup: ReplicaSetup["p
 async function start(setup: ReplicaSetup): Promise<FromReplica> {
   await initBackend(setup.backend);
   if (setup.backend === "wasm") selectBlas(setup.blas);
-  const trainable = buildReplica(setup.recipe);
-  const difference = firstDifference(setup.fingerprint, fingerprint(trainable.parameterRoot));
+  const built = buildReplica(setup.recipe);
+  const difference = firstDifference(setup.fingerprint, fingerprint(built.root, setup.recipe));
   if (difference !== undefined) {
-    trainable.parameterRoot.dispose();
+    built.root.dispose();
     return { type: "refused", reason: `the model's structure differs from what a replica builds (${difference})` };
   }
-  assignFrom(new Map(trainable.parameterRoot.namedParameters()), setup.parameters);
-  const floats = setup.trainable.floats;
-  replica = { setup, trainable, own: new Float32Array(setup.gradients, 4 * floats * setup.rank, floats) };
+  assignFrom(new Map(built.root.namedParameters()), setup.parameters);
+  const t = setup.training;
+  const training = t && {
+    setup: t,
+    trainable: built.trainable!,
+    own: new Float32Array(t.gradients, 4 * t.trainable.floats * setup.rank, t.trainable.floats),
+  };
+  replica = { ...built, training };
   return { type: "ready" };
 }
 
-function handle(message: ToReplica, r: Replica): FromReplica {
+function trainingOf(r: Live): Training {
+  if (!r.training) throw new Error("replica: this replica only evaluates");
+  return r.training;
+}
+
+function handle(message: ToReplica, r: Live): FromReplica {
   switch (message.type) {
     case "step": {
-      const { grads, nllSum } = shareGradients(r.trainable, message.share, r.setup);
-      writeTensors(grads, r.setup.trainable.layout, r.own);
+      const t = trainingOf(r);
+      const { grads, nllSum } = r.within(() => shareGradients(t.trainable, message.share, t.setup));
+      writeTensors(grads, t.setup.trainable.layout, t.own);
       tf.dispose([...grads.values()]);
       return { type: "gradients", nllSum };
     }
-    case "weights":
-      assignFrom(new Map(r.trainable.trainableParameters()), r.setup.trainable);
+    case "weights": {
+      const t = trainingOf(r);
+      assignFrom(new Map(t.trainable.trainableParameters()), t.setup.trainable);
       return { type: "loaded" };
+    }
     case "score":
-      return { type: "scored", ...shareNll(r.trainable.model, message.examples, message.batchSize) };
+      return { type: "scored", ...r.within(() => shareNll(r.model, message.examples, message.batchSize)) };
+    case "scoreWindows":
+      return { type: "windowScores", ...r.within(() => scoreWindows(r.model, message.batches)) };
+    case "generate":
+      return { type: "generated", ids: r.within(() => generateAll(r.model, message.requests, message.sampling)) };
     case "memory":
       return { type: "memory", ...tf.memory() };
     default:

@@ -1,7 +1,9 @@
 /**
- * Data-parallel replicas for the Trainer: the trainer's own thread and N − 1 worker threads (replica-worker.ts),
- * each worker with its own tfjs backend and a replica of the trained model (built from a recipe, every weight
- * copied in once). Per step every thread computes the gradients of its share of the rows into its slot of a
+ * Data-parallel replicas: the calling thread and N − 1 worker threads (replica-worker.ts), each worker with its own
+ * tfjs backend and a replica of the model (built from a recipe, every weight copied in once). ReplicaPool starts
+ * and talks to them (eval-threads.ts scores on it); Replicas trains on it.
+ *
+ * For the Trainer, per step every thread computes the gradients of its share of the rows into its slot of a
  * SharedArrayBuffer (the trainer's thread takes share 0 while the workers compute theirs); the trainer sums the
  * slots in rank order, clips and applies the one AdamW update itself, writes the updated trainable weights to
  * another shared buffer and tells the replicas to copy them in (for LoRA a few KB; for full fine-tuning the whole
@@ -13,8 +15,17 @@ import type { Worker } from "node:worker_threads";
 import { blasSetting, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { startModuleWorker } from "../core/threads.js";
-import { fingerprint, replicaRecipe } from "./replica.js";
-import { type FromReplica, readTensor, shareTensors, type SharedTensors, type ToReplica, writeTensors } from "./replica-protocol.js";
+import type { Module } from "../nn/module.js";
+import { fingerprint, type ReplicaRecipe, replicaRecipe } from "./replica.js";
+import {
+  type FromReplica,
+  readTensor,
+  shareTensors,
+  type SharedTensors,
+  type ToReplica,
+  type TrainingSetup,
+  writeTensors,
+} from "./replica-protocol.js";
 import type { Example } from "../data/batch.js";
 import { contiguousPart, type NllSum, type Share, shareGradients, shareNll } from "./step.js";
 import type { Trainable } from "./trainable.js";
@@ -23,7 +34,7 @@ import type { Trainable } from "./trainable.js";
  * `compute()` in this thread while the workers' answers are `pending`; when it throws, the workers' answers are
  * awaited (ignored) before rethrowing, so none is left to reject unhandled.
  */
-async function alongside<T>(pending: Promise<unknown>, compute: () => T): Promise<T> {
+export async function alongside<T>(pending: Promise<unknown>, compute: () => T): Promise<T> {
   try {
     return compute();
   } catch (e) {
@@ -75,9 +86,68 @@ class ReplicaWorker {
   }
 }
 
+/** Worker replicas of one model; the thread that started them is one more. */
+export class ReplicaPool {
+  private constructor(private readonly workers: ReplicaWorker[]) {}
+
+  /**
+   * Starts `count` − 1 workers, each building `recipe` and copying in the parameters of `root` (the module its
+   * parameter names come from); a replica that builds another structure is a user error.
+   */
+  static async start(recipe: ReplicaRecipe, root: Module, count: number, training?: TrainingSetup): Promise<ReplicaPool> {
+    const parameters = shareTensors([...root.namedParameters()]);
+    const pool = new ReplicaPool([]);
+    try {
+      for (let rank = 1; rank < count; rank++) pool.workers.push(new ReplicaWorker(rank));
+      const answers = await Promise.all(
+        pool.workers.map((w, i) =>
+          w.request({
+            type: "setup",
+            setup: {
+              backend: tf.getBackend(),
+              blas: blasSetting(),
+              recipe,
+              fingerprint: fingerprint(root, recipe),
+              parameters,
+              rank: i + 1,
+              training,
+            },
+          }),
+        ),
+      );
+      for (const a of answers) if (a.type === "refused") throw new UserError(`workers: ${count}: ${a.reason}`);
+    } catch (e) {
+      await pool.terminate();
+      throw e;
+    }
+    return pool;
+  }
+
+  /** Threads computing: the workers and the starting one. */
+  get count(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Asks worker `rank` (1…count − 1) for `message(rank)`, all at once; the answers in rank order. */
+  requestAll(message: (rank: number) => ToReplica): Promise<FromReplica[]> {
+    return Promise.all(this.workers.map((w, i) => w.request(message(i + 1))));
+  }
+
+  /** tf.memory() of each worker's replica. */
+  async memory(): Promise<{ numTensors: number; numBytes: number }[]> {
+    const answers = await this.requestAll(() => ({ type: "memory" }));
+    return answers.map((a) => a as { numTensors: number; numBytes: number });
+  }
+
+  async terminate(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** The Trainer's replicas: a pool of its trainable, a gradient slot each and the trainable weights shared. */
 export class Replicas {
   private constructor(
-    private readonly workers: ReplicaWorker[],
+    private readonly pool: ReplicaPool,
     private readonly trainable: Trainable,
     private readonly options: { gradientCheckpointing: boolean },
     private readonly weights: SharedTensors,
@@ -91,43 +161,17 @@ export class Replicas {
   static async start(trainable: Trainable, count: number, options: { gradientCheckpointing: boolean }): Promise<Replicas> {
     const recipe = replicaRecipe(trainable);
     if (typeof recipe === "string") throw new UserError(`workers: ${count} needs a model that replicates into workers, but ${recipe}`);
-    const parameters = shareTensors([...trainable.parameterRoot.namedParameters()]);
     const weights = shareTensors(trainable.trainableParameters(), false);
     const gradientBuffer = new SharedArrayBuffer(4 * weights.floats * count);
     const gradients = Array.from({ length: count }, (_, r) => new Float32Array(gradientBuffer, 4 * weights.floats * r, weights.floats));
-    const workers: ReplicaWorker[] = [];
-    const replicas = new Replicas(workers, trainable, options, weights, gradients);
-    try {
-      for (let rank = 1; rank < count; rank++) workers.push(new ReplicaWorker(rank));
-      const answers = await Promise.all(
-        workers.map((w, i) =>
-          w.request({
-            type: "setup",
-            setup: {
-              backend: tf.getBackend(),
-              blas: blasSetting(),
-              recipe,
-              fingerprint: fingerprint(trainable.parameterRoot),
-              parameters,
-              trainable: weights,
-              gradients: gradientBuffer,
-              rank: i + 1,
-              gradientCheckpointing: options.gradientCheckpointing,
-            },
-          }),
-        ),
-      );
-      for (const a of answers) if (a.type === "refused") throw new UserError(`workers: ${count}: ${a.reason}`);
-    } catch (e) {
-      await replicas.terminate();
-      throw e;
-    }
-    return replicas;
+    const training = { trainable: weights, gradients: gradientBuffer, gradientCheckpointing: options.gradientCheckpointing };
+    const pool = await ReplicaPool.start(recipe, trainable.parameterRoot, count, training);
+    return new Replicas(pool, trainable, options, weights, gradients);
   }
 
   /** Threads computing shares: the workers and the trainer's. */
   get count(): number {
-    return this.workers.length + 1;
+    return this.pool.count;
   }
 
   /**
@@ -135,7 +179,7 @@ export class Replicas {
    * summed gradients (by trainable parameter name) and NLL sum.
    */
   async gradientsOf(shares: Share[]): Promise<{ grads: Map<string, tf.Tensor>; nllSum: number }> {
-    const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "step", share: shares[i + 1]! })));
+    const pending = this.pool.requestAll((rank) => ({ type: "step", share: shares[rank]! }));
     const own = await alongside(pending, () => shareGradients(this.trainable, shares[0]!, this.options));
     writeTensors(own.grads, this.weights.layout, this.gradients[0]!);
     tf.dispose([...own.grads.values()]);
@@ -155,7 +199,7 @@ export class Replicas {
   /** The evaluation loss of `examples`, contiguous parts scored by every thread at once (the trainer's the first). */
   async score(examples: Example[], batchSize: number): Promise<NllSum> {
     const part = (r: number) => examples.slice(...contiguousPart(examples.length, r, this.count));
-    const pending = Promise.all(this.workers.map((w, i) => w.request({ type: "score", examples: part(i + 1), batchSize })));
+    const pending = this.pool.requestAll((rank) => ({ type: "score", examples: part(rank), batchSize }));
     const own = await alongside(pending, () => shareNll(this.trainable.model, part(0), batchSize));
     const sums = [own, ...((await pending) as NllSum[])];
     return { nllSum: sums.reduce((s, p) => s + p.nllSum, 0), tokens: sums.reduce((s, p) => s + p.tokens, 0) };
@@ -164,16 +208,14 @@ export class Replicas {
   /** Sends the trainer's trainable weights (after an update) to every worker's replica. */
   async syncWeights(): Promise<void> {
     writeTensors(new Map(this.trainable.trainableParameters()), this.weights.layout, new Float32Array(this.weights.buffer));
-    await Promise.all(this.workers.map((w) => w.request({ type: "weights" })));
+    await this.pool.requestAll(() => ({ type: "weights" }));
   }
 
-  /** tf.memory() of each worker's replica. */
-  async memory(): Promise<{ numTensors: number; numBytes: number }[]> {
-    const answers = await Promise.all(this.workers.map((w) => w.request({ type: "memory" })));
-    return answers.map((a) => a as { numTensors: number; numBytes: number });
+  memory(): Promise<{ numTensors: number; numBytes: number }[]> {
+    return this.pool.memory();
   }
 
-  async terminate(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
+  terminate(): Promise<void> {
+    return this.pool.terminate();
   }
 }
