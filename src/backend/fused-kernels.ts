@@ -1,6 +1,8 @@
 /**
  * The fused kernels of a decoder's training step, each a forward and a backward host kernel (one pass,
- * one output each; sums in float64). fused-ops.ts wraps them as differentiable ops.
+ * one output each; sums in float64). fused-ops.ts wraps them as differentiable ops. On wasm their passes run
+ * as WebAssembly SIMD (simd-kernels.wat, `io.simd`); the JavaScript loops are the cpu backend's, and wasm's
+ * with LORALAB_SIMD=off.
  *
  *   RMSNorm         y = w ⊙ x / √(mean(x²) + ε)                 saves x and 1/√(…) per row
  *   rotary          y = x ⊙ cos + rotate_half(x) ⊙ sin          saves nothing (its gradient is the inverse rotation)
@@ -9,7 +11,8 @@
  *   cross-entropy   nll = logsumexp(z) − z[target]               saves z and logsumexp per row
  */
 import type * as tf from "@tensorflow/tfjs";
-import { type HostBackendName, type HostKernel, registerHostKernel } from "./host-kernels.js";
+import { type HostBackendName, type HostKernel, type Io, registerHostKernel } from "./host-kernels.js";
+import type { SimdKernels } from "./simd-kernels.js";
 
 export const IGNORE_TARGET = -100;
 
@@ -32,6 +35,10 @@ const rmsNorm: HostKernel = (io, { x, w }, { eps }) => {
   const c = width(x!);
   const rows = x!.shape.slice(0, -1).reduce((p, d) => p * d, 1);
   const [y, rstd] = [io.output(x!.shape), io.output([rows])];
+  if (io.simd) {
+    io.simd.rmsNorm(io.offset(x!), io.offset(w!), io.offset(y), io.offset(rstd), rows, c, eps as number);
+    return [y, rstd];
+  }
   const [xs, ws, ys, rs] = [io.read(x!), io.read(w!), io.read(y), io.read(rstd)];
   for (let r = 0; r < rows; r++) {
     const base = r * c;
@@ -49,6 +56,22 @@ const rmsNormGrad: HostKernel = (io, { x, w, rstd, dy }) => {
   const c = width(x!);
   const rows = rstd!.shape[0]!;
   const [dx, dw] = [io.output(x!.shape), io.output([c])];
+  if (io.simd) {
+    const sums = io.output([2 * c]); // c float64s
+    io.simd.rmsNormGrad(
+      io.offset(x!),
+      io.offset(w!),
+      io.offset(rstd!),
+      io.offset(dy!),
+      io.offset(dx),
+      io.offset(dw),
+      io.offset(sums),
+      rows,
+      c,
+    );
+    io.free(sums);
+    return [dx, dw];
+  }
   const [xs, ws, rs, dys, dxs, dws] = [io.read(x!), io.read(w!), io.read(rstd!), io.read(dy!), io.read(dx), io.read(dw)];
   const dwSums = new Float64Array(c);
   for (let r = 0; r < rows; r++) {
@@ -71,6 +94,11 @@ const rotary: HostKernel = (io, { x, cos, sin }, { sign }) => {
   const [t, d] = cos!.shape as [number, number];
   const half = d / 2;
   const y = io.output(x!.shape);
+  if (io.simd) {
+    const rows = x!.shape.reduce((p, n) => p * n, 1) / d;
+    io.simd.rotary(io.offset(x!), io.offset(cos!), io.offset(sin!), io.offset(y), rows, t, d, sign as number);
+    return y;
+  }
   const [xs, cs, ss, ys] = [io.read(x!), io.read(cos!), io.read(sin!), io.read(y)];
   const s = sign as number;
   for (let row = 0, base = 0; base < xs.length; row++, base += d) {
@@ -87,6 +115,16 @@ const rotary: HostKernel = (io, { x, cos, sin }, { sign }) => {
 
 /** gate, up → silu(gate) ⊙ up */
 const swiGlu: HostKernel = (io, { gate, up }) => {
+  if (io.simd) {
+    const y = io.output(gate!.shape);
+    io.simd.swiGlu(
+      io.offset(gate!),
+      io.offset(up!),
+      io.offset(y),
+      y.shape.reduce((p, d) => p * d, 1),
+    );
+    return y;
+  }
   const [y, sig] = [io.output(gate!.shape), io.sigmoid(gate!)];
   const [gs, us, ss, ys] = [io.read(gate!), io.read(up!), io.read(sig), io.read(y)];
   for (let i = 0; i < gs.length; i++) ys[i] = gs[i]! * ss[i]! * us[i]!;
@@ -96,6 +134,12 @@ const swiGlu: HostKernel = (io, { gate, up }) => {
 
 /** gate, up, dy → dgate = dy ⊙ up ⊙ σ(1 + gate(1 − σ)), dup = dy ⊙ gate ⊙ σ */
 const swiGluGrad: HostKernel = (io, { gate, up, dy }) => {
+  if (io.simd) {
+    const [dgate, dup] = [io.output(gate!.shape), io.output(gate!.shape)];
+    const n = gate!.shape.reduce((p, d) => p * d, 1);
+    io.simd.swiGluGrad(io.offset(gate!), io.offset(up!), io.offset(dy!), io.offset(dgate), io.offset(dup), n);
+    return [dgate, dup];
+  }
   const [dgate, dup, sig] = [io.output(gate!.shape), io.output(gate!.shape), io.sigmoid(gate!)];
   const [gs, us, dys, ss, dgs, dus] = [io.read(gate!), io.read(up!), io.read(dy!), io.read(sig), io.read(dgate), io.read(dup)];
   for (let i = 0; i < gs.length; i++) {
@@ -108,17 +152,29 @@ const swiGluGrad: HostKernel = (io, { gate, up, dy }) => {
   return [dgate, dup];
 };
 
+/** z[from…] = k · x[from…] + b[biasFrom…] for `n` elements */
+type ScaleAdd = (from: number, biasFrom: number, n: number, k: number) => void;
+
+function jsScaleAdd(io: Io, x: tf.TensorInfo, b: tf.TensorInfo, z: tf.TensorInfo): ScaleAdd {
+  const [xs, bs, zs] = [io.read(x), io.read(b), io.read(z)];
+  return (from, biasFrom, n, k) => {
+    for (let i = 0; i < n; i++) zs[from + i] = k * xs[from + i]! + bs[biasFrom + i]!;
+  };
+}
+
+function simdScaleAdd(io: Io, simd: SimdKernels, x: tf.TensorInfo, b: tf.TensorInfo, z: tf.TensorInfo): ScaleAdd {
+  const [xAt, bAt, zAt] = [io.offset(x), io.offset(b), io.offset(z)];
+  return (from, biasFrom, n, k) => simd.scaleAdd(xAt + 4 * from, bAt + 4 * biasFrom, zAt + 4 * from, n, k);
+}
+
 /** scores [B, H, T, S], bias [B, 1, T, S] → softmax over S of scale · scores + bias */
 const maskedSoftmax: HostKernel = (io, { scores, bias }, { scale }) => {
   const [b, h, t, s] = scores!.shape as [number, number, number, number];
   const z = io.output(scores!.shape);
-  const [xs, bs, zs] = [io.read(scores!), io.read(bias!), io.read(z)];
   const k = scale as number;
+  const scaleAdd = io.simd ? simdScaleAdd(io, io.simd, scores!, bias!, z) : jsScaleAdd(io, scores!, bias!, z);
   for (let batch = 0; batch < b; batch++) {
-    for (let head = 0; head < h; head++) {
-      const [from, biasFrom] = [(batch * h + head) * t * s, batch * t * s];
-      for (let i = 0; i < t * s; i++) zs[from + i] = k * xs[from + i]! + bs[biasFrom + i]!;
-    }
+    for (let head = 0; head < h; head++) scaleAdd((batch * h + head) * t * s, batch * t * s, t * s, k);
   }
   const p = io.softmax(z);
   io.free(z);
@@ -129,8 +185,12 @@ const maskedSoftmax: HostKernel = (io, { scores, bias }, { scale }) => {
 const maskedSoftmaxGrad: HostKernel = (io, { p, dy }, { scale }) => {
   const s = width(p!);
   const dx = io.output(p!.shape);
-  const [ps, dys, dxs] = [io.read(p!), io.read(dy!), io.read(dx)];
   const k = scale as number;
+  if (io.simd) {
+    io.simd.softmaxGrad(io.offset(p!), io.offset(dy!), io.offset(dx), p!.shape.reduce((a, d) => a * d, 1) / s, s, k);
+    return dx;
+  }
+  const [ps, dys, dxs] = [io.read(p!), io.read(dy!), io.read(dx)];
   for (let base = 0; base < ps.length; base += s) {
     let dot = 0;
     for (let i = base; i < base + s; i++) dot += dys[i]! * ps[i]!;
@@ -145,18 +205,37 @@ function checkTarget(target: number, vocab: number): void {
   }
 }
 
-/** logits [N, V], targets [N] → nll [N] (0 for IGNORE_TARGET), lse [N] */
-const crossEntropy: HostKernel = (io, { logits, targets }) => {
-  const [rows, vocab] = logits!.shape as [number, number];
-  const [nll, lse] = [io.output([rows]), io.output([rows])];
-  const [zs, ts, nlls, lses] = [io.read(logits!), io.readInt(targets!), io.read(nll), io.read(lse)];
-  for (let r = 0; r < rows; r++) {
+/** The log-sum-exp of row r of [N, V] logits. */
+type RowLogSumExp = (r: number) => number;
+
+function jsLogSumExp(zs: Float32Array, vocab: number): RowLogSumExp {
+  return (r) => {
     const base = r * vocab;
     let max = -Infinity;
     for (let v = base; v < base + vocab; v++) if (zs[v]! > max) max = zs[v]!;
     let sum = 0;
     for (let v = base; v < base + vocab; v++) sum += Math.exp(zs[v]! - max);
-    const logSumExp = max + Math.log(sum);
+    return max + Math.log(sum);
+  };
+}
+
+function simdLogSumExp(simd: SimdKernels, logits: number, vocab: number): RowLogSumExp {
+  return (r) => {
+    const row = logits + 4 * r * vocab;
+    const max = simd.rowMax(row, vocab);
+    return max + Math.log(simd.expSum(row, vocab, max));
+  };
+}
+
+/** logits [N, V], targets [N] → nll [N] (0 for IGNORE_TARGET), lse [N] */
+const crossEntropy: HostKernel = (io, { logits, targets }) => {
+  const [rows, vocab] = logits!.shape as [number, number];
+  const [nll, lse] = [io.output([rows]), io.output([rows])];
+  const [zs, ts, nlls, lses] = [io.read(logits!), io.readInt(targets!), io.read(nll), io.read(lse)];
+  const logSumExpOf = io.simd ? simdLogSumExp(io.simd, io.offset(logits!), vocab) : jsLogSumExp(zs, vocab);
+  for (let r = 0; r < rows; r++) {
+    const base = r * vocab;
+    const logSumExp = logSumExpOf(r);
     const target = ts[r]!;
     checkTarget(target, vocab);
     lses[r] = logSumExp;
@@ -177,7 +256,8 @@ const crossEntropyGrad: HostKernel = (io, { logits, targets, lse, dy }) => {
       continue;
     }
     const [g, shift] = [dys[r]!, lses[r]!];
-    for (let v = base; v < base + vocab; v++) dzs[v] = g * Math.exp(zs[v]! - shift);
+    if (io.simd) io.simd.scaledExp(io.offset(logits!) + 4 * base, io.offset(dz) + 4 * base, vocab, shift, g);
+    else for (let v = base; v < base + vocab; v++) dzs[v] = g * Math.exp(zs[v]! - shift);
     dzs[base + target] = dzs[base + target]! - g;
   }
   return dz;

@@ -4,6 +4,7 @@
  * operation costs one pass and one output instead of a chain of tfjs ops and their intermediates.
  */
 import * as tf from "@tensorflow/tfjs";
+import { type SimdKernels, simdKernels } from "./simd-kernels.js";
 import { Heap, type WasmBackend } from "./wasm-heap.js";
 
 export type HostBackendName = "wasm" | "cpu";
@@ -20,6 +21,9 @@ export interface Io {
   /** New tensors: the logistic sigmoid of `x`; the softmax of `x` over its last axis (wasm: vectorised C++). */
   sigmoid(x: tf.TensorInfo): tf.TensorInfo;
   softmax(x: tf.TensorInfo): tf.TensorInfo;
+  /** wasm: the SIMD kernels (simd-kernels.ts) on this backend's heap, and where a tensor lies in it (bytes). */
+  simd?: SimdKernels;
+  offset(t: tf.TensorInfo): number;
 }
 
 const size = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
@@ -58,6 +62,8 @@ function wasmIo(backend: WasmBackend): Io {
     readInt: (t) => new Int32Array(backend.wasm.HEAPU8.buffer, heap.of(t).offset, size(t.shape)),
     output,
     free: (t) => void backend.disposeData(t.dataId),
+    simd: simdKernels(backend),
+    offset: (t) => heap.of(t).offset,
     sigmoid: (x) => {
       const out = output(x.shape);
       sigmoid(heap.of(x).id, heap.of(out).id);
@@ -86,6 +92,9 @@ function cpuIo(backend: CpuBackend): Io {
     readInt: (t) => backend.readSync(t.dataId) as Int32Array,
     output,
     free: (t) => void backend.disposeData(t.dataId),
+    offset: () => {
+      throw new Error("cpu tensors have no heap offset");
+    },
     sigmoid: (x) => {
       const out = output(x.shape);
       const [xs, ys] = [read(x), read(out)];
