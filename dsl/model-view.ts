@@ -34,7 +34,7 @@ export abstract class ModelView {
   /** The loaded base model this view computes with. */
   abstract get base(): ViewBase;
 
-  /** Runs `fn` on the model computing with this view's weights (its adapter alone, or none), until its promise settles if it returns one. */
+  /** Runs `fn` on the model computing with this view's weights (its adapter alone, or none). */
   protected abstract withWeights<T>(fn: (m: CausalLM) => T): T;
 
   abstract describe(): [string, unknown][];
@@ -44,8 +44,12 @@ export abstract class ModelView {
     const input = { examples: () => toExamples(data, loaded.tokenizer, loaded.config.vocabSize), rows: () => dataRows(data) };
     const names = Array.isArray(metrics) ? metrics : [metrics];
     const generation = { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds };
-    const { examples, ...scores } = await this.withWeights((m) =>
-      withEvalThreads(m, options.workers ?? "auto", (threads) => evaluate(threads, input, names, generation)),
+    const model = this.withWeights((m) => m);
+    // This view's weights are set around each computation of this thread, not across the awaits, so that other
+    // handles of the same base keep theirs meanwhile (a training run that was not awaited, another eval).
+    const within = <T>(fn: () => T): T => this.withWeights(fn);
+    const { examples, ...scores } = await withEvalThreads(model, { workers: options.workers ?? "auto", within }, (threads) =>
+      evaluate(threads, input, names, generation),
     );
     return new EvalResult(scores, examples ? aq.from(examples) : undefined);
   }

@@ -9,7 +9,6 @@
  * `.lora(...)` gets its own named adapter, and a handle computes with its own adapter in each call.
  */
 import * as path from "node:path";
-import { thenRestore } from "../src/core/scoped.js";
 import { initBackend, tf } from "../src/backend/index.js";
 import { UserError } from "../src/core/errors.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
@@ -147,13 +146,11 @@ export class LoraModel extends ModelView implements TrainedModel {
     const peft = this.base.peftModel();
     const before = peft.activeAdapters;
     peft.setAdapter(this.adapterName);
-    // Until a returned promise settles: an evaluation on replicas reads the adapter's state when they start.
-    return thenRestore(
-      () => fn(peft),
-      () => {
-        if (before.length) peft.setAdapter(before);
-      },
-    );
+    try {
+      return fn(peft);
+    } finally {
+      if (before.length) peft.setAdapter(before);
+    }
   }
 
   get config() {

@@ -58,11 +58,14 @@ describe("evaluation on every core", () => {
   test("perplexity on 2 threads equals one thread's exactly (sliding windows, several batches), and leaks no tensor", async () => {
     const one = perplexity(peft, rows(17), options);
     const tensors = tf.memory().numTensors;
-    const threads = new EvalThreads(peft, 2);
+    const threads = new EvalThreads(peft, { workers: 2 });
     try {
       const two = await perplexityOn(threads, rows(17), options);
       assert.equal(threads.parallelism.workers, 2);
       assert.deepEqual(two, one);
+      const [worker] = await threads.workerMemory();
+      await perplexityOn(threads, rows(17), options);
+      assert.deepEqual(await threads.workerMemory(), [worker], "the worker's tensors after a second evaluation");
     } finally {
       await threads.close();
     }
@@ -72,17 +75,37 @@ describe("evaluation on every core", () => {
   test("replicas compute as the original: adapters switched off, and a plain model", async () => {
     const on = perplexity(peft, rows(9), options);
     const offOne = peft.withAdaptersDisabled(() => perplexity(peft, rows(9), options));
-    const offTwo = await peft.withAdaptersDisabled(() => withEvalThreads(peft, 2, (t) => perplexityOn(t, rows(9), options)));
+    const within = <T>(fn: () => T): T => peft.withAdaptersDisabled(fn);
+    const offTwo = await withEvalThreads(peft, { workers: 2, within }, (t) => perplexityOn(t, rows(9), options));
     assert.deepEqual(offTwo, offOne);
     assert.notEqual(offOne.loss, on.loss, "the adapter changes the loss, so the test sees whether the replicas switched it off");
     const plain = randomModel(benchShape("tiny").config, 4);
     try {
       const small = rows(7).map((e) => ({ inputIds: e.inputIds.map((id) => id % 512) }));
       const plainOne = perplexity(plain, small, { batchSize: 2 });
-      const plainThree = await withEvalThreads(plain, 3, (t) => perplexityOn(t, small, { batchSize: 2 }));
+      const plainThree = await withEvalThreads(plain, { workers: 3 }, (t) => perplexityOn(t, small, { batchSize: 2 }));
       assert.deepEqual(plainThree, plainOne);
     } finally {
       plain.dispose();
+    }
+  });
+
+  test("adapters switched off with a modules_to_save copy: the replicas compute with the base model's values", async () => {
+    const model = (await loadModel("tiny-moby")).model;
+    const saving = PeftModel.create(model, { r: 2, targets: ["q_proj"], modulesToSave: ["norm"] }, { seed: 4 });
+    try {
+      // The adapter's copy of the final norm differs from the base model's.
+      for (const [name, p] of saving.trainableParameters()) if (name.includes("norm")) p.assign(p.mul(1.5));
+      const data = rows(8);
+      const on = perplexity(saving, data, { batchSize: 2 });
+      const offOne = saving.withAdaptersDisabled(() => perplexity(saving, data, { batchSize: 2 }));
+      const within = <T>(fn: () => T): T => saving.withAdaptersDisabled(fn);
+      const offTwo = await withEvalThreads(saving, { workers: 2, within }, (t) => perplexityOn(t, data, { batchSize: 2 }));
+      assert.notEqual(offOne.loss, on.loss);
+      assert.deepEqual(offTwo, offOne);
+      assert.equal(saving.adaptersDisabled, false, "switched off only around the computations");
+    } finally {
+      saving.base.dispose();
     }
   });
 
@@ -90,7 +113,7 @@ describe("evaluation on every core", () => {
     const tokenizer = moby.tokenizer!;
     for (const sampling of [{}, { temperature: 0.8, seed: 7 }]) {
       const one = generationScores(peft, tokenizer, PAIRS, ["bleu", "chrf", "exact_match"], { maxNewTokens: 12, ...sampling });
-      const three = await withEvalThreads(peft, 3, (t) =>
+      const three = await withEvalThreads(peft, { workers: 3 }, (t) =>
         generationScoresOn(t, tokenizer, PAIRS, ["bleu", "chrf", "exact_match"], { maxNewTokens: 12, ...sampling }),
       );
       assert.deepEqual(three, one);
@@ -101,8 +124,8 @@ describe("evaluation on every core", () => {
   test("evaluate() on 2 threads gives one thread's perplexity and BLEU", async () => {
     const input = { examples: () => rows(6), rows: () => PAIRS };
     const generation = { tokenizer: moby.tokenizer, eosTokenIds: moby.eosTokenIds };
-    const one = await withEvalThreads(peft, 1, (t) => evaluate(t, input, ["perplexity", "bleu"], generation));
-    const two = await withEvalThreads(peft, 2, async (t) => {
+    const one = await withEvalThreads(peft, { workers: 1 }, (t) => evaluate(t, input, ["perplexity", "bleu"], generation));
+    const two = await withEvalThreads(peft, { workers: 2 }, async (t) => {
       const scores = await evaluate(t, input, ["perplexity", "bleu"], generation);
       assert.equal(t.parallelism.workers, 2);
       return scores;
@@ -122,7 +145,7 @@ describe("evaluation on every core", () => {
     try {
       const data = [{ inputIds: [1, 2, 3, 4, 5] }, { inputIds: [5, 4, 3, 2] }];
       await assert.rejects(
-        withEvalThreads(quantized, 2, (t) => perplexityOn(t, data, { batchSize: 1 })),
+        withEvalThreads(quantized, { workers: 2 }, (t) => perplexityOn(t, data, { batchSize: 1 })),
         (e: unknown) =>
           e instanceof UserError &&
           e.message ===
@@ -132,9 +155,23 @@ describe("evaluation on every core", () => {
       quantized.dispose();
     }
     assert.throws(
-      () => new EvalThreads(peft, 0),
+      () => new EvalThreads(peft, { workers: 0 }),
       (e: unknown) => e instanceof UserError && e.message === 'eval: workers: expected a positive integer or "auto", got 0',
     );
+  });
+
+  test("a replica whose SIMD kernels would differ from this thread's refuses to start", async () => {
+    const before = process.env.LORALAB_SIMD;
+    process.env.LORALAB_SIMD = "off"; // read by the worker's new backend; this thread's kernels are already on
+    try {
+      await assert.rejects(
+        withEvalThreads(peft, { workers: 2 }, (t) => perplexityOn(t, rows(4), { batchSize: 2 })),
+        (e: unknown) => e instanceof UserError && /SIMD kernels are on in one thread and off in another \(LORALAB_SIMD\)/.test(e.message),
+      );
+    } finally {
+      if (before === undefined) delete process.env.LORALAB_SIMD;
+      else process.env.LORALAB_SIMD = before;
+    }
   });
 
   test("autoEvalWorkers: the cores for a long evaluation, one thread for short ones, one core, or another backend", () => {
@@ -184,6 +221,13 @@ describe("evaluation on every core", () => {
       { ...one },
       "the base view again, after the adapter's",
     );
+    // Both at once: each view's weights are set only around its own computations, so neither sees the other's.
+    const [baseBoth, adapterBoth] = await Promise.all([
+      base.eval(data, ["perplexity"], { workers: 2 }),
+      run.model.eval(data, ["perplexity"], { workers: 2 }),
+    ]);
+    assert.deepEqual({ ...baseBoth }, { ...one });
+    assert.deepEqual({ ...adapterBoth }, { ...adapterOne });
   });
 });
 

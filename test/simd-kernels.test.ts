@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { initBackend, maskedSoftmax, rmsNorm, rotary, swiGlu, tf } from "../src/backend/index.js";
 import { simdKernels } from "../src/backend/simd-kernels.js";
-import type { WasmBackend } from "../src/backend/wasm-heap.js";
+import { Heap, type WasmBackend } from "../src/backend/wasm-heap.js";
 import { Random } from "../src/core/random.js";
 import { causalLmLoss, IGNORE_INDEX, tokenNll } from "../src/models/loss.js";
 import { RotaryEmbedding } from "../src/models/rope.js";
@@ -26,6 +26,30 @@ test("the wasm backend runs the SIMD kernels (LORALAB_SIMD is not off here)", ()
 
 test("simd-kernels.wasm.ts is what simd-kernels.wat assembles to (npm run build:simd)", async () => {
   assert.equal(fs.readFileSync(BYTES_FILE, "utf8"), await assembled());
+});
+
+test("the SIMD exponential: within 1 ulp of Math.exp rounded to float32 from −87 to 88.37; 0 below −87.34, +∞ from 88.38, NaN kept", () => {
+  const backend = tf.backend() as unknown as WasmBackend;
+  const simd = simdKernels(backend)!;
+  const n = 1 << 16;
+  const xs = Float32Array.from({ length: n }, (_, i) => -87 + (175.37 * i) / (n - 1));
+  const extremes = [-87.4, -200, -1e9, -Infinity, 88.39, 88.72, 1e9, NaN];
+  const x = tf.tensor1d([...xs, ...extremes]);
+  const out = tf.zerosLike(x);
+  const heap = new Heap(backend);
+  simd.scaledExp(heap.of(x).offset, heap.of(out).offset, x.size, 0, 1);
+  const ys = out.dataSync() as Float32Array;
+  tf.dispose([x, out]);
+  const bits = new Int32Array(2);
+  const floats = new Float32Array(bits.buffer);
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    floats[0] = ys[i]!;
+    floats[1] = Math.exp(xs[i]!);
+    worst = Math.max(worst, Math.abs(bits[0]! - bits[1]!));
+  }
+  assert.ok(worst <= 1, `${worst} ulp`);
+  assert.deepEqual([...ys.subarray(n)], [0, 0, 0, 0, Infinity, Infinity, Infinity, NaN]);
 });
 
 /** The value and the gradients (weighted by fixed random numbers) of `f` with respect to every input. */
@@ -53,6 +77,14 @@ const CASES: { name: string; inputs: (r: Random) => Operand[]; f: (...xs: tf.Ten
   { name: "rotary, head dim 10", inputs: (r) => [operand([2, 3, 7, 10], r)], f: (x) => rotary(x!, ...tables(10, 7)) },
   { name: "rotary, head dim 2", inputs: (r) => [operand([2, 5, 2], r)], f: (x) => rotary(x!, ...tables(2, 5)) },
   { name: "SwiGLU, 39 elements", inputs: (r) => [operand([3, 13], r, 12), operand([3, 13], r)], f: (g, u) => swiGlu(g!, u!) },
+  {
+    name: "masked softmax, width 7, causal mask of −1e9",
+    inputs: (r) => [operand([2, 3, 5, 7], r, 3)],
+    f: (s) => {
+      const allowed = Array.from({ length: 35 }, (_, k) => (k % 7 <= Math.floor(k / 7) + 2 ? 0 : -1e9));
+      return maskedSoftmax(s as tf.Tensor4D, tf.tensor4d(allowed, [1, 1, 5, 7]).tile([2, 1, 1, 1]) as tf.Tensor4D, 0.7);
+    },
+  },
   {
     name: "masked softmax, width 7",
     inputs: (r) => [operand([2, 3, 7, 7], r, 3)],
@@ -103,6 +135,11 @@ test("a NaN input gives a NaN output, as in the JavaScript kernels (divergence i
   );
   const nll = on("wasm", [logits], (x) => [tokenNll(x as tf.Tensor3D, labels).nll])[0]!;
   assert.ok(Number.isNaN(nll[0]!) && Number.isFinite(nll[1]!), `row with a NaN logit: ${nll[0]}, the other: ${nll[1]}`);
+  // The gradient too: NaN where the JavaScript kernel has NaN.
+  const grad = (x: tf.Tensor) => [tf.grad((l: tf.Tensor) => tokenNll(l as tf.Tensor3D, labels).nll.sum())(x)];
+  const [simdGrad, jsGrad] = [on("wasm", [logits], grad)[0]!, on("cpu", [logits], grad)[0]!];
+  assert.deepEqual(simdGrad.map(Number.isNaN), jsGrad.map(Number.isNaN));
+  assert.ok(simdGrad.some(Number.isNaN));
   const gate: Operand = { shape: [5], values: Float32Array.from([1, NaN, -200, 200, 0]) };
   const y = on("wasm", [gate, { shape: [5], values: new Float32Array(5).fill(1) }], (g, u) => [swiGlu(g!, u!)])[0]!;
   assert.ok(Number.isNaN(y[1]!));

@@ -16,6 +16,7 @@ import { selectBlas } from "./blas.js";
 
 export { tf };
 export { activeBlas, blasSetting, selectBlas } from "./blas.js";
+export { simdActive } from "./simd-kernels.js";
 export { keepTransposed } from "./wasm-matmul.js";
 export { copyFloats, tensorOfFloats } from "./tensor-floats.js";
 export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";

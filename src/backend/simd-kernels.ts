@@ -3,6 +3,7 @@
  * on tensors where they lie (byte offsets into the heap). fused-kernels.ts runs its passes through them on wasm;
  * without them (LORALAB_SIMD=off, or a runtime without wasm SIMD) it runs its JavaScript loops.
  */
+import * as tf from "@tensorflow/tfjs";
 import type { WasmBackend } from "./wasm-heap.js";
 import { SIMD_KERNELS_WASM } from "./simd-kernels.wasm.js";
 
@@ -46,6 +47,11 @@ export function simdKernels(backend: WasmBackend): SimdKernels | undefined {
     instances.set(backend, kernels);
   }
   return kernels ?? undefined;
+}
+
+/** Whether the current backend runs the fused kernels' passes as SIMD (wasm, LORALAB_SIMD not off, SIMD supported). */
+export function simdActive(): boolean {
+  return tf.getBackend() === "wasm" && simdKernels(tf.backend() as unknown as WasmBackend) !== undefined;
 }
 
 function instantiate(backend: WasmBackend): SimdKernels | null {

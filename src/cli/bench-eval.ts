@@ -69,7 +69,7 @@ async function compare<T>(
   for (let i = 0; i < options.repeats; i++) {
     const a = await timed(() => work(inThisThread(model)));
     const b = await timed(() =>
-      withEvalThreads(model, options.workers, async (threads) => {
+      withEvalThreads(model, { workers: options.workers }, async (threads) => {
         const value = await work(threads);
         used = { ...threads.parallelism };
         return value;

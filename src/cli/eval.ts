@@ -73,7 +73,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const examples = rows.map((row) => rowToExample(ctx, row));
   const model = await withAdapter(loaded, values.adapter);
   const report: Record<string, number> = {};
-  const threads = await withEvalThreads(model, workers, async (threads) => {
+  const threads = await withEvalThreads(model, { workers }, async (threads) => {
     // What the report says: the most threads any metric ran on.
     let used = { workers: 1, why: "" };
     const noteThreads = () => {

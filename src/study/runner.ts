@@ -102,7 +102,7 @@ export async function runTrial(spec: TrialSpec, env: TrialEnvironment): Promise<
     const generation = { tokenizer: loaded.tokenizer, eosTokenIds: loaded.eosTokenIds };
     // On the cores this trial may use (LORALAB_CORES when trials run side by side): the numbers are one thread's either way.
     const scores: EvalScores = input
-      ? await withEvalThreads(peft, "auto", (threads) => evaluate(threads, input, spec.eval!.metrics, generation))
+      ? await withEvalThreads(peft, { workers: "auto" }, (threads) => evaluate(threads, input, spec.eval!.metrics, generation))
       : {};
     const { examples: _examples, tokens: _tokens, ...metrics } = scores;
     const record: TrialRecord = {

@@ -24,26 +24,43 @@ import { contiguousPart } from "./step.js";
 /** The `workers` option of an evaluation: a thread count, or "auto". */
 export const workersOption = either(positiveInt, oneOf("auto"));
 
+/** Runs `fn` with the model computing as the evaluation means it to (e.g. one adapter active), and restores it. */
+export type Within = <T>(fn: () => T) => T;
+
+export interface EvalThreadsOptions {
+  workers?: WorkersOption;
+  /**
+   * Where the model's state (its active adapter, adapters switched off) is set for this evaluation: only around
+   * this thread's own computations and the replicas' snapshot, never across an await, so other code running
+   * meanwhile sees the model as it was.
+   */
+  within?: Within;
+}
+
 export class EvalThreads implements EvalCompute {
   private pool: ReplicaPool | undefined;
+  /** Why "auto" could not start replicas (they are not tried again). */
+  private refused: string | undefined;
   private readonly workers: WorkersOption;
+  private readonly within: Within;
   /** The threads the last piece of work ran on, and why. */
   parallelism = { workers: 1, why: "nothing evaluated yet" };
 
   constructor(
     readonly model: CausalLM,
-    workers: WorkersOption = "auto",
+    options: EvalThreadsOptions = {},
   ) {
-    this.workers = validate(workers, workersOption, "eval", "workers");
+    this.workers = validate(options.workers ?? "auto", workersOption, "eval", "workers");
+    this.within = options.within ?? ((fn) => fn());
   }
 
   async scoreWindows(batches: Example[][]): Promise<WindowScores> {
     const tokens = batches.reduce((n, b) => n + b.reduce((m, w) => m + w.inputIds.length, 0), 0);
     const parts = await this.split(batches, { tokens, passes: batches.length });
-    if (!parts) return scoreWindows(this.model, batches);
+    if (!parts) return this.within(() => scoreWindows(this.model, batches));
     const [own, ...answers] = await this.computeParts(
       (rank) => ({ type: "scoreWindows", batches: parts[rank]! }),
-      () => scoreWindows(this.model, parts[0]!),
+      () => this.within(() => scoreWindows(this.model, parts[0]!)),
     );
     const all = [own, ...(answers as WindowScores[])];
     return { nll: concatFloats(all.map((s) => s.nll)), tokens: concatFloats(all.map((s) => s.tokens)) };
@@ -54,12 +71,17 @@ export class EvalThreads implements EvalCompute {
     const tokens = requests.reduce((n, r) => n + r.promptIds.length, budget);
     // A pass for each prompt, then one for each generated token.
     const parts = await this.split(requests, { tokens, passes: requests.length + budget });
-    if (!parts) return generateAll(this.model, requests, sampling);
+    if (!parts) return this.within(() => generateAll(this.model, requests, sampling));
     const [own, ...answers] = await this.computeParts(
       (rank) => ({ type: "generate", requests: parts[rank]!, sampling }),
-      () => generateAll(this.model, parts[0]!, sampling),
+      () => this.within(() => generateAll(this.model, parts[0]!, sampling)),
     );
     return [own, ...answers.map((a) => (a as { ids: number[][] }).ids)].flat();
+  }
+
+  /** tf.memory() of each worker's replica (none before replicas start). */
+  async workerMemory(): Promise<{ numTensors: number; numBytes: number }[]> {
+    return this.pool ? this.pool.memory() : [];
   }
 
   /** Ends the replicas (if any started). */
@@ -84,7 +106,7 @@ export class EvalThreads implements EvalCompute {
   }
 
   private shape(parts: number): Omit<EvalShape, "tokens" | "passes"> {
-    const recipe = inferenceRecipe(this.model);
+    const recipe = this.within(() => inferenceRecipe(this.model));
     return {
       cores: availableCores(),
       backend: tf.getBackend(),
@@ -102,13 +124,22 @@ export class EvalThreads implements EvalCompute {
     this.parallelism = this.workers === "auto" ? autoEvalWorkers(shape) : { workers: this.workers, why: "the workers option" };
     const wanted = this.parallelism.workers;
     if (wanted === 1) return 1;
+    if (this.refused !== undefined) {
+      this.parallelism = { workers: 1, why: this.refused };
+      return 1;
+    }
     if (!this.pool) {
-      const recipe = inferenceRecipe(this.model);
-      if (typeof recipe === "string") throw new UserError(`workers: ${wanted} needs a model that replicates into workers, but ${recipe}`);
+      const snapshot = this.within(() => {
+        const recipe = inferenceRecipe(this.model);
+        return typeof recipe === "string" ? recipe : ReplicaPool.snapshot(recipe, parameterRootOf(this.model));
+      });
+      if (typeof snapshot === "string")
+        throw new UserError(`workers: ${wanted} needs a model that replicates into workers, but ${snapshot}`);
       try {
-        this.pool = await ReplicaPool.start(recipe, parameterRootOf(this.model), wanted);
+        this.pool = await ReplicaPool.start(snapshot, wanted);
       } catch (e) {
         if (this.workers !== "auto" || !(e instanceof UserError)) throw e;
+        this.refused = e.message;
         this.parallelism = { workers: 1, why: e.message };
         return 1;
       }
@@ -136,8 +167,12 @@ function concatFloats(parts: Float64Array[]): Float64Array {
 }
 
 /** Runs `fn` with an EvalThreads for `model`, ending its replicas afterwards. */
-export async function withEvalThreads<T>(model: CausalLM, workers: WorkersOption, fn: (threads: EvalThreads) => Promise<T>): Promise<T> {
-  const threads = new EvalThreads(model, workers);
+export async function withEvalThreads<T>(
+  model: CausalLM,
+  options: EvalThreadsOptions,
+  fn: (threads: EvalThreads) => Promise<T>,
+): Promise<T> {
+  const threads = new EvalThreads(model, options);
   try {
     return await fn(threads);
   } finally {

@@ -63,6 +63,8 @@ export interface ReplicaSetup {
   backend: string;
   /** What the starting thread multiplies on (LORALAB_BLAS's value for it): every thread must multiply alike. */
   blas: string;
+  /** Whether the starting thread runs the SIMD kernels (simd-kernels.ts): a replica that does otherwise refuses. */
+  simd: boolean;
   recipe: ReplicaRecipe;
   /** The original's structure (see fingerprint in replica.ts): the replica refuses to start unless it builds the same. */
   fingerprint: string[];

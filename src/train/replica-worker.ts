@@ -5,7 +5,7 @@
  * for evaluation it scores its share of the rows, perplexity windows or generations. Started by replicas.ts.
  */
 import { parentPort } from "node:worker_threads";
-import { initBackend, selectBlas, tf } from "../backend/index.js";
+import { initBackend, selectBlas, simdActive, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { generateAll } from "../metrics/generation-eval.js";
 import { scoreWindows } from "../metrics/perplexity.js";
@@ -48,7 +48,16 @@ async function start(setup: ReplicaSetup): Promise<FromReplica> {
     built.root.dispose();
     return { type: "refused", reason: `the model's structure differs from what a replica builds (${difference})` };
   }
-  assignFrom(new Map(built.root.namedParameters()), setup.parameters);
+  // In the original's adapter state: with adapters switched off, modules_to_save show the base model's values, and
+  // those are the ones sent.
+  built.within(() => assignFrom(new Map(built.root.namedParameters()), setup.parameters));
+  if (simdActive() !== setup.simd) {
+    built.root.dispose();
+    return {
+      type: "refused",
+      reason: "the SIMD kernels are on in one thread and off in another (LORALAB_SIMD): their numbers would differ",
+    };
+  }
   const t = setup.training;
   const training = t && {
     setup: t,

@@ -12,7 +12,7 @@
  * Workers run from dist/ or from the source, whichever this module runs from (core/threads.ts).
  */
 import type { Worker } from "node:worker_threads";
-import { blasSetting, tf } from "../backend/index.js";
+import { blasSetting, simdActive, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { startModuleWorker } from "../core/threads.js";
 import type { Module } from "../nn/module.js";
@@ -86,16 +86,26 @@ class ReplicaWorker {
   }
 }
 
+export interface ReplicaSnapshot {
+  recipe: ReplicaRecipe;
+  fingerprint: string[];
+  parameters: SharedTensors;
+}
+
 /** Worker replicas of one model; the thread that started them is one more. */
 export class ReplicaPool {
   private constructor(private readonly workers: ReplicaWorker[]) {}
 
   /**
-   * Starts `count` − 1 workers, each building `recipe` and copying in the parameters of `root` (the module its
-   * parameter names come from); a replica that builds another structure is a user error.
+   * What replicas of `root` (the module the parameter names come from) built by `recipe` start from: its structure
+   * and its parameters' values now (copied: the original may change while the replicas start).
    */
-  static async start(recipe: ReplicaRecipe, root: Module, count: number, training?: TrainingSetup): Promise<ReplicaPool> {
-    const parameters = shareTensors([...root.namedParameters()]);
+  static snapshot(recipe: ReplicaRecipe, root: Module): ReplicaSnapshot {
+    return { recipe, fingerprint: fingerprint(root, recipe), parameters: shareTensors([...root.namedParameters()]) };
+  }
+
+  /** Starts `count` − 1 workers from `snapshot`; a replica that builds another structure is a user error. */
+  static async start(snapshot: ReplicaSnapshot, count: number, training?: TrainingSetup): Promise<ReplicaPool> {
     const pool = new ReplicaPool([]);
     try {
       for (let rank = 1; rank < count; rank++) pool.workers.push(new ReplicaWorker(rank));
@@ -103,15 +113,7 @@ export class ReplicaPool {
         pool.workers.map((w, i) =>
           w.request({
             type: "setup",
-            setup: {
-              backend: tf.getBackend(),
-              blas: blasSetting(),
-              recipe,
-              fingerprint: fingerprint(root, recipe),
-              parameters,
-              rank: i + 1,
-              training,
-            },
+            setup: { backend: tf.getBackend(), blas: blasSetting(), simd: simdActive(), ...snapshot, rank: i + 1, training },
           }),
         ),
       );
@@ -165,7 +167,7 @@ export class Replicas {
     const gradientBuffer = new SharedArrayBuffer(4 * weights.floats * count);
     const gradients = Array.from({ length: count }, (_, r) => new Float32Array(gradientBuffer, 4 * weights.floats * r, weights.floats));
     const training = { trainable: weights, gradients: gradientBuffer, gradientCheckpointing: options.gradientCheckpointing };
-    const pool = await ReplicaPool.start(recipe, trainable.parameterRoot, count, training);
+    const pool = await ReplicaPool.start(ReplicaPool.snapshot(recipe, trainable.parameterRoot), count, training);
     return new Replicas(pool, trainable, options, weights, gradients);
   }
 
