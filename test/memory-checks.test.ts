@@ -189,6 +189,21 @@ test("DSL: eval of a 30,000-token row under a huge context is refused, then shor
   huge.loaded.model.dispose();
 });
 
+test("DSL and CLI: generating from a 30,000-token prompt under a huge context is refused before the forward pass", async () => {
+  const huge = await model(hugeContext());
+  await assert.rejects(
+    huge.generate(longRow().input_ids, { maxNewTokens: 2 }),
+    (e: unknown) => e instanceof UserError && /^generate: a prompt of 30000 tokens needs ≈ .*; try a shorter prompt$/.test(e.message),
+  );
+  const ok = await huge.generate(longRow().input_ids.slice(0, 20), { maxNewTokens: 2 });
+  assert.equal(ok.ids.length, 2, "the same model generates from a short prompt afterwards");
+  huge.loaded.model.dispose();
+  expectCliError(
+    ["generate", "--model", hugeContext(), "--ids", longRow().input_ids.join(","), "--max-new-tokens", "2", "--backend", "wasm"],
+    ["generate: a prompt of 30000 tokens needs ≈", "the wasm backend allows 4.0 GiB", "a shorter prompt"],
+  );
+});
+
 // The estimates against tf.profile's measured peak (tensors added on top of the weights), on real models.
 const MODES: [PassKind | "adapter-checkpointed", string][] = [
   ["inference", "forward and loss, no gradients"],
