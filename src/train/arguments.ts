@@ -8,7 +8,6 @@ import {
   boolean,
   type Check,
   check,
-  either,
   Fields,
   invalid,
   nonNegativeInt,
@@ -19,7 +18,7 @@ import {
   positiveNumber,
   validate,
 } from "../core/check.js";
-import type { WorkersOption } from "./parallelism.js";
+import { type WorkersOption, workersCheck } from "./parallelism.js";
 import { SCHEDULES } from "./schedule.js";
 
 /** How a flag's text becomes the field's value: a number, the text itself, a `--x`/`--no-x` pair, or "a,b" numbers. */
@@ -87,7 +86,7 @@ export const TRAINING_FIELDS = {
   saveStrategy: field(oneOf("no", "epoch", "steps"), "no", "save-strategy", "text", "when to write checkpoints: no, epoch or steps"),
   saveSteps: field(positiveInt, 500, "save-steps", "number", 'steps between checkpoints (save strategy "steps")'),
   workers: field(
-    either(positiveInt, oneOf("auto")),
+    workersCheck,
     "auto" as WorkersOption,
     "workers",
     "number",

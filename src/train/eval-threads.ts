@@ -8,21 +8,18 @@
  */
 import * as os from "node:os";
 import { activeBlas, tf } from "../backend/index.js";
-import { either, oneOf, positiveInt, validate } from "../core/check.js";
+import { validate } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import type { Example } from "../data/batch.js";
 import type { EvalCompute } from "../metrics/evaluate.js";
 import { generateAll, type GenerationRequest, type SamplingChoice } from "../metrics/generation-eval.js";
 import { scoreWindows, type WindowScores } from "../metrics/perplexity.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import { autoEvalWorkers, availableCores, type EvalShape, type WorkersOption } from "./parallelism.js";
-import { inferenceRecipe, parameterRootOf } from "./replica.js";
+import { autoEvalWorkers, availableCores, type EvalShape, type WorkersOption, workersCheck } from "./parallelism.js";
+import { inferenceRecipe, parameterRootOf, type ReplicaRecipe } from "./replica.js";
 import type { FromReplica } from "./replica-protocol.js";
 import { alongside, ReplicaPool } from "./replicas.js";
 import { contiguousPart } from "./step.js";
-
-/** The `workers` option of an evaluation: a thread count, or "auto". */
-export const workersOption = either(positiveInt, oneOf("auto"));
 
 /** Runs `fn` with the model computing as the evaluation means it to (e.g. one adapter active), and restores it. */
 export type Within = <T>(fn: () => T) => T;
@@ -50,7 +47,7 @@ export class EvalThreads implements EvalCompute {
     readonly model: CausalLM,
     options: EvalThreadsOptions = {},
   ) {
-    this.workers = validate(options.workers ?? "auto", workersOption, "eval", "workers");
+    this.workers = validate(options.workers ?? "auto", workersCheck, "eval", "workers");
     this.within = options.within ?? ((fn) => fn());
   }
 
@@ -93,7 +90,8 @@ export class EvalThreads implements EvalCompute {
 
   /** The contiguous parts of `items` each thread computes (the first is this thread's), or undefined for this thread alone. */
   private async split<T>(items: T[], work: Pick<EvalShape, "tokens" | "passes">): Promise<T[][] | undefined> {
-    const threads = await this.threadsFor({ ...this.shape(items.length), ...work });
+    const recipe = this.within(() => inferenceRecipe(this.model));
+    const threads = await this.threadsFor({ ...this.shape(items.length, recipe), ...work }, recipe);
     if (threads === 1) return undefined;
     return Array.from({ length: threads }, (_, r) => items.slice(...contiguousPart(items.length, r, threads)));
   }
@@ -105,8 +103,7 @@ export class EvalThreads implements EvalCompute {
     return [mine, ...(await pending).map(strip)];
   }
 
-  private shape(parts: number): Omit<EvalShape, "tokens" | "passes"> {
-    const recipe = this.within(() => inferenceRecipe(this.model));
+  private shape(parts: number, recipe: ReplicaRecipe | string): Omit<EvalShape, "tokens" | "passes"> {
     return {
       cores: availableCores(),
       backend: tf.getBackend(),
@@ -120,7 +117,7 @@ export class EvalThreads implements EvalCompute {
   }
 
   /** The threads for a piece of work, starting the replicas when it is the first that needs them. */
-  private async threadsFor(shape: EvalShape): Promise<number> {
+  private async threadsFor(shape: EvalShape, recipe: ReplicaRecipe | string): Promise<number> {
     this.parallelism = this.workers === "auto" ? autoEvalWorkers(shape) : { workers: this.workers, why: "the workers option" };
     const wanted = this.parallelism.workers;
     if (wanted === 1) return 1;
@@ -129,12 +126,8 @@ export class EvalThreads implements EvalCompute {
       return 1;
     }
     if (!this.pool) {
-      const snapshot = this.within(() => {
-        const recipe = inferenceRecipe(this.model);
-        return typeof recipe === "string" ? recipe : ReplicaPool.snapshot(recipe, parameterRootOf(this.model));
-      });
-      if (typeof snapshot === "string")
-        throw new UserError(`workers: ${wanted} needs a model that replicates into workers, but ${snapshot}`);
+      if (typeof recipe === "string") throw new UserError(`workers: ${wanted} needs a model that replicates into workers, but ${recipe}`);
+      const snapshot = this.within(() => ReplicaPool.snapshot(recipe, parameterRootOf(this.model)));
       try {
         this.pool = await ReplicaPool.start(snapshot, wanted);
       } catch (e) {

@@ -6,8 +6,12 @@
  * never on the load of the moment, so the same machine always trains the same run the same way.
  */
 import * as os from "node:os";
+import { either, oneOf, positiveInt } from "../core/check.js";
 
 export type WorkersOption = number | "auto";
+
+/** A thread count, or "auto" (training's and evaluation's `workers`). */
+export const workersCheck = either(positiveInt, oneOf("auto"));
 
 /**
  * What one thread reaches on a training step, by where its matmuls run (measured: wasm ≈ 24 GFLOP per CPU-second;

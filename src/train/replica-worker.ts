@@ -42,6 +42,12 @@ function assignFrom(parameters: Map<string, tf.Variable>, setup: ReplicaSetup["p
 async function start(setup: ReplicaSetup): Promise<FromReplica> {
   await initBackend(setup.backend);
   if (setup.backend === "wasm") selectBlas(setup.blas);
+  if (simdActive() !== setup.simd) {
+    return {
+      type: "refused",
+      reason: "the SIMD kernels are on in one thread and off in another (LORALAB_SIMD): their numbers would differ",
+    };
+  }
   const built = buildReplica(setup.recipe);
   const difference = firstDifference(setup.fingerprint, fingerprint(built.root, setup.recipe));
   if (difference !== undefined) {
@@ -51,13 +57,6 @@ async function start(setup: ReplicaSetup): Promise<FromReplica> {
   // In the original's adapter state: with adapters switched off, modules_to_save show the base model's values, and
   // those are the ones sent.
   built.within(() => assignFrom(new Map(built.root.namedParameters()), setup.parameters));
-  if (simdActive() !== setup.simd) {
-    built.root.dispose();
-    return {
-      type: "refused",
-      reason: "the SIMD kernels are on in one thread and off in another (LORALAB_SIMD): their numbers would differ",
-    };
-  }
   const t = setup.training;
   const training = t && {
     setup: t,
