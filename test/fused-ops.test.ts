@@ -4,7 +4,7 @@
  */
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
-import { initBackend, KERNELS, maskedSoftmax, rmsNorm, rotary, swiGlu, tf } from "../src/backend/index.js";
+import { attention, initBackend, KERNELS, rmsNorm, rotary, swiGlu, tf } from "../src/backend/index.js";
 import { causalLmLoss, IGNORE_INDEX, tokenNll } from "../src/models/loss.js";
 import { RotaryEmbedding } from "../src/models/rope.js";
 import { Random } from "../src/core/random.js";
@@ -52,10 +52,10 @@ const CASES: Case[] = [
     wrt: [0, 1],
   },
   {
-    name: "masked softmax",
-    inputs: (r) => [operand([2, 3, 5, 6], r, 3)],
-    f: (scores) => maskedSoftmax(scores as tf.Tensor4D, causalBias(2, 5, 6), 0.3),
-    wrt: [0],
+    name: "attention (the probabilities computed again for the backward pass)",
+    inputs: (r) => [operand([2, 3, 5, 4], r, 3), operand([2, 3, 6, 4], r, 3), operand([2, 3, 6, 4], r)],
+    f: (q, k, v) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, causalBias(2, 5, 6), 0.3),
+    wrt: [0, 1, 2],
   },
 ];
 

@@ -13,12 +13,8 @@ import { initBackend, tf } from "../src/backend/index.js";
 import { safetensorsHeader } from "../src/checkpoint/safetensors.js";
 import { parseModelConfig } from "../src/models/config.js";
 import { parameterSpecs } from "../src/models/parameters.js";
-import { loadModel, type LoadedModel } from "../src/models/load.js";
-import { passBytes, projectionElements, type PassKind } from "../src/models/memory-estimate.js";
-import { tokenNll } from "../src/models/loss.js";
-import { PeftModel } from "../src/lora/peft-model.js";
-import { ActivationCheckpointing } from "../src/nn/checkpointing.js";
-import { Random } from "../src/core/random.js";
+import { loadModel } from "../src/models/load.js";
+import { measurePassPeak, type MeasuredPass } from "../src/train/pass-peak.js";
 import { model, UserError, type Model } from "../dsl/index.js";
 import { expectCliError, writeFile } from "./helpers/cli.js";
 import { REPO, STORIES, tempDir } from "./helpers/paths.js";
@@ -205,54 +201,12 @@ test("DSL and CLI: generating from a 30,000-token prompt under a huge context is
 });
 
 // The estimates against tf.profile's measured peak (tensors added on top of the weights), on real models.
-const MODES: [PassKind | "adapter-checkpointed", string][] = [
+const MODES: [MeasuredPass, string][] = [
   ["inference", "forward and loss, no gradients"],
   ["adapter", "LoRA step"],
   ["adapter-checkpointed", "LoRA step with activation checkpointing"],
   ["full", "full fine-tuning step"],
 ];
-
-async function measured(m: LoadedModel, mode: (typeof MODES)[number][0], batch: number, seq: number): Promise<[number, number]> {
-  const random = new Random(1);
-  const ids = tf.tensor2d(
-    Array.from({ length: batch * seq }, () => random.int(m.config.vocabSize)),
-    [batch, seq],
-    "int32",
-  );
-  const checkpointing = mode === "adapter-checkpointed";
-  const peft = mode.startsWith("adapter")
-    ? PeftModel.create(m.model, { r: 8, targets: "all-linear" }, { adapterName: "estimate" })
-    : undefined;
-  const vars = peft
-    ? peft.trainableParameters().map(([, p]) => p)
-    : [...m.model.namedParameters()].map(([, p]) => {
-        p.trainable = mode === "full"; // every weight trains
-        return p;
-      });
-  const forward = peft ?? m.model;
-  const start = tf.memory().numBytes;
-  const estimate = passBytes(
-    m.config,
-    { batch, seq },
-    { kind: peft ? "adapter" : (mode as PassKind), checkpointing, ...projectionElements(forward) },
-  );
-  const profile = await tf.profile(() => {
-    if (mode === "inference") tf.dispose(tf.tidy(() => tokenNll(forward.forward(ids), ids)));
-    else {
-      const c = checkpointing ? new ActivationCheckpointing() : undefined;
-      const { value, grads } = tf.variableGrads(
-        () => tf.tidy(() => tokenNll(forward.forward(ids, { checkpointing: c }), ids).nll.mean() as tf.Scalar),
-        vars,
-      );
-      c?.dispose();
-      tf.dispose([value, ...Object.values(grads)]);
-    }
-    return [];
-  });
-  ids.dispose();
-  peft?.deleteAdapter("estimate");
-  return [estimate, profile.peakBytes - start];
-}
 
 for (const [name, dir] of [
   ["tiny-moby", "tiny-moby"],
@@ -266,7 +220,7 @@ for (const [name, dir] of [
         [4, 64],
         [1, 256],
       ]) {
-        const [estimate, peak] = await measured(m, mode, batch, seq);
+        const { estimate, measured: peak } = await measurePassPeak(m.model, mode, batch, seq);
         t.diagnostic(`${batch} × ${seq}: estimate ${(estimate / 2 ** 20).toFixed(1)} MiB, measured ${(peak / 2 ** 20).toFixed(1)} MiB`);
         assert.ok(estimate >= 0.8 * peak && estimate <= 1.6 * peak, `${batch} × ${seq}: estimate ${estimate}, measured ${peak}`);
       }

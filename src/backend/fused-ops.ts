@@ -37,6 +37,23 @@ export function addSameShape(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 }
 
 /**
+ * x ⊙ c for a c that is not differentiated (a scale, a dropout mask; a scalar or x's shape). tfjs's Multiply keeps
+ * x for c's gradient, which nobody wants here; this keeps c only. The same numbers both ways.
+ */
+export function mulByConstant(x: tf.Tensor, c: tf.Tensor | number): tf.Tensor {
+  if (typeof c === "number") {
+    const scale = op((input: tf.Tensor) => ({ value: tf.mul(input, c), gradFunc: (dy) => tf.mul(dy, c) }));
+    return scale(x);
+  }
+  // A tensor is saved (the tape keeps it past the tidy that made it); a closure would see it disposed.
+  const mask = op((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([c]);
+    return { value: tf.mul(input, c), gradFunc: (dy, [saved]) => tf.mul(dy, saved!) };
+  });
+  return mask(x);
+}
+
+/**
  * x·wᵀ for a weight that does not train: the gradient flows to x only (dy·w), so nothing is kept for it
  * but the weight itself, where tfjs's matMul would keep x too.
  */
@@ -95,17 +112,39 @@ export function swiGlu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   return glu(gate, up);
 }
 
-/** softmax(scale · scores + bias) over the last axis; scores [B, H, T, S], bias [B, 1, T, S] (a constant). */
-export function maskedSoftmax(scores: tf.Tensor4D, bias: tf.Tensor4D, scale: number): tf.Tensor4D {
-  const [b, , t, s] = scores.shape;
+/**
+ * softmax(scale · q kᵀ + bias) v for q [B, H, T, D], k and v [B, H, S, D], bias [B, 1, T, S] (a constant).
+ * It keeps q, k and v for the backward pass but not the [B, H, T, S] probabilities, which the backward pass
+ * computes again by the same kernels from the same inputs, so the same bits: one more q kᵀ per layer (≈ 2 %
+ * of a training step of `small`) instead of holding B·H·T·S floats per layer (8 MB each on `small`).
+ */
+export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D, scale: number): tf.Tensor4D {
+  const [b, , t] = q.shape;
+  const s = k.shape[2];
   const fits = bias.shape[0] === b && bias.shape[1] === 1 && bias.shape[2] === t && bias.shape[3] === s;
-  if (!fits || !hasKernel(KERNELS.maskedSoftmax)) return tf.softmax(scores.mul(scale).add(bias)) as tf.Tensor4D;
-  const softmax = op<tf.Tensor4D>((x: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [p] = run(KERNELS.maskedSoftmax, { scores: x, bias }, { scale });
-    save([p!]);
-    return { value: p!, gradFunc: (dy, [sp]) => run(KERNELS.maskedSoftmaxGrad, { p: sp!, dy }, { scale })[0]! };
+  if (!fits || !hasKernel(KERNELS.maskedSoftmax)) {
+    return tf.matMul(tf.softmax(tf.matMul(q, k, false, true).mul(scale).add(bias)), v) as tf.Tensor4D;
+  }
+  const probabilities = (qs: tf.Tensor, ks: tf.Tensor, mask: tf.Tensor) =>
+    tf.tidy(() => run(KERNELS.maskedSoftmax, { scores: tf.matMul(qs, ks, false, true), bias: mask }, { scale })[0]!); // [B, H, T, S]
+  const attend = op<tf.Tensor4D>((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([qi, ki, vi, bias]);
+    const p = probabilities(qi, ki, bias);
+    const value = tf.matMul(p, vi); // [B, H, T, D]
+    p.dispose();
+    return {
+      value,
+      // The gradients of tfjs's two BatchMatMuls and the softmax, in their order.
+      gradFunc: (dy, [sq, sk, sv, sb]) =>
+        tf.tidy(() => {
+          const p = probabilities(sq!, sk!, sb!);
+          const dv = tf.matMul(p, dy, true, false); // [B, H, S, D]
+          const dScores = run(KERNELS.maskedSoftmaxGrad, { p, dy: tf.matMul(dy, sv!, false, true) }, { scale })[0]!; // [B, H, T, S]
+          return [tf.matMul(dScores, sk!), tf.matMul(dScores, sq!, true, false), dv];
+        }),
+    };
   });
-  return softmax(scores);
+  return attend(q, k, v);
 }
 
 /** NLL of each row of logits [N, V] at its target [N] (0 where the target is IGNORE_TARGET). */

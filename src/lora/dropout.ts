@@ -5,7 +5,7 @@
  * one process, whichever replica computes which rows, and a forward pass computed twice draws the same masks.
  * A row's values are drawn in its row-major order, so a row padded to another length keeps the masks of its tokens.
  */
-import { tf } from "../backend/index.js";
+import { mulByConstant, tf } from "../backend/index.js";
 import { Random } from "../core/random.js";
 
 /** What the trainer sets while it computes a micro-batch (or the rows from `firstRow` on of one). */
@@ -48,5 +48,5 @@ export function rowDropout(x: tf.Tensor, rate: number, rows: DropoutRows, key: n
     const offset = row * perRow;
     for (let i = 0; i < perRow; i++) mask[offset + i] = random.next() >= rate ? 1 / keep : 0;
   }
-  return tf.tidy(() => x.mul(tf.tensor(mask, x.shape)));
+  return tf.tidy(() => mulByConstant(x, tf.tensor(mask, x.shape))); // keeps the mask, not x, for the backward pass
 }

@@ -6,7 +6,7 @@
  * (DoRA adapters rescale this with the variant in dora.ts.) Submodules carry PEFT's names (base_layer,
  * lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>), so parameter paths equal PEFT's state-dict keys.
  */
-import { tf } from "../backend/index.js";
+import { addSameShape, mulByConstant, tf } from "../backend/index.js";
 import { UserError } from "../core/errors.js";
 import { Conv1D, Linear, type LinearLike, matMulTransposed } from "../nn/layers.js";
 import { QuantizedLinear } from "../quant/quantized-linear.js";
@@ -160,9 +160,10 @@ export class LoraLayer extends Module implements LinearLike {
       const s = this.settings.get(name);
       if (!s || this.merged.includes(name)) continue;
       const dropped = this.dropout(x, name);
-      const lora = this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)).mul(s.scaling);
+      // Neither the scaling nor the sum keeps its [N, out] inputs for the backward pass (tfjs's mul and add would).
+      const lora = mulByConstant(this.loraB.get(name)!.forward(this.loraA.get(name)!.forward(dropped)), s.scaling);
       const dora = this.magnitude.get(name);
-      y = y.add(dora ? dora.forward(dropped, this.baseWeight(), this.update(name), lora) : lora);
+      y = addSameShape(y, dora ? dora.forward(dropped, this.baseWeight(), this.update(name), lora) : lora);
     }
     return y;
   }

@@ -1,5 +1,5 @@
 /** What every decoder offers the trainer, the evaluator and the generator. */
-import { maskedSoftmax, tf, viewAs } from "../backend/index.js";
+import { attention, tf, viewAs } from "../backend/index.js";
 import type { Module } from "../nn/module.js";
 import type { ActivationCheckpointing } from "../nn/checkpointing.js";
 import { matMulTransposed } from "../nn/layers.js";
@@ -82,8 +82,7 @@ export function attentionBias(
 
 /** softmax(q kᵀ / √d + bias) v over [B, H, T, D] tensors. */
 export function scaledDotProductAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D): tf.Tensor4D {
-  const probs = maskedSoftmax(tf.matMul(q, k, false, true), bias, 1 / Math.sqrt(q.shape[3])); // [B, H, T, Tk]
-  return tf.matMul(probs, v); // [B, H, T, D]
+  return attention(q, k, v, bias, 1 / Math.sqrt(q.shape[3])); // [B, H, T, D]
 }
 
 /** [B, T, H·D] → [B, H, T, D] */

@@ -65,17 +65,20 @@ export function describeWeights(byFormat: Record<string, FormatShare>, formatByt
 }
 
 /**
- * float32 values a pass keeps alive, per token: per decoder layer `hidden`·C + `intermediate`·I + `attention`·H·T
- * (T keys per query), for the output head `vocab`·V, and `weights` per element of a float32 projection or head
- * (their transposes, and for full training their gradients). Layers tidy their intermediates, so inference holds
- * every layer's output but one layer's `intermediate` and `attention` at a time; a training step holds every layer's
- * (or with checkpointing one layer's, plus every layer's input) and half a layer more, the backward in flight.
- * Fitted per family (Llama's norms, RoPE and SwiGLU are fused kernels, GPT-2's are not) to tf.profile's peak on 48
- * random-weight shapes (C 64–256, I 128–1024, H 2–8, V 512–4096, T 32–512, batch 1–4, 2–4 layers), tiny-moby and
- * stories260K, then raised by 10 %: the estimates land at 0.84–1.32× of every training measurement, and 0.75–1.32×
- * for inference (whose peak is the larger of the layers' and the head's, not their sum).
+ * float32 values a pass keeps alive, per token: per decoder layer `hidden`·C + `intermediate`·I, for one layer's
+ * attention `attention`·H·T (T keys per query: no pass keeps a layer's probabilities, the backward pass computes
+ * them again), for the output head `vocab`·V, and `weights` per element of a float32 projection or head (their
+ * transposes, and for full training their gradients). Layers tidy their intermediates, so inference holds every
+ * layer's output but one layer's `intermediate` at a time; a training step holds every layer's (or with
+ * checkpointing one layer's, plus every layer's input) and half a layer more, the backward in flight.
+ * Fitted per family (Llama's norms, RoPE, SwiGLU and attention are fused kernels, GPT-2's norms and MLP are not)
+ * by scripts/fit-memory-estimate.ts to tf.profile's peak on 48 random-weight shapes per family (C 32–256, I 128–1024,
+ * H 2–8, V 512–4096, T 32–512, batch 1–4, 2–4 layers): the least worst relative error above a physical floor for
+ * attention (long rows are all attention), raised by 10 %. On those shapes the estimates land at 0.70–1.49× of the
+ * measured training peaks and 0.60–1.58× for inference, whose peak is the larger of the layers' and the head's, not
+ * their sum. The tests hold tiny-moby's and stories260K's within 0.8–1.6×.
  */
-interface PassCoefficients {
+export interface PassCoefficients {
   hidden: number;
   intermediate: number;
   attention: number;
@@ -92,16 +95,16 @@ interface FamilyPasses {
   full: PassCoefficients;
 }
 
-const PASSES: Record<ModelConfig["family"], FamilyPasses> = {
+export const PASSES: Record<ModelConfig["family"], FamilyPasses> = {
   llama: {
-    inference: { hidden: 8.4, intermediate: 5.3, attention: 2.2, vocab: 1.3, weights: 0.082 },
-    adapter: { hidden: 36, intermediate: 14, attention: 2.9, vocab: 1.9, weights: 0.4 },
-    full: { hidden: 17, intermediate: 3.6, attention: 2.4, vocab: 3.4, weights: 1.4 },
+    inference: { hidden: 6.9, intermediate: 3.3, attention: 2.2, vocab: 1.5, weights: 0 },
+    adapter: { hidden: 22, intermediate: 5.4, attention: 3.3, vocab: 4.1, weights: 0 },
+    full: { hidden: 7, intermediate: 3, attention: 3.3, vocab: 5.3, weights: 1.6 },
   },
   gpt2: {
-    inference: { hidden: 12, intermediate: 9.5, attention: 2.2, vocab: 1.4, weights: 0.094 },
-    adapter: { hidden: 69, intermediate: 21, attention: 2.1, vocab: 1.9, weights: 0.6 },
-    full: { hidden: 40, intermediate: 11, attention: 1.9, vocab: 5.2, weights: 1.5 },
+    inference: { hidden: 7.5, intermediate: 8.6, attention: 2.2, vocab: 1.6, weights: 0 },
+    adapter: { hidden: 28, intermediate: 17, attention: 3.3, vocab: 3.1, weights: 2.5 },
+    full: { hidden: 28, intermediate: 14, attention: 3.3, vocab: 3.6, weights: 2 },
   },
 };
 
@@ -124,19 +127,31 @@ export interface PassOptions {
 }
 
 /** Estimated bytes of tensors a pass adds on top of the weights. */
-export function passBytes(config: ModelConfig, { batch, seq }: PassShape, options: PassOptions): number {
+export function passBytes(config: ModelConfig, shape: PassShape, options: PassOptions): number {
   const k = PASSES[config.family][options.kind];
+  const { fixed, per } = passTerms(config, shape, options);
+  return fixed + (Object.keys(per) as (keyof PassCoefficients)[]).reduce((sum, name) => sum + k[name] * per[name], 0);
+}
+
+/** passBytes as `fixed` + Σ coefficient · per[coefficient]: what scripts/fit-memory-estimate.ts fits the coefficients to. */
+export function passTerms(config: ModelConfig, { batch, seq }: PassShape, options: PassOptions): { fixed: number; per: PassCoefficients } {
   const { numLayers, hiddenSize } = config;
-  const layer = k.intermediate * config.intermediateSize + k.attention * config.numHeads * seq;
-  let perToken: number;
-  if (options.kind === "inference") perToken = numLayers * k.hidden * hiddenSize + layer;
-  else {
-    const layers = (options.checkpointing ? 1 : numLayers) + 0.5;
-    const inputs = options.checkpointing ? numLayers * hiddenSize : 0;
-    perToken = layers * (k.hidden * hiddenSize + layer) + inputs;
-  }
-  perToken += k.vocab * config.vocabSize;
-  return 4 * (batch * seq * perToken + k.weights * options.float32Weights + 3 * (options.largestCompact ?? 0));
+  const bytesPerToken = 4 * batch * seq;
+  const training = options.kind !== "inference";
+  // Inference holds every layer's output but one layer's intermediates; training every layer's (or one and the inputs).
+  const layers = !training ? 1 : (options.checkpointing ? 1 : numLayers) + 0.5;
+  const inputs = training && options.checkpointing ? numLayers * hiddenSize : 0;
+  return {
+    fixed: bytesPerToken * inputs + 12 * (options.largestCompact ?? 0),
+    per: {
+      hidden: bytesPerToken * (training ? layers : numLayers) * hiddenSize,
+      intermediate: bytesPerToken * layers * config.intermediateSize,
+      // One layer's scores and probabilities at a time: no pass keeps them (the backward pass computes them again).
+      attention: bytesPerToken * config.numHeads * seq,
+      vocab: bytesPerToken * config.vocabSize,
+      weights: 4 * options.float32Weights,
+    },
+  };
 }
 
 /** What passBytes needs to know of a loaded model: its float32 projection and head elements, its largest compact projection. */

@@ -1,0 +1,69 @@
+/**
+ * The tensor memory a pass adds on top of the weights, as tf.profile measures it: what the coefficients of
+ * models/memory-estimate.ts are fitted to (scripts/fit-memory-estimate.ts) and checked against (the tests).
+ */
+import { tf } from "../backend/index.js";
+import { Random } from "../core/random.js";
+import type { CausalLM } from "../models/causal-lm.js";
+import { passBytes, projectionElements, type PassKind } from "../models/memory-estimate.js";
+import { tokenNll } from "../models/loss.js";
+import { PeftModel } from "../lora/peft-model.js";
+import { ActivationCheckpointing } from "../nn/checkpointing.js";
+
+/** A pass as the estimate names it, with activation checkpointing as a mode of its own. */
+export type MeasuredPass = PassKind | "adapter-checkpointed";
+
+export interface PassPeak {
+  /** passBytes' estimate for the same pass. */
+  estimate: number;
+  /** tf.profile's peak bytes minus the bytes alive before the pass. */
+  measured: number;
+}
+
+/**
+ * One pass of `mode` over seeded random ids [batch, seq]: a forward pass and its loss (inference), a LoRA step on
+ * every linear layer (adapter), or a step that trains every weight (full). Leaves `model` as it was.
+ */
+export async function measurePassPeak(model: CausalLM, mode: MeasuredPass, batch: number, seq: number): Promise<PassPeak> {
+  const random = new Random(1);
+  const ids = tf.tensor2d(
+    Array.from({ length: batch * seq }, () => random.int(model.config.vocabSize)),
+    [batch, seq],
+    "int32",
+  );
+  const checkpointing = mode === "adapter-checkpointed";
+  const peft = mode.startsWith("adapter")
+    ? PeftModel.create(model, { r: 8, targets: "all-linear" }, { adapterName: "measured" })
+    : undefined;
+  const parameters = [...model.namedParameters()].map(([, p]) => p);
+  const wasTrainable = parameters.map((p) => p.trainable);
+  if (!peft) for (const p of parameters) p.trainable = mode === "full";
+  const vars = peft ? peft.trainableParameters().map(([, p]) => p) : parameters;
+  const forward = peft ?? model;
+  try {
+    const start = tf.memory().numBytes;
+    const estimate = passBytes(
+      model.config,
+      { batch, seq },
+      { kind: peft ? "adapter" : (mode as PassKind), checkpointing, ...projectionElements(forward) },
+    );
+    const profile = await tf.profile(() => {
+      if (mode === "inference") tf.dispose(tf.tidy(() => tokenNll(forward.forward(ids), ids)));
+      else {
+        const c = checkpointing ? new ActivationCheckpointing() : undefined;
+        const { value, grads } = tf.variableGrads(
+          () => tf.tidy(() => tokenNll(forward.forward(ids, { checkpointing: c }), ids).nll.mean() as tf.Scalar),
+          vars,
+        );
+        c?.dispose();
+        tf.dispose([value, ...Object.values(grads)]);
+      }
+      return [];
+    });
+    return { estimate, measured: profile.peakBytes - start };
+  } finally {
+    ids.dispose();
+    peft?.deleteAdapter("measured");
+    parameters.forEach((p, i) => (p.trainable = wasTrainable[i]!));
+  }
+}
