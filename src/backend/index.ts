@@ -20,7 +20,17 @@ export { simdActive } from "./simd-kernels.js";
 export { keepTransposed } from "./wasm-matmul.js";
 export { copyFloats, tensorOfFloats } from "./tensor-floats.js";
 export { IGNORE_TARGET, KERNELS } from "./fused-kernels.js";
-export { addSameShape, attention, matMulFrozenTransposed, mulByConstant, rmsNorm, rotary, sparseCrossEntropy, swiGlu, viewAs } from "./fused-ops.js";
+export {
+  addSameShape,
+  attention,
+  matMulFrozenTransposed,
+  mulByConstant,
+  rmsNorm,
+  rotary,
+  sparseCrossEntropy,
+  swiGlu,
+  viewAs,
+} from "./fused-ops.js";
 
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu";
 export const BACKENDS: readonly BackendName[] = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"];
