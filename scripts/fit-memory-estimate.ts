@@ -22,9 +22,10 @@ await initBackend(values.backend);
 const NAMES: (keyof PassCoefficients)[] = ["hidden", "intermediate", "attention", "vocab", "weights"];
 const KINDS: PassKind[] = ["inference", "adapter", "full"];
 /**
- * What a pass holds at least, whatever the fit says (it sees T up to 512; a 30,000-token row is all attention): the
- * forward pass a layer's scores and probabilities at once (2 floats per head, query and key), the backward pass the
- * probabilities, their gradient and the scores' (3).
+ * What a pass holds at least, whatever the fit says (it sees T up to 512; a 30,000-token row is all attention), in
+ * floats per head, query and key: the backward pass the probabilities, their gradient and the scores' (3); the
+ * forward pass the scores and the probabilities (2; the softmax kernel's scratch, which tf.profile does not see,
+ * would make 3, but a sum of terms that high fits inference's max-of-phases peak worse on every shape measured).
  */
 const FLOORS: Record<PassKind, Partial<PassCoefficients>> = {
   inference: { attention: 2 },
@@ -38,7 +39,7 @@ interface Shape {
   seq: number;
 }
 
-/** Shapes in the ranges the estimate is meant for: C 64–256, I 128–1024, H 2–8, V 512–4096, T 32–512, batch 1–4, 2–4 layers. */
+/** Shapes in the ranges the estimate is meant for: C 32–256, I 128–1024, H 2–8, V 512–4096, T 32–512, batch 1–4, 2–4 layers. */
 function shapes(family: "llama" | "gpt2", count: number): Shape[] {
   const r = new Random(family === "llama" ? 1 : 2);
   const pick = <T>(xs: T[]) => xs[r.int(xs.length)]!;

@@ -116,6 +116,38 @@ for (const backend of ["wasm", "cpu"]) {
   });
 }
 
+/** softmax(scale · q kᵀ + bias) v in tfjs's own ops, differentiated by tfjs: the reference for `attention`. */
+const plainAttention = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor, scale: number) =>
+  tf.matMul(tf.softmax(tf.matMul(q, k, false, true).mul(scale).add(bias)), v);
+
+for (const backend of ["wasm", "cpu"]) {
+  test(`attention on ${backend}: values and gradients equal tfjs's ops and autograd, with and without the kernels, T ≠ S and a broadcast mask included`, () => {
+    for (const [t, s, maskRows] of [
+      [5, 6, 2],
+      [3, 7, 2], // a KV cache's shape: fewer queries than keys
+      [5, 6, 1], // a mask broadcast over the batch: not the fused kernel's layout
+    ] as const) {
+      const r = new Random(10 * t + s + maskRows);
+      const inputs = [operand([2, 3, t, 4], r, 3), operand([2, 3, s, 4], r, 3), operand([2, 3, s, 4], r)];
+      const args = [...inputs, operand([2 * 3 * t * 4], r)];
+      const withF = (f: Case["f"]): Case => ({ name: "attention", inputs: () => inputs, f, wrt: [0, 1, 2] });
+      const ours = withF((q, k, v) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, causalBias(maskRows, t, s), 0.3));
+      const reference = on(backend, args, valueAndGrads(withF((q, k, v) => plainAttention(q!, k!, v!, causalBias(maskRows, t, s), 0.3))));
+      for (const without of [[], ALL_KERNELS]) {
+        const got = on(backend, args, valueAndGrads(ours), without);
+        const where = `${t} × ${s}, mask rows ${maskRows}, ${without.length ? "without" : "with"} the kernels`;
+        ["value", "gradient of q", "gradient of k", "gradient of v"].forEach((what, i) =>
+          assertClose(got[i]!, reference[i]!, `${where}: ${what}`),
+        );
+        assert.ok(
+          got[2]!.some((g) => g !== 0),
+          `${where}: k gets a gradient`,
+        );
+      }
+    }
+  });
+}
+
 test("the fused cross-entropy rejects a label outside the vocabulary", () => {
   const x = tf.zeros([1, 3, 4]) as tf.Tensor3D;
   const y = tf.tensor2d([[0, 4, 1]], [1, 3], "int32");

@@ -121,12 +121,19 @@ export function swiGlu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
 export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D, scale: number): tf.Tensor4D {
   const [b, , t] = q.shape;
   const s = k.shape[2];
-  const fits = bias.shape[0] === b && bias.shape[1] === 1 && bias.shape[2] === t && bias.shape[3] === s;
-  if (!fits || !hasKernel(KERNELS.maskedSoftmax)) {
-    return tf.matMul(tf.softmax(tf.matMul(q, k, false, true).mul(scale).add(bias)), v) as tf.Tensor4D;
-  }
+  const fused =
+    hasKernel(KERNELS.maskedSoftmax) && bias.shape[0] === b && bias.shape[1] === 1 && bias.shape[2] === t && bias.shape[3] === s;
+  // The fused kernels where they run, else tfjs ops (and their gradient's arithmetic): the same memory either way.
   const probabilities = (qs: tf.Tensor, ks: tf.Tensor, mask: tf.Tensor) =>
-    tf.tidy(() => run(KERNELS.maskedSoftmax, { scores: tf.matMul(qs, ks, false, true), bias: mask }, { scale })[0]!); // [B, H, T, S]
+    tf.tidy(() => {
+      const scores = tf.matMul(qs, ks, false, true); // [B, H, T, S]
+      return fused ? run(KERNELS.maskedSoftmax, { scores, bias: mask }, { scale })[0]! : tf.softmax(scores.mul(scale).add(mask));
+    });
+  const softmaxGrad = (p: tf.Tensor, dp: tf.Tensor) => {
+    if (fused) return run(KERNELS.maskedSoftmaxGrad, { p, dy: dp }, { scale })[0]!;
+    const pdp = p.mul(dp);
+    return pdp.sub(pdp.sum(-1, true).mul(p)).mul(scale);
+  };
   const attend = op<tf.Tensor4D>((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([qi, ki, vi, bias]);
     const p = probabilities(qi, ki, bias);
@@ -134,12 +141,14 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: 
     p.dispose();
     return {
       value,
-      // The gradients of tfjs's two BatchMatMuls and the softmax, in their order.
+      // The gradients of tfjs's two BatchMatMuls and the softmax, in their order; each [B, H, T, S] goes once read.
       gradFunc: (dy, [sq, sk, sv, sb]) =>
         tf.tidy(() => {
           const p = probabilities(sq!, sk!, sb!);
           const dv = tf.matMul(p, dy, true, false); // [B, H, S, D]
-          const dScores = run(KERNELS.maskedSoftmaxGrad, { p, dy: tf.matMul(dy, sv!, false, true) }, { scale })[0]!; // [B, H, T, S]
+          const dp = tf.matMul(dy, sv!, false, true); // [B, H, T, S]
+          const dScores = softmaxGrad(p, dp);
+          tf.dispose([p, dp]);
           return [tf.matMul(dScores, sk!), tf.matMul(dScores, sq!, true, false), dv];
         }),
     };

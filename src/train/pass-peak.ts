@@ -32,14 +32,15 @@ export async function measurePassPeak(model: CausalLM, mode: MeasuredPass, batch
     "int32",
   );
   const checkpointing = mode === "adapter-checkpointed";
+  const parameters = [...model.namedParameters()].map(([, p]) => p);
+  const wasTrainable = parameters.map((p) => p.trainable); // before LoRA freezes the base
   const peft = mode.startsWith("adapter")
     ? PeftModel.create(model, { r: 8, targets: "all-linear" }, { adapterName: "measured" })
     : undefined;
-  const parameters = [...model.namedParameters()].map(([, p]) => p);
-  const wasTrainable = parameters.map((p) => p.trainable);
   if (!peft) for (const p of parameters) p.trainable = mode === "full";
   const vars = peft ? peft.trainableParameters().map(([, p]) => p) : parameters;
   const forward = peft ?? model;
+  const c = checkpointing ? new ActivationCheckpointing() : undefined;
   try {
     const start = tf.memory().numBytes;
     const estimate = passBytes(
@@ -50,18 +51,17 @@ export async function measurePassPeak(model: CausalLM, mode: MeasuredPass, batch
     const profile = await tf.profile(() => {
       if (mode === "inference") tf.dispose(tf.tidy(() => tokenNll(forward.forward(ids), ids)));
       else {
-        const c = checkpointing ? new ActivationCheckpointing() : undefined;
         const { value, grads } = tf.variableGrads(
           () => tf.tidy(() => tokenNll(forward.forward(ids, { checkpointing: c }), ids).nll.mean() as tf.Scalar),
           vars,
         );
-        c?.dispose();
         tf.dispose([value, ...Object.values(grads)]);
       }
       return [];
     });
     return { estimate, measured: profile.peakBytes - start };
   } finally {
+    c?.dispose();
     ids.dispose();
     peft?.deleteAdapter("measured");
     parameters.forEach((p, i) => (p.trainable = wasTrainable[i]!));
