@@ -6,7 +6,7 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { initBackend, maskedSoftmax, rmsNorm, rotary, swiGlu, tf } from "../src/backend/index.js";
+import { attention, initBackend, rmsNorm, rotary, swiGlu, tf } from "../src/backend/index.js";
 import { simdKernels } from "../src/backend/simd-kernels.js";
 import { Heap, type WasmBackend } from "../src/backend/wasm-heap.js";
 import { Random } from "../src/core/random.js";
@@ -78,17 +78,18 @@ const CASES: { name: string; inputs: (r: Random) => Operand[]; f: (...xs: tf.Ten
   { name: "rotary, head dim 2", inputs: (r) => [operand([2, 5, 2], r)], f: (x) => rotary(x!, ...tables(2, 5)) },
   { name: "SwiGLU, 39 elements", inputs: (r) => [operand([3, 13], r, 12), operand([3, 13], r)], f: (g, u) => swiGlu(g!, u!) },
   {
-    name: "masked softmax, width 7, causal mask of −1e9",
-    inputs: (r) => [operand([2, 3, 5, 7], r, 3)],
-    f: (s) => {
-      const allowed = Array.from({ length: 35 }, (_, k) => (k % 7 <= Math.floor(k / 7) + 2 ? 0 : -1e9));
-      return maskedSoftmax(s as tf.Tensor4D, tf.tensor4d(allowed, [1, 1, 5, 7]).tile([2, 1, 1, 1]) as tf.Tensor4D, 0.7);
+    name: "attention's masked softmax, width 7, causal mask of −1e9",
+    inputs: (r) => [operand([2, 3, 5, 4], r, 3), operand([2, 3, 7, 4], r, 3), operand([2, 3, 7, 4], r)],
+    f: (q, k, v) => {
+      const allowed = Array.from({ length: 35 }, (_, i) => (i % 7 <= Math.floor(i / 7) + 2 ? 0 : -1e9));
+      const bias = tf.tensor4d(allowed, [1, 1, 5, 7]).tile([2, 1, 1, 1]) as tf.Tensor4D;
+      return attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, bias, 0.7);
     },
   },
   {
-    name: "masked softmax, width 7",
-    inputs: (r) => [operand([2, 3, 7, 7], r, 3)],
-    f: (s) => maskedSoftmax(s as tf.Tensor4D, tf.zeros([2, 1, 7, 7]) as tf.Tensor4D, 0.7),
+    name: "attention's masked softmax, width 7",
+    inputs: (r) => [operand([2, 3, 7, 4], r, 3), operand([2, 3, 7, 4], r, 3), operand([2, 3, 7, 4], r)],
+    f: (q, k, v) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, tf.zeros([2, 1, 7, 7]) as tf.Tensor4D, 0.7),
   },
 ];
 
