@@ -12,8 +12,7 @@ import { parseArgs } from "node:util";
 import { initBackend } from "../src/backend/index.js";
 import { Random } from "../src/core/random.js";
 import { randomModel } from "../src/cli/bench-setup.js";
-import { type PassCoefficients, PASSES, passTerms, projectionElements, type PassKind } from "../src/models/memory-estimate.js";
-import { PeftModel } from "../src/lora/peft-model.js";
+import { type PassCoefficients, PASSES, type PassKind, type PassTerms, termsBytes } from "../src/models/memory-estimate.js";
 import { measurePassPeak } from "../src/train/pass-peak.js";
 
 const { values } = parseArgs({ options: { shapes: { type: "string", default: "48" }, backend: { type: "string", default: "wasm" } } });
@@ -91,12 +90,12 @@ function solve(a: number[][], b: number[]): number[] {
   return m.map((row, i) => row[n]! / row[i]!);
 }
 
-type Row = { fixed: number; per: PassCoefficients; measured: number };
+type Row = PassTerms & { measured: number };
 
 /** min Σ w·((fixed + Σ k·per − measured) / measured)² over k ≥ 0: refit without the coefficients that come out negative. */
 function weightedFit(allRows: Row[], weights: number[], floors: Partial<PassCoefficients>): PassCoefficients {
   // The floors are physical: moved into the fixed part, the fit adds to them.
-  const rows = allRows.map((row) => ({ ...row, fixed: row.fixed + NAMES.reduce((s, name) => s + (floors[name] ?? 0) * row.per[name], 0) }));
+  const rows = allRows.map((row) => ({ ...row, fixed: termsBytes(row, floors) }));
   let free = NAMES.filter((name) => rows.some((row) => row.per[name] > 0));
   for (;;) {
     const ata = free.map(() => free.map(() => 0));
@@ -119,8 +118,7 @@ function weightedFit(allRows: Row[], weights: number[], floors: Partial<PassCoef
   }
 }
 
-const ratio = (k: PassCoefficients, { fixed, per, measured }: Row) =>
-  (fixed + NAMES.reduce((s, name) => s + k[name] * per[name], 0)) / measured;
+const ratio = (k: PassCoefficients, row: Row) => termsBytes(row, k) / row.measured;
 
 /**
  * The coefficients whose worst relative error is least (Lawson's reweighting of least squares: each round weighs
@@ -145,11 +143,7 @@ for (const family of ["llama", "gpt2"] as const) {
   for (const shape of shapes(family, Number(values.shapes))) {
     const model = randomModel(shape.config);
     for (const kind of KINDS) {
-      const { measured: bytes } = await measurePassPeak(model, kind, shape.batch, shape.seq);
-      // The adapter's estimate counts the weights a LoRA model computes with, as measurePassPeak's adapter does.
-      const peft = kind === "adapter" ? PeftModel.create(model, { r: 8, targets: "all-linear" }, { adapterName: "terms" }) : undefined;
-      const terms = passTerms(model.config, shape, { kind, ...projectionElements(peft ?? model) });
-      peft?.deleteAdapter("terms");
+      const { terms, measured: bytes } = await measurePassPeak(model, kind, shape.batch, shape.seq);
       measured[kind].push({ ...terms, measured: bytes });
     }
     model.dispose();

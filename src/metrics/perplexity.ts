@@ -10,8 +10,7 @@ import { UserError } from "../core/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { collate, disposeBatch, type Example } from "../data/batch.js";
 import { IGNORE_INDEX, tokenNll } from "../models/loss.js";
-import { ensureFits } from "../backend/memory.js";
-import { passBytes, projectionElements } from "../models/memory-estimate.js";
+import { ensureForwardFits } from "../models/memory-estimate.js";
 
 export interface PerplexityScore {
   /** Mean NLL per scored token (nats). */
@@ -94,12 +93,10 @@ const windowLength = check<number>(
 function checkWindowsFit(model: CausalLM, all: Window[], batchSize: number): void {
   const seq = all.reduce((longest, w) => Math.max(longest, w.inputIds.length), 0);
   const batch = Math.min(batchSize, all.length);
-  const bytes = passBytes(model.config, { batch, seq }, { kind: "inference", ...projectionElements(model) });
-  ensureFits(
-    `perplexity: a batch of ${batch} window${batch === 1 ? "" : "s"} of ${seq} tokens`,
-    [{ what: "activations", bytes }],
-    ["a smaller --batch (batchSize)", "shorter windows: --max-length (maxLength), with --stride (stride) for overlap"],
-  );
+  ensureForwardFits(model, { batch, seq }, `perplexity: a batch of ${batch} window${batch === 1 ? "" : "s"} of ${seq} tokens`, [
+    "a smaller --batch (batchSize)",
+    "shorter windows: --max-length (maxLength), with --stride (stride) for overlap",
+  ]);
 }
 
 /** The windows a perplexity run scores, in the batches they run in (what one thread or every core computes alike). */

@@ -5,8 +5,7 @@ import { positiveInt, validate } from "../core/check.js";
 import { UserError } from "../core/errors.js";
 import { Random } from "../core/random.js";
 import { sampleToken, type SamplingOptions } from "./sampling.js";
-import { ensureFits } from "../backend/memory.js";
-import { passBytes, projectionElements } from "./memory-estimate.js";
+import { ensureForwardFits } from "./memory-estimate.js";
 
 export interface GenerationOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -42,8 +41,7 @@ export function generate(model: CausalLM, prompt: number[], options: GenerationO
     );
   }
   // The prompt's forward pass is the largest (its attention is prompt² per head): it must fit before it runs.
-  const bytes = passBytes(model.config, { batch: 1, seq: prompt.length }, { kind: "inference", ...projectionElements(model) });
-  ensureFits(`generate: a prompt of ${prompt.length} tokens`, [{ what: "activations", bytes }], ["a shorter prompt"]);
+  ensureForwardFits(model, { batch: 1, seq: prompt.length }, `generate: a prompt of ${prompt.length} tokens`, ["a shorter prompt"]);
   const random = new Random(options.seed ?? 0);
   const eos = new Set(options.eosTokenIds ?? []);
   const cache = new KVCache(model.config.numLayers);

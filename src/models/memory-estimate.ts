@@ -3,6 +3,7 @@
  * config.json alone), and the tensors a forward pass or a training step adds on top (per token, fitted to what
  * tf.profile measures; test/memory-checks.test.ts keeps each estimate within a stated factor of the measured peak).
  */
+import { ensureFits } from "../backend/memory.js";
 import type { QuantizeFormat } from "../quant/frozen-weight.js";
 import { nf4ByteLength } from "../quant/nf4.js";
 import { Conv1D, Linear } from "../nn/layers.js";
@@ -128,30 +129,47 @@ export interface PassOptions {
 
 /** Estimated bytes of tensors a pass adds on top of the weights. */
 export function passBytes(config: ModelConfig, shape: PassShape, options: PassOptions): number {
-  const k = PASSES[config.family][options.kind];
-  const { fixed, per } = passTerms(config, shape, options);
-  return fixed + (Object.keys(per) as (keyof PassCoefficients)[]).reduce((sum, name) => sum + k[name] * per[name], 0);
+  return termsBytes(passTerms(config, shape, options), PASSES[config.family][options.kind]);
 }
 
-/** passBytes as `fixed` + Σ coefficient · per[coefficient]: what scripts/fit-memory-estimate.ts fits the coefficients to. */
-export function passTerms(config: ModelConfig, { batch, seq }: PassShape, options: PassOptions): { fixed: number; per: PassCoefficients } {
+/** A pass's estimate as `fixed` + Σ coefficient · per[coefficient]: what scripts/fit-memory-estimate.ts fits. */
+export interface PassTerms {
+  fixed: number;
+  per: PassCoefficients;
+}
+
+/** `terms` priced by `k` (a coefficient it lacks counts 0). */
+export function termsBytes({ fixed, per }: PassTerms, k: Partial<PassCoefficients>): number {
+  return fixed + (Object.keys(per) as (keyof PassCoefficients)[]).reduce((sum, name) => sum + (k[name] ?? 0) * per[name], 0);
+}
+
+export function passTerms(config: ModelConfig, { batch, seq }: PassShape, options: PassOptions): PassTerms {
   const { numLayers, hiddenSize } = config;
   const bytesPerToken = 4 * batch * seq;
   const training = options.kind !== "inference";
-  // Inference holds every layer's output but one layer's intermediates; training every layer's (or one and the inputs).
-  const layers = !training ? 1 : (options.checkpointing ? 1 : numLayers) + 0.5;
+  // Training holds every layer's activations (or with checkpointing one layer's and every layer's input) and half
+  // a layer more; inference every layer's output but one layer's intermediates.
+  const trainingLayers = (options.checkpointing ? 1 : numLayers) + 0.5;
+  const outputs = training ? trainingLayers : numLayers;
+  const intermediates = training ? trainingLayers : 1;
   const inputs = training && options.checkpointing ? numLayers * hiddenSize : 0;
   return {
     fixed: bytesPerToken * inputs + 12 * (options.largestCompact ?? 0),
     per: {
-      hidden: bytesPerToken * (training ? layers : numLayers) * hiddenSize,
-      intermediate: bytesPerToken * layers * config.intermediateSize,
+      hidden: bytesPerToken * outputs * hiddenSize,
+      intermediate: bytesPerToken * intermediates * config.intermediateSize,
       // One layer's scores and probabilities at a time: no pass keeps them (the backward pass computes them again).
       attention: bytesPerToken * config.numHeads * seq,
       vocab: bytesPerToken * config.vocabSize,
       weights: 4 * options.float32Weights,
     },
   };
+}
+
+/** Refuses a forward pass without gradients of `shape` (an evaluation batch, a prompt) that the backend cannot hold. */
+export function ensureForwardFits(model: CausalLM, shape: PassShape, task: string, remedies: readonly string[]): void {
+  const bytes = passBytes(model.config, shape, { kind: "inference", ...projectionElements(model) });
+  ensureFits(task, [{ what: "activations", bytes }], remedies);
 }
 
 /** What passBytes needs to know of a loaded model: its float32 projection and head elements, its largest compact projection. */

@@ -5,7 +5,7 @@
 import { tf } from "../backend/index.js";
 import { Random } from "../core/random.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import { passBytes, projectionElements, type PassKind } from "../models/memory-estimate.js";
+import { PASSES, passTerms, projectionElements, termsBytes, type PassKind, type PassTerms } from "../models/memory-estimate.js";
 import { tokenNll } from "../models/loss.js";
 import { PeftModel } from "../lora/peft-model.js";
 import { ActivationCheckpointing } from "../nn/checkpointing.js";
@@ -14,8 +14,9 @@ import { ActivationCheckpointing } from "../nn/checkpointing.js";
 export type MeasuredPass = PassKind | "adapter-checkpointed";
 
 export interface PassPeak {
-  /** passBytes' estimate for the same pass. */
+  /** passBytes' estimate for the same pass, and the terms it prices. */
   estimate: number;
+  terms: PassTerms;
   /** tf.profile's peak bytes minus the bytes alive before the pass. */
   measured: number;
 }
@@ -43,11 +44,8 @@ export async function measurePassPeak(model: CausalLM, mode: MeasuredPass, batch
   const c = checkpointing ? new ActivationCheckpointing() : undefined;
   try {
     const start = tf.memory().numBytes;
-    const estimate = passBytes(
-      model.config,
-      { batch, seq },
-      { kind: peft ? "adapter" : (mode as PassKind), checkpointing, ...projectionElements(forward) },
-    );
+    const kind: PassKind = peft ? "adapter" : (mode as PassKind);
+    const terms = passTerms(model.config, { batch, seq }, { kind, checkpointing, ...projectionElements(forward) });
     const profile = await tf.profile(() => {
       if (mode === "inference") tf.dispose(tf.tidy(() => tokenNll(forward.forward(ids), ids)));
       else {
@@ -59,7 +57,7 @@ export async function measurePassPeak(model: CausalLM, mode: MeasuredPass, batch
       }
       return [];
     });
-    return { estimate, measured: profile.peakBytes - start };
+    return { estimate: termsBytes(terms, PASSES[model.config.family][kind]), terms, measured: profile.peakBytes - start };
   } finally {
     c?.dispose();
     ids.dispose();
