@@ -8,7 +8,7 @@ import { attention, initBackend, KERNELS, rmsNorm, rotary, swiGlu, tf } from "..
 import { causalLmLoss, IGNORE_INDEX, tokenNll } from "../src/models/loss.js";
 import { RotaryEmbedding } from "../src/models/rope.js";
 import { Random } from "../src/core/random.js";
-import { assertClose, on, operand, type Operand } from "./helpers/backends.js";
+import { assertClose, causalBias, on, operand, type Operand } from "./helpers/backends.js";
 
 before(async () => {
   await initBackend("cpu"); // registers the fused kernels for cpu too
@@ -62,12 +62,6 @@ const CASES: Case[] = [
 function tablesAt(start: number, length: number): [tf.Tensor2D, tf.Tensor2D] {
   const { cos, sin } = new RotaryEmbedding(8, 10000, null).tables(start, length);
   return [cos, sin];
-}
-
-/** 0 where key j ≤ query i + (keys − queries), −1e9 elsewhere, for every batch row: [B, 1, T, S]. */
-function causalBias(batch: number, queries: number, keys: number): tf.Tensor4D {
-  const values = Array.from({ length: queries * keys }, (_, k) => (k % keys <= Math.floor(k / keys) + keys - queries ? 0 : -1e9));
-  return tf.tensor4d(values, [1, 1, queries, keys]).tile([batch, 1, 1, 1]) as tf.Tensor4D;
 }
 
 /** The op's value and its gradients with respect to `wrt` (weighted by fixed random numbers, so every output counts). */

@@ -37,3 +37,9 @@ export function assertClose(actual: Float32Array, expected: Float32Array, what: 
   for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / (1 + Math.abs(expected[i]!)));
   assert.ok(worst <= tolerance, `${what}: largest relative difference ${worst}`);
 }
+
+/** 0 where key j ≤ query i + (keys − queries), −1e9 elsewhere, for every batch row: [B, 1, T, S]. */
+export function causalBias(batch: number, queries: number, keys: number): tf.Tensor4D {
+  const values = Array.from({ length: queries * keys }, (_, k) => (k % keys <= Math.floor(k / keys) + keys - queries ? 0 : -1e9));
+  return tf.tensor4d(values, [1, 1, queries, keys]).tile([batch, 1, 1, 1]) as tf.Tensor4D;
+}
